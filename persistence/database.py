@@ -1,0 +1,202 @@
+"""Connections and transactions on SQLite or PostgreSQL, through the raw DB-API drivers.
+
+Why raw drivers: on the hot path SQLAlchemy's per-statement overhead costs more than SQLite
+itself. Statements are plain SQL text with `:name` parameters, converted once per dialect.
+One connection per thread (and per process: a forked child opens its own).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from persistence.errors import Conflict, DatabaseError, DatabaseUnavailable, UnsupportedDatabase
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Database:
+    """A database URL plus the settings the engine needs; hands out per-thread connections."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            self.dialect = "sqlite"
+            self.path = parsed.database or ":memory:"
+            if self.path == ":memory:":
+                raise UnsupportedDatabase(
+                    "in-memory SQLite cannot be shared between connections; use a file path"
+                )
+            sync = sqlite_synchronous.upper()
+            if sync not in SQLITE_SYNCHRONOUS:
+                raise UnsupportedDatabase(
+                    f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, got {sqlite_synchronous!r}"
+                )
+            self.synchronous = sync
+        elif backend == "postgresql":
+            self.dialect = "postgresql"
+            self.conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        else:
+            raise UnsupportedDatabase(
+                f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
+            )
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+
+    # SQL text ------------------------------------------------------------------------------------
+    def sql(self, text: str) -> str:
+        """Convert `:name` parameters to the driver's style (once, at statement build time)."""
+        if self.dialect == "postgresql":
+            return _NAMED.sub(r"%(\1)s", text.replace("%", "%%"))
+        return text
+
+    def ts(self, when: datetime) -> Any:
+        """A timestamp as the driver stores it: SQLite gets sortable UTC text."""
+        if self.dialect == "sqlite":
+            return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return when
+
+    def from_ts(self, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    # Connections ---------------------------------------------------------------------------------
+    def connection(self) -> Any:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def _connect(self) -> Any:
+        try:
+            if self.dialect == "sqlite":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self.busy_timeout_ms / 1000,
+                )
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                return conn
+            import psycopg
+
+            return psycopg.connect(self.conninfo, autocommit=False, connect_timeout=10)
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def discard(self) -> None:
+        """Drop this thread's connection (after a connection error, or on close)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
+
+    close = discard
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN.
+
+        Any exception rolls back; driver errors come out as `DatabaseError` subclasses,
+        anything else (an action's error) unchanged.
+        """
+        conn = self.connection()
+        cur = None
+        try:
+            cur = conn.cursor()
+            if self.dialect == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            conn.commit() if self.dialect == "postgresql" else cur.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(conn)
+            translated = _translate(exc)
+            if isinstance(translated, DatabaseUnavailable):
+                self.discard()
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def _rollback(self, conn: Any) -> None:
+        try:
+            if self.dialect == "sqlite":
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            else:
+                conn.rollback()
+        except Exception:
+            self.discard()
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read: SQLite reads outside a transaction; PostgreSQL one that is closed at once."""
+        conn = self.connection()
+        try:
+            cur = conn.cursor()
+            yield cur
+            if self.dialect == "postgresql":
+                conn.commit()
+        except BaseException as exc:
+            self._rollback(conn)
+            translated = _translate(exc)
+            if isinstance(translated, DatabaseUnavailable):
+                self.discard()
+            if translated is exc:
+                raise
+            raise translated from exc
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Map driver exceptions to ours; leave everything else alone."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
+        msg = str(exc).lower()
+        if "locked" in msg or "busy" in msg or "unable to open" in msg or "disk i/o" in msg:
+            return DatabaseUnavailable(str(exc))
+        return DatabaseError(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(str(exc))
+    try:
+        import psycopg
+        from psycopg import errors as pg
+    except ImportError:  # pragma: no cover - PostgreSQL extra not installed
+        return exc
+    if isinstance(exc, pg.UniqueViolation):
+        return Conflict(str(exc))
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | pg.SerializationFailure
+        | pg.DeadlockDetected
+        | pg.AdminShutdown
+        | pg.CannotConnectNow,
+    ):
+        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
+    if isinstance(exc, psycopg.InterfaceError):
+        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
+    if isinstance(exc, psycopg.Error):
+        return DatabaseError(str(exc).strip())
+    return exc

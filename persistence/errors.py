@@ -1,0 +1,22 @@
+"""Storage errors, independent of the engine (which wraps them in its own typed errors)."""
+
+from __future__ import annotations
+
+
+class DatabaseError(Exception):
+    """The database refused a statement."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The connection failed, dropped, or a lock could not be had in time: retry later.
+
+    The transaction did not commit, so nothing is half-written.
+    """
+
+
+class Conflict(DatabaseError):
+    """A unique key is already taken (an id, an idempotency key, a token)."""
+
+
+class UnsupportedDatabase(DatabaseError, ValueError):
+    """The URL names a database this engine does not run on."""

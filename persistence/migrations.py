@@ -1,0 +1,94 @@
+"""Versioned schema set-up: check first, migrate under a lock, never drop.
+
+Many processes may start at once (web workers, `statemachines worker` x N). DDL takes locks on
+PostgreSQL even when it is a no-op (`CREATE INDEX IF NOT EXISTS`) and would queue behind running
+workers, so the common case reads `sm_schema.version` and does nothing else. Only when the schema
+is behind do we take an advisory lock (SQLite: `BEGIN IMMEDIATE`), re-check, and apply the missing
+steps in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable, Table
+
+from persistence import tables as t
+from persistence.database import Database
+
+_ADVISORY_KEY = 0x5354_4D41  # "STMA"
+
+
+def _create(tables: list[Table]) -> Callable[[Database, Any], None]:
+    def step(db: Database, cur: Any) -> None:
+        dialect = postgresql.psycopg.dialect() if db.dialect == "postgresql" else sqlite.dialect()
+        for table in tables:
+            cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+            for index in sorted(table.indexes, key=lambda i: i.name or ""):
+                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
+
+    return step
+
+
+#: Step N brings the schema from version N-1 to N. Append; never edit a released step.
+MIGRATIONS: list[Callable[[Database, Any], None]] = [
+    _create(
+        [
+            t.SchemaVersion.__table__,  # type: ignore[list-item]
+            t.DefinitionRow.__table__,  # type: ignore[list-item]
+            t.InstanceRow.__table__,  # type: ignore[list-item]
+            t.HistoryRow.__table__,  # type: ignore[list-item]
+            t.ReceiptRow.__table__,  # type: ignore[list-item]
+            t.TimerRow.__table__,  # type: ignore[list-item]
+            t.EffectRow.__table__,  # type: ignore[list-item]
+            t.EffectAttemptRow.__table__,  # type: ignore[list-item]
+            t.TokenUseRow.__table__,  # type: ignore[list-item]
+        ]
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(db: Database, cur: Any) -> int:
+    if db.dialect == "postgresql":
+        cur.execute("SELECT to_regclass('sm_schema') IS NOT NULL")
+    else:
+        cur.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='sm_schema'")
+    if not cur.fetchone()[0]:
+        return 0
+    cur.execute("SELECT version FROM sm_schema WHERE id = 1")
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(db: Database) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; returns the number of steps applied."""
+    with db.read() as cur:
+        if current_version(db, cur) == SCHEMA_VERSION:
+            return 0
+    with db.transaction() as cur:
+        if db.dialect == "postgresql":
+            cur.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
+        found = current_version(db, cur)
+        if found > SCHEMA_VERSION:
+            from persistence.errors import DatabaseError
+
+            raise DatabaseError(
+                f"database schema version {found} is newer than this code ({SCHEMA_VERSION});"
+                " upgrade statemachines"
+            )
+        for step in MIGRATIONS[found:]:
+            step(db, cur)
+        now = db.ts(datetime.now(UTC))
+        params = {"v": SCHEMA_VERSION, "now": now}
+        if found == 0:
+            cur.execute(
+                db.sql("INSERT INTO sm_schema (id, version, migrated_at) VALUES (1, :v, :now)"),
+                params,
+            )
+        else:
+            cur.execute(db.sql("UPDATE sm_schema SET version = :v, migrated_at = :now WHERE id = 1"), params)
+        return SCHEMA_VERSION - found

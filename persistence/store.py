@@ -1,0 +1,300 @@
+"""Every SQL statement the engine runs, written once and converted once per dialect.
+
+Methods take an open cursor so the caller decides the transaction; nothing here knows what a
+state machine is: ids, names, JSON text and timestamps go in and come out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from persistence.database import Database
+
+INSTANCE_COLUMNS = (
+    "id, machine, definition_version, state, context, status, version, entered_seq,"
+    " created_at, updated_at, last_seq"
+)
+HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
+
+# On PostgreSQL a row lock that had to wait re-reads the locked row (so `last_seq` is fresh) but
+# not the receipt subquery; a receipt missed that way fails on its unique key and the engine
+# retries the event, which then finds it.
+_LOCK = (
+    f"SELECT {INSTANCE_COLUMNS},"
+    " (SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
+    " FROM sm_instances i WHERE i.id = :id"
+)
+
+_SQL = {
+    "insert_definition": "INSERT INTO sm_definitions (name, version, spec, created_at)"
+    " VALUES (:name, :version, :spec, :now) ON CONFLICT DO NOTHING",
+    "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
+    "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name"
+    " ORDER BY created_at DESC LIMIT 1",
+    "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
+    " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
+    "update_instance": "UPDATE sm_instances SET state = :state, context = :context,"
+    " status = :status, version = :version, entered_seq = :entered_seq, last_seq = :seq,"
+    " definition_version = :dv, updated_at = :now WHERE id = :id",
+    "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
+    "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
+    " WHERE id = :id",
+    "get_instance": f"SELECT {INSTANCE_COLUMNS} FROM sm_instances WHERE id = :id",
+    "insert_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS})"
+    " VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context, :actor, :now,"
+    " :outcome, :reason)",
+    "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
+    "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at)"
+    " VALUES (:id, :key, :seq, :result, :now)",
+    "delete_timers": "DELETE FROM sm_timers WHERE instance_id = :id",
+    "insert_timer": "INSERT INTO sm_timers (instance_id, entered_seq, state, event, fire_at)"
+    " VALUES (:id, :entered_seq, :state, :event, :fire_at)",
+    "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', updated_at = :now"
+    " WHERE instance_id = :id AND status IN ('pending', 'running')",
+    "insert_effect": "INSERT INTO sm_effects (instance_id, entered_seq, state, name, key, status,"
+    " attempt, next_at, updated_at) VALUES (:id, :entered_seq, :state, :name, :key, 'pending',"
+    " 0, :now, :now)",
+    "timers_of": "SELECT event, state, fire_at FROM sm_timers WHERE instance_id = :id ORDER BY fire_at",
+    "effects_of": "SELECT name, state, status, attempt, next_at, last_error FROM sm_effects"
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed') ORDER BY id",
+}
+
+
+class Store:
+    """The engine's statements for one database, prepared as text at construction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        pg = db.dialect == "postgresql"
+        self.sql = {name: db.sql(text) for name, text in _SQL.items()}
+        self.sql["lock"] = db.sql(_LOCK + (" FOR UPDATE" if pg else ""))
+        self._list_cache: dict[tuple[bool, bool, bool], str] = {}
+
+    # definitions -----------------------------------------------------------------------------
+    def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
+        cur.execute(
+            self.sql["insert_definition"],
+            {"name": name, "version": version, "spec": spec, "now": self.db.ts(now)},
+        )
+
+    def definition_spec(self, cur: Any, name: str, version: str | None = None) -> str | None:
+        if version is None:
+            cur.execute(self.sql["latest_definition"], {"name": name})
+        else:
+            cur.execute(self.sql["get_definition"], {"name": name, "version": version})
+        row = cur.fetchone()
+        return row[0] if row else None
+
+    # instances -------------------------------------------------------------------------------
+    def lock_instance(self, cur: Any, instance_id: str, key: str | None) -> tuple[Any, ...] | None:
+        """The instance row locked for update, plus (last history seq, receipt for `key`)."""
+        cur.execute(self.sql["lock"], {"id": instance_id, "key": key})
+        return cur.fetchone()
+
+    def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:
+        cur.execute(self.sql["get_instance"], {"id": instance_id})
+        return cur.fetchone()
+
+    def insert_instance(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        dv: str,
+        state: str,
+        context: str,
+        status: str,
+        now: datetime,
+    ) -> None:
+        cur.execute(
+            self.sql["insert_instance"],
+            {
+                "id": instance_id,
+                "machine": machine,
+                "dv": dv,
+                "state": state,
+                "context": context,
+                "status": status,
+                "now": self.db.ts(now),
+            },
+        )
+
+    def update_instance(
+        self,
+        cur: Any,
+        instance_id: str,
+        dv: str,
+        state: str,
+        context: str,
+        status: str,
+        version: int,
+        entered_seq: int,
+        seq: int,
+        now: datetime,
+    ) -> None:
+        cur.execute(
+            self.sql["update_instance"],
+            {
+                "id": instance_id,
+                "dv": dv,
+                "state": state,
+                "context": context,
+                "status": status,
+                "version": version,
+                "entered_seq": entered_seq,
+                "seq": seq,
+                "now": self.db.ts(now),
+            },
+        )
+
+    def bump_seq(self, cur: Any, instance_id: str, seq: int) -> None:
+        """Take a history seq without touching the instance (a rejected event)."""
+        cur.execute(self.sql["bump_seq"], {"id": instance_id, "seq": seq})
+
+    def set_status(self, cur: Any, instance_id: str, status: str, seq: int, now: datetime) -> None:
+        cur.execute(
+            self.sql["set_status"],
+            {"id": instance_id, "status": status, "seq": seq, "now": self.db.ts(now)},
+        )
+
+    def list_instances(
+        self,
+        cur: Any,
+        machine: str | None,
+        state: str | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[tuple[Any, ...]]:
+        shape = (machine is not None, state is not None, status is not None)
+        sql = self._list_cache.get(shape)
+        if sql is None:
+            where = [
+                c
+                for c, on in zip(
+                    ("machine = :machine", "state = :state", "status = :status"), shape, strict=True
+                )
+                if on
+            ]
+            text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
+            if where:
+                text += " WHERE " + " AND ".join(where)
+            text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
+            sql = self._list_cache[shape] = self.db.sql(text)
+        cur.execute(
+            sql,
+            {
+                "machine": machine,
+                "state": state,
+                "status": status,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return cur.fetchall()
+
+    # history and receipts --------------------------------------------------------------------
+    def insert_history(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        seq: int,
+        event: str,
+        source: str | None,
+        target: str,
+        payload: str,
+        context: str,
+        actor: str | None,
+        now: datetime,
+        outcome: str,
+        reason: str | None = None,
+    ) -> None:
+        cur.execute(
+            self.sql["insert_history"],
+            {
+                "id": instance_id,
+                "machine": machine,
+                "seq": seq,
+                "event": event,
+                "source": source,
+                "target": target,
+                "payload": payload,
+                "context": context,
+                "actor": actor,
+                "now": self.db.ts(now),
+                "outcome": outcome,
+                "reason": reason,
+            },
+        )
+
+    def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["history"], {"id": instance_id})
+        return cur.fetchall()
+
+    def insert_receipt(
+        self, cur: Any, instance_id: str, key: str, seq: int, result: str, now: datetime
+    ) -> None:
+        cur.execute(
+            self.sql["insert_receipt"],
+            {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now)},
+        )
+
+    # timers and effects armed by a state entry -----------------------------------------------
+    def disarm(self, cur: Any, instance_id: str, timers: bool, effects: bool, now: datetime) -> None:
+        if timers:
+            cur.execute(self.sql["delete_timers"], {"id": instance_id})
+        if effects:
+            cur.execute(self.sql["cancel_effects"], {"id": instance_id, "now": self.db.ts(now)})
+
+    def arm_timers(
+        self,
+        cur: Any,
+        instance_id: str,
+        entered_seq: int,
+        state: str,
+        timers: Sequence[tuple[str, datetime]],
+    ) -> None:
+        for event, fire_at in timers:
+            cur.execute(
+                self.sql["insert_timer"],
+                {
+                    "id": instance_id,
+                    "entered_seq": entered_seq,
+                    "state": state,
+                    "event": event,
+                    "fire_at": self.db.ts(fire_at),
+                },
+            )
+
+    def arm_effects(
+        self,
+        cur: Any,
+        instance_id: str,
+        entered_seq: int,
+        state: str,
+        effects: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        for name, key in effects:
+            cur.execute(
+                self.sql["insert_effect"],
+                {
+                    "id": instance_id,
+                    "entered_seq": entered_seq,
+                    "state": state,
+                    "name": name,
+                    "key": key,
+                    "now": self.db.ts(now),
+                },
+            )
+
+    def timers_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["timers_of"], {"id": instance_id})
+        return cur.fetchall()
+
+    def effects_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["effects_of"], {"id": instance_id})
+        return cur.fetchall()

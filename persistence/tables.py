@@ -1,0 +1,139 @@
+"""The tables, as SQLModel classes. Persistence knows rows and JSON text, never machine semantics.
+
+Every table is prefixed `sm_` so the engine can share a database with an application.
+JSON (contexts, payloads, specs) is stored as text: portable, and cheaper to write than JSONB.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "sm_schema"
+    id: int = Field(default=1, primary_key=True)
+    version: int
+    migrated_at: datetime = Field(sa_column=_ts())
+
+
+class DefinitionRow(SQLModel, table=True):
+    __tablename__ = "sm_definitions"
+    name: str = Field(primary_key=True, max_length=200)
+    version: str = Field(primary_key=True, max_length=64)
+    spec: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class InstanceRow(SQLModel, table=True):
+    __tablename__ = "sm_instances"
+    __table_args__ = (
+        Index("ix_sm_instances_machine_state", "machine", "state"),
+        Index("ix_sm_instances_status", "status"),
+    )
+    id: str = Field(primary_key=True)
+    machine: str
+    definition_version: str
+    state: str
+    context: str = Field(sa_column=Column(Text, nullable=False))
+    status: str
+    version: int
+    entered_seq: int
+    last_seq: int
+    created_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class HistoryRow(SQLModel, table=True):
+    __tablename__ = "sm_history"
+    __table_args__ = (
+        Index("ix_sm_history_at", "at"),
+        Index("ix_sm_history_machine_target", "machine", "target"),
+    )
+    instance_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    machine: str
+    event: str
+    source: str | None = None
+    target: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    context: str = Field(sa_column=Column(Text, nullable=False))
+    actor: str | None = None
+    at: datetime = Field(sa_column=_ts())
+    outcome: str
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ReceiptRow(SQLModel, table=True):
+    """Idempotency receipts: the recorded result of an event sent with a key."""
+
+    __tablename__ = "sm_receipts"
+    instance_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    seq: int
+    result: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class TimerRow(SQLModel, table=True):
+    __tablename__ = "sm_timers"
+    __table_args__ = (
+        Index("ix_sm_timers_fire_at", "fire_at"),
+        Index("ix_sm_timers_instance", "instance_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str
+    entered_seq: int
+    state: str
+    event: str
+    fire_at: datetime = Field(sa_column=_ts())
+
+
+class EffectRow(SQLModel, table=True):
+    """The outbox: one row per effect per state entry; `key` is the idempotency key."""
+
+    __tablename__ = "sm_effects"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_sm_effects_key"),
+        Index("ix_sm_effects_due", "status", "next_at"),
+        Index("ix_sm_effects_instance", "instance_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str
+    entered_seq: int
+    state: str
+    name: str
+    key: str
+    status: str
+    attempt: int = 0
+    next_at: datetime = Field(sa_column=_ts())
+    lease_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class EffectAttemptRow(SQLModel, table=True):
+    __tablename__ = "sm_effect_attempts"
+    effect_id: int = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    instance_id: str = Field(index=True)
+    started_at: datetime = Field(sa_column=_ts())
+    duration_ms: float
+    ok: bool
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class TokenUseRow(SQLModel, table=True):
+    """Spent callback tokens, so that a token works once."""
+
+    __tablename__ = "sm_token_uses"
+    token_id: str = Field(primary_key=True)
+    instance_id: str
+    used_at: datetime = Field(sa_column=_ts())

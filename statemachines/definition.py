@@ -1,0 +1,271 @@
+"""Declaring machines in Python: `machine`, `state`, `transition`, `Effect`, `Retry`.
+
+The builders turn callables into names and hand a plain dict to `MachineSpec`, so a definition
+written in Python and one loaded from YAML go through the same validation and the same checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from statemachines.checks import find_problems
+from statemachines.durations import Duration, format_duration
+from statemachines.errors import DefinitionError, InvalidDuration
+from statemachines.registry import Registry
+from statemachines.spec import MachineSpec, RetrySpec
+
+Guard = Callable[[Any, Any], bool]
+Action = Callable[[Any, Any], Any]
+Ref = str | Callable[..., Any]
+Retry = RetrySpec
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One arrow: `transition("shipped", guard=paid, action=[record])`; target None is internal."""
+
+    target: str | None
+    guard: Ref | None = None
+    action: Ref | Sequence[Ref] | None = None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Work that talks to the outside world, run after commit by a worker, at least once."""
+
+    fn: Ref
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    name: str | None = None
+    lease: Duration = "5m"
+
+
+@dataclass(frozen=True)
+class State:
+    on: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[Duration, Any] = field(default_factory=dict)
+    on_enter: Ref | Sequence[Ref] | None = None
+    on_exit: Ref | Sequence[Ref] | None = None
+    effect: Effect | Sequence[Effect] | None = None
+    final: bool = False
+    description: str | None = None
+
+
+def transition(
+    target: str | None, *, guard: Ref | None = None, action: Ref | Sequence[Ref] | None = None
+) -> Transition:
+    return Transition(target, guard, action)
+
+
+def state(
+    *,
+    on: Mapping[str, Any] | None = None,
+    after: Mapping[Duration, Any] | None = None,
+    on_enter: Ref | Sequence[Ref] | None = None,
+    on_exit: Ref | Sequence[Ref] | None = None,
+    effect: Effect | Sequence[Effect] | None = None,
+    final: bool = False,
+    description: str | None = None,
+) -> State:
+    return State(on or {}, after or {}, on_enter, on_exit, effect, final, description)
+
+
+class Definition:
+    """A checked machine: its spec (names only), the callables those names mean, a version hash."""
+
+    def __init__(
+        self,
+        spec: MachineSpec,
+        callables: Mapping[str, Callable[..., Any]],
+        context_model: type[BaseModel] | None = None,
+        event_schemas: Mapping[str, type[BaseModel]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.callables = dict(callables)
+        self.context_model = context_model
+        self.event_schemas = dict(event_schemas or {})
+        problems = find_problems(spec, self.callables)
+        if context_model is not None and not (
+            isinstance(context_model, type) and issubclass(context_model, BaseModel)
+        ):
+            problems.append(f"context {context_model!r} is not a pydantic model class")
+        for event, schema in self.event_schemas.items():
+            if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+                problems.append(f"payload schema of event {event!r} is not a pydantic model class")
+        if problems:
+            raise DefinitionError(spec.name, problems)
+        self.version = hashlib.sha256(spec.canonical_json().encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_json(self) -> str:
+        return self.spec.to_json()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json", exclude_defaults=True)
+
+    def __repr__(self) -> str:
+        return f"<Definition {self.name!r} version {self.version}, {len(self.spec.states)} states>"
+
+    # Loading from data -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, registry: Mapping[str, Any] | None = None) -> Definition:
+        """Build from plain data (parsed YAML/JSON); every name must be in `registry`."""
+        registry = registry or Registry()
+        name = data.get("name", "?") if isinstance(data, dict) else "?"
+        if not isinstance(data, dict):
+            raise DefinitionError(str(name), [f"a definition must be a mapping, got {type(data).__name__}"])
+        try:
+            spec = MachineSpec.model_validate(data)
+        except ValidationError as exc:
+            raise DefinitionError(str(name), _pydantic_problems(exc)) from None
+        return _resolve(spec, registry)
+
+
+def _resolve(spec: MachineSpec, registry: Mapping[str, Any]) -> Definition:
+    problems: list[str] = []
+    context_model = None
+    if spec.context is not None:
+        context_model = registry.get(spec.context)
+        if context_model is None:
+            problems.append(f"context model {spec.context!r} is not in the registry")
+    schemas: dict[str, type[BaseModel]] = {}
+    for event, ref in spec.events.items():
+        if ref in registry:
+            schemas[event] = registry[ref]
+        else:
+            problems.append(f"payload schema {ref!r} of event {event!r} is not in the registry")
+    callables = {n: registry[n] for n in spec.callable_names() if n in registry}
+    if problems:
+        problems += find_problems(spec, callables)
+        raise DefinitionError(spec.name, problems)
+    return Definition(spec, callables, context_model, schemas)
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in err['loc']) or 'definition'}: {err['msg']}" for err in exc.errors()]
+
+
+class _Names:
+    """Gives each callable a stable name; two different callables may not share one."""
+
+    def __init__(self, registry: Mapping[str, Any] | None) -> None:
+        self.by_name: dict[str, Callable[..., Any]] = {}
+        self.reverse = {id(v): k for k, v in (registry or {}).items()}
+        self.registry = registry or {}
+        self.problems: list[str] = []
+
+    def ref(self, value: Ref) -> str:
+        if isinstance(value, str):
+            if value in self.registry:
+                self.by_name[value] = self.registry[value]
+            return value
+        if not callable(value):
+            self.problems.append(f"{value!r} is neither a callable nor a registry name")
+            return repr(value)
+        name = self.reverse.get(id(value)) or getattr(value, "__name__", None) or repr(value)
+        if name == "<lambda>":
+            code = getattr(value, "__code__", None)
+            name = f"<lambda:{code.co_firstlineno if code else id(value)}>"
+        other = self.by_name.get(name)
+        if other is not None and other is not value:
+            self.problems.append(f"two different callables are both named {name!r}")
+        self.by_name[name] = value
+        return name
+
+    def refs(self, value: Ref | Sequence[Ref] | None) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str) or callable(value):
+            return [self.ref(value)]
+        return [self.ref(v) for v in value]
+
+
+def machine(
+    name: str,
+    *,
+    states: Mapping[str, State | Mapping[str, Any] | None],
+    initial: str,
+    context: type[BaseModel] | None = None,
+    events: Mapping[str, type[BaseModel]] | None = None,
+    registry: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> Definition:
+    """Declare and check a machine. Raises `DefinitionError` listing every problem."""
+    names = _Names(registry)
+    raw_states: dict[str, Any] = {}
+    problems: list[str] = []
+    for state_name, st in states.items():
+        if isinstance(st, State):
+            try:
+                raw_states[state_name] = _state_dict(st, names)
+            except InvalidDuration as exc:
+                problems.append(f"state {state_name!r}: {exc}")
+        else:
+            raw_states[state_name] = st
+    raw = {
+        "name": name,
+        "initial": initial,
+        "states": raw_states,
+        "context": context.__name__ if isinstance(context, type) else None,
+        "events": {e: getattr(s, "__name__", repr(s)) for e, s in (events or {}).items()},
+        "description": description,
+    }
+    problems += names.problems
+    try:
+        spec = MachineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise DefinitionError(name, problems + _pydantic_problems(exc)) from None
+    if problems:
+        raise DefinitionError(name, problems + find_problems(spec, names.by_name))
+    return Definition(spec, names.by_name, context, events)
+
+
+def _transition_dict(value: Any, names: _Names) -> Any:
+    if isinstance(value, Transition):
+        return {
+            "target": value.target,
+            "guard": names.ref(value.guard) if value.guard is not None else None,
+            "actions": names.refs(value.action),
+        }
+    if isinstance(value, list | tuple):
+        return [_transition_dict(v, names) for v in value]
+    return value
+
+
+def _effect_dict(effect: Any, names: _Names) -> Any:
+    if not isinstance(effect, Effect):
+        return effect
+    fn_name = names.ref(effect.fn)
+    return {
+        "name": effect.name or fn_name,
+        "fn": fn_name,
+        "retry": effect.retry,
+        "lease": format_duration(effect.lease),
+    }
+
+
+def _state_dict(st: State, names: _Names) -> dict[str, Any]:
+    effects = st.effect if isinstance(st.effect, list | tuple) else [st.effect] if st.effect else []
+    return {
+        "on": {ev: _transition_dict(t, names) for ev, t in st.on.items()},
+        "after": {_duration_key(k): _transition_dict(t, names) for k, t in st.after.items()},
+        "on_enter": names.refs(st.on_enter),
+        "on_exit": names.refs(st.on_exit),
+        "effects": [_effect_dict(e, names) for e in effects],
+        "final": st.final,
+        "description": st.description,
+    }
+
+
+def _duration_key(key: Duration) -> str:
+    if isinstance(key, timedelta | int | float):
+        return format_duration(key)
+    return key

@@ -1,0 +1,458 @@
+"""The engine: how one event moves one instance, in one database transaction.
+
+`send` is the story of an event: lock the row (and look for a receipt), validate the payload,
+let the compiled machine pick and run the transition on a copy of the context, then write the
+instance, one history record, the timers and effects of the state entered, and commit.
+Everything raised before the commit leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store, migrate
+from statemachines import errors
+from statemachines.clock import Clock, SystemClock
+from statemachines.compiled import CompiledMachine, Step
+from statemachines.definition import Definition
+from statemachines.durations import Duration, parse_duration
+from statemachines.records import (
+    ACTIVE,
+    APPLIED,
+    CANCELLED,
+    COMPLETED,
+    REJECTED,
+    Event,
+    Record,
+    Snapshot,
+)
+from statemachines.rows import (
+    CONTEXT,
+    ENTERED_SEQ,
+    LAST_SEQ,
+    MACHINE,
+    STATE,
+    STATUS,
+    VERSION,
+    applied_receipt,
+    record_from_row,
+    rejected_receipt,
+    replay_receipt,
+    snapshot_from_row,
+)
+
+DEFAULT_URL = "sqlite:///statemachines.db"
+MAX_ID_LENGTH = 200
+
+
+def resolve_url(url: str | None) -> str:
+    """`None` -> $STATEMACHINES_DATABASE_URL or ./statemachines.db; a bare path -> SQLite."""
+    url = url or os.environ.get("STATEMACHINES_DATABASE_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+class Engine:
+    """Applies events to machine instances stored in SQLite (default) or PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        secret: str | bytes | None = None,
+        sqlite_synchronous: str = "FULL",
+        busy_timeout: Duration = "30s",
+    ) -> None:
+        self.url = resolve_url(url)
+        self.clock: Clock = clock or SystemClock()
+        try:
+            self.db = Database(
+                self.url,
+                sqlite_synchronous=sqlite_synchronous,
+                busy_timeout_ms=int(parse_duration(busy_timeout).total_seconds() * 1000),
+            )
+            with self._storage():
+                migrate(self.db)
+        except DatabaseError as exc:
+            raise errors.ConfigurationError(str(exc)) from exc
+        self.store = Store(self.db)
+        self._secret = secret
+        self._machines: dict[str, CompiledMachine] = {}
+
+    # Definitions ---------------------------------------------------------------------------------
+    def register(self, definition: Definition) -> Definition:
+        """Compile once, cache, and store the spec so diagrams can be drawn from the database."""
+        if not isinstance(definition, Definition):
+            raise errors.ConfigurationError(
+                f"register() takes a Definition from machine(...), got {type(definition).__name__}"
+            )
+        compiled = CompiledMachine(definition)
+        with self._tx() as cur:
+            self.store.save_definition(
+                cur, definition.name, definition.version, definition.to_json(), self.clock.now()
+            )
+        self._machines[definition.name] = compiled
+        return definition
+
+    def definition(self, name: str) -> Definition:
+        return self._compiled(name).definition
+
+    def stored_spec(self, name: str, version: str | None = None) -> Any:
+        """The spec as stored in the database (latest, or a given version): no user code needed."""
+        from statemachines.spec import MachineSpec
+
+        with self._read() as cur:
+            text = self.store.definition_spec(cur, name, version)
+        if text is None:
+            raise errors.UnknownMachine(name, self._machines)
+        return MachineSpec.model_validate_json(text)
+
+    def _compiled(self, name: str) -> CompiledMachine:
+        compiled = self._machines.get(name)
+        if compiled is None:
+            raise errors.UnknownMachine(name, self._machines)
+        return compiled
+
+    # Events --------------------------------------------------------------------------------------
+    def start(
+        self,
+        machine: str,
+        context: Any = None,
+        *,
+        instance_id: str | None = None,
+        actor: str | None = None,
+    ) -> Snapshot:
+        """Create an instance in the initial state: run its entry actions, arm its timers."""
+        cm = self._compiled(machine)
+        iid = _check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
+        _, ctx_json = cm.new_context(context)
+        now = self.clock.now()
+        step = cm.enter_initial(ctx_json, Event("start", {}, iid, actor, None, now))
+        status = COMPLETED if step.target in cm.final else ACTIVE
+        dv = cm.definition.version
+        try:
+            with self._tx() as cur:
+                self.store.insert_instance(cur, iid, machine, dv, step.target, step.context_json, status, now)
+                self.store.insert_history(
+                    cur,
+                    iid,
+                    machine,
+                    1,
+                    "start",
+                    None,
+                    step.target,
+                    "{}",
+                    step.context_json,
+                    actor,
+                    now,
+                    APPLIED,
+                )
+                self._arm(cur, cm, iid, step.target, 1, now)
+        except Conflict:
+            raise errors.InstanceExists(iid) from None
+        return Snapshot(
+            iid,
+            machine,
+            step.target,
+            status,
+            step.context_json,
+            1,
+            now,
+            now,
+            cm.model,
+            step.context,
+        )
+
+    def send(
+        self,
+        instance_id: str,
+        event: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> Snapshot:
+        """Apply one event atomically; see DESIGN.md "send" for the exact steps."""
+        _check_id(instance_id)
+        _check_name(event, "event")
+        if idempotency_key is not None:
+            _check_name(idempotency_key, "idempotency_key")
+        for attempt in range(3):
+            try:
+                return self._send_once(instance_id, event, payload, idempotency_key, actor)
+            except Conflict:
+                # A concurrent send with the same key committed first: its receipt wins.
+                if idempotency_key is None or attempt == 2:
+                    raise errors.StorageError(
+                        f"conflicting concurrent write on instance {instance_id!r}"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(self, iid: str, event: str, payload: Any, key: str | None, actor: str | None) -> Snapshot:
+        rejected: errors.EventRejected | None = None
+        with self._tx() as cur:
+            row = self.store.lock_instance(cur, iid, key)
+            if row is None:
+                raise errors.InstanceNotFound(iid)
+            cm = self._compiled(row[MACHINE])
+            if row[-1] is not None:
+                return replay_receipt(self.db, row[-1], cm.model)
+            if row[STATUS] != ACTIVE:
+                raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
+            value = cm.validate_payload(event, payload)
+            payload_json = _payload_json(event, value)
+            now = self.clock.now()
+            seq = row[LAST_SEQ] + 1
+            try:
+                step = cm.step(row[STATE], row[CONTEXT], Event(event, value, iid, actor, key, now))
+            except errors.EventRejected as err:
+                rejected = err
+                self._record_rejection(cur, row, seq, event, payload_json, actor, now, key, err)
+            else:
+                return self._write_step(cur, cm, row, seq, event, payload_json, actor, now, key, step)
+        raise rejected
+
+    def _write_step(
+        self,
+        cur: Any,
+        cm: CompiledMachine,
+        row: tuple[Any, ...],
+        seq: int,
+        event: str,
+        payload_json: str,
+        actor: str | None,
+        now: datetime,
+        key: str | None,
+        step: Step,
+    ) -> Snapshot:
+        iid = row[0]
+        status = COMPLETED if step.target in cm.final else ACTIVE
+        entered_seq = row[ENTERED_SEQ] if step.internal else seq
+        version = row[VERSION] + 1
+        self.store.update_instance(
+            cur,
+            iid,
+            cm.definition.version,
+            step.target,
+            step.context_json,
+            status,
+            version,
+            entered_seq,
+            seq,
+            now,
+        )
+        self.store.insert_history(
+            cur,
+            iid,
+            cm.name,
+            seq,
+            event,
+            step.source,
+            step.target,
+            payload_json,
+            step.context_json,
+            actor,
+            now,
+            APPLIED,
+        )
+        if not step.internal:
+            self.store.disarm(
+                cur, iid, bool(cm.timers.get(step.source)), bool(cm.effects.get(step.source)), now
+            )
+            if status == ACTIVE:
+                self._arm(cur, cm, iid, step.target, seq, now)
+        snap = Snapshot(
+            iid,
+            cm.name,
+            step.target,
+            status,
+            step.context_json,
+            version,
+            self.db.from_ts(row[8]),
+            now,
+            cm.model,
+            step.context,
+        )
+        if key is not None:
+            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)
+        return snap
+
+    def _record_rejection(
+        self,
+        cur: Any,
+        row: tuple[Any, ...],
+        seq: int,
+        event: str,
+        payload_json: str,
+        actor: str | None,
+        now: datetime,
+        key: str | None,
+        err: errors.EventRejected,
+    ) -> None:
+        iid = row[0]
+        self.store.bump_seq(cur, iid, seq)
+        self.store.insert_history(
+            cur,
+            iid,
+            row[MACHINE],
+            seq,
+            event,
+            row[STATE],
+            row[STATE],
+            payload_json,
+            row[CONTEXT],
+            actor,
+            now,
+            REJECTED,
+            f"{type(err).__name__}: {err}",
+        )
+        if key is not None:
+            self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now)
+
+    def _arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:
+        """Arm the timers and effects of a state just entered (entry number `seq`)."""
+        labels = cm.timers.get(state)
+        if labels:
+            self.store.arm_timers(
+                cur, iid, seq, state, [(f"after.{x}", now + parse_duration(x)) for x in labels]
+            )
+        effects = cm.effects.get(state)
+        if effects:
+            self.store.arm_effects(
+                cur, iid, seq, state, [(e.name, f"{iid}:{seq}:{e.name}") for e in effects], now
+            )
+
+    def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> Snapshot:
+        """Close the instance as `cancelled`: state kept, timers and effects dropped, audited."""
+        _check_id(instance_id)
+        with self._tx() as cur:
+            row = self.store.lock_instance(cur, instance_id, None)
+            if row is None:
+                raise errors.InstanceNotFound(instance_id)
+            if row[STATUS] != ACTIVE:
+                raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
+            now = self.clock.now()
+            seq = row[LAST_SEQ] + 1
+            self.store.set_status(cur, instance_id, CANCELLED, seq, now)
+            payload = json.dumps({"reason": reason})
+            self.store.insert_history(
+                cur,
+                instance_id,
+                row[MACHINE],
+                seq,
+                "cancel",
+                row[STATE],
+                row[STATE],
+                payload,
+                row[CONTEXT],
+                actor,
+                now,
+                CANCELLED,
+                reason,
+            )
+            self.store.disarm(cur, instance_id, True, True, now)
+        model = self._machines[row[MACHINE]].model if row[MACHINE] in self._machines else None
+        return Snapshot(
+            instance_id,
+            row[MACHINE],
+            row[STATE],
+            CANCELLED,
+            row[CONTEXT],
+            row[VERSION],
+            self.db.from_ts(row[8]),
+            now,
+            model,
+        )
+
+    # Queries -------------------------------------------------------------------------------------
+    def get(self, instance_id: str) -> Snapshot:
+        _check_id(instance_id)
+        with self._read() as cur:
+            row = self.store.get_instance(cur, instance_id)
+        if row is None:
+            raise errors.InstanceNotFound(instance_id)
+        return snapshot_from_row(self.db, row, self._model_of(row[MACHINE]))
+
+    def history(self, instance_id: str) -> list[Record]:
+        _check_id(instance_id)
+        with self._read() as cur:
+            rows = self.store.history(cur, instance_id)
+            if not rows and self.store.get_instance(cur, instance_id) is None:
+                raise errors.InstanceNotFound(instance_id)
+        return [record_from_row(self.db, r) for r in rows]
+
+    def instances(
+        self,
+        *,
+        machine: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Snapshot]:
+        if limit < 0 or offset < 0:
+            raise errors.InvalidArgument("limit and offset must not be negative")
+        with self._read() as cur:
+            rows = self.store.list_instances(cur, machine, state, status, limit, offset)
+        return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
+
+    def _model_of(self, machine: str) -> type[BaseModel] | None:
+        compiled = self._machines.get(machine)
+        return compiled.model if compiled else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # Storage errors become typed engine errors ---------------------------------------------------
+    @contextmanager
+    def _storage(self) -> Iterator[None]:
+        try:
+            yield
+        except Conflict:
+            raise
+        except DatabaseUnavailable as exc:
+            raise errors.StorageUnavailable(str(exc)) from exc
+        except DatabaseError as exc:
+            raise errors.StorageError(str(exc)) from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._storage(), self.db.transaction() as cur:
+            yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._storage(), self.db.read() as cur:
+            yield cur
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
+        raise errors.InvalidArgument(
+            f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+            f" without NUL, got {value!r:.80}"
+        )
+    return value
+
+
+def _check_id(value: Any) -> str:
+    return _check_name(value, "instance id")
+
+
+def _payload_json(event: str, payload: Any) -> str:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json()
+    try:
+        return json.dumps(payload, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise errors.PayloadInvalid(event, f"not JSON-serialisable: {exc}") from None

@@ -1,0 +1,150 @@
+"""Every error the engine raises: all are `StateMachineError`, so callers can catch one type.
+
+Errors that name a rejected event carry the state, the event and the events
+allowed there, because that is what a person debugging a stuck order needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class StateMachineError(Exception):
+    """Base class of every error raised by statemachines."""
+
+
+class DefinitionError(StateMachineError, ValueError):
+    """A machine definition is invalid; `problems` lists every problem found at once."""
+
+    def __init__(self, name: str, problems: Iterable[str]) -> None:
+        self.name = name
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"machine {name!r} is invalid ({len(self.problems)} problems):\n{lines}")
+
+
+class InvalidDuration(StateMachineError, ValueError):
+    """A duration string is not a number and a unit (`500ms`, `20s`, `15m`, `24h`, `7d`)."""
+
+
+class UnknownMachine(StateMachineError, LookupError):
+    """No definition with this name is registered with the engine."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        known_list = sorted(known)
+        super().__init__(f"unknown machine {name!r}; registered: {known_list or 'none'}")
+
+
+class InstanceNotFound(StateMachineError, LookupError):
+    """No instance with this id exists."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"no instance with id {instance_id!r}")
+
+
+class InstanceExists(StateMachineError):
+    """`start` was given an id that is already taken."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"an instance with id {instance_id!r} already exists")
+
+
+class InstanceClosed(StateMachineError):
+    """The instance is completed, cancelled or failed and takes no more events."""
+
+    def __init__(self, instance_id: str, status: str, state: str) -> None:
+        self.instance_id = instance_id
+        self.status = status
+        self.state = state
+        super().__init__(f"instance {instance_id!r} is {status} (in state {state!r}) and accepts no events")
+
+
+class EventRejected(StateMachineError):
+    """An event was refused in the instance's current state; recorded as `rejected`."""
+
+    reason_text = "rejected"
+
+    def __init__(self, instance_id: str, state: str, event: str, allowed: Iterable[str]) -> None:
+        self.instance_id = instance_id
+        self.state = state
+        self.event = event
+        self.allowed = sorted(allowed)
+        super().__init__(
+            f"event {event!r} {self.reason_text} in state {state!r} of instance {instance_id!r};"
+            f" allowed events: {self.allowed or 'none'}"
+        )
+
+
+class EventNotAllowed(EventRejected):
+    """The current state has no transition for this event."""
+
+    reason_text = "is not allowed"
+
+
+class GuardRejected(EventRejected):
+    """Transitions exist for the event, but every guard returned false."""
+
+    reason_text = "was refused by every guard"
+
+
+class PayloadInvalid(StateMachineError, ValueError):
+    """The event payload does not match the schema the definition declares for the event."""
+
+    def __init__(self, event: str, detail: str) -> None:
+        self.event = event
+        self.detail = detail
+        super().__init__(f"payload of event {event!r} is invalid: {detail}")
+
+
+class ContextInvalid(StateMachineError, ValueError):
+    """A context (given to `start` or produced by actions) fails the context model."""
+
+    def __init__(self, machine: str, detail: str) -> None:
+        self.machine = machine
+        self.detail = detail
+        super().__init__(f"context of machine {machine!r} is invalid: {detail}")
+
+
+class ActionFailed(StateMachineError):
+    """A guard or an action raised; the event was rolled back. The original is `__cause__`."""
+
+    def __init__(self, instance_id: str, event: str, where: str, error: BaseException) -> None:
+        self.instance_id = instance_id
+        self.event = event
+        self.where = where
+        super().__init__(
+            f"{where} raised {type(error).__name__}: {error} while instance {instance_id!r}"
+            f" handled event {event!r}; nothing was written"
+        )
+
+
+class StorageError(StateMachineError):
+    """The database refused an operation (schema, constraint, SQL error)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database could not be reached or dropped the connection; safe to retry.
+
+    Nothing half-written remains: the transaction was rolled back or never committed.
+    """
+
+    retryable = True
+
+
+class TokenInvalid(StateMachineError):
+    """A callback token is forged, expired, stale (its state was left) or already used."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"callback token rejected: {reason}")
+
+
+class ConfigurationError(StateMachineError, ValueError):
+    """The engine was configured wrongly (unknown database URL, missing secret, ...)."""
+
+
+class InvalidArgument(StateMachineError, ValueError):
+    """An argument (instance id, event name, limit, ...) is malformed."""

@@ -1,0 +1,165 @@
+"""What the engine hands back: plain, immutable records (sismic-style), never live objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ACTIVE, COMPLETED, CANCELLED, FAILED = "active", "completed", "cancelled", "failed"
+APPLIED, REJECTED = "applied", "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What guards and actions receive as their second argument."""
+
+    name: str
+    payload: Any
+    instance_id: str
+    actor: str | None = None
+    idempotency_key: str | None = None
+    at: datetime | None = None
+
+
+class Snapshot:
+    """An instance as of one moment. `context` is parsed from JSON only when first read."""
+
+    __slots__ = (
+        "_context",
+        "_context_json",
+        "_model",
+        "created_at",
+        "id",
+        "machine",
+        "state",
+        "status",
+        "updated_at",
+        "version",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        machine: str,
+        state: str,
+        status: str,
+        context_json: str,
+        version: int,
+        created_at: datetime,
+        updated_at: datetime,
+        model: Any = None,
+        context: Any = None,
+    ) -> None:
+        self.id = id
+        self.machine = machine
+        self.state = state
+        self.status = status
+        self._context_json = context_json
+        self.version = version
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self._model = model
+        self._context = context
+
+    @property
+    def context(self) -> Any:
+        """The context model instance (or a dict for machines without a model)."""
+        if self._context is None:
+            model = self._model
+            self._context = (
+                model.model_validate_json(self._context_json)
+                if model is not None
+                else json.loads(self._context_json)
+            )
+        return self._context
+
+    @property
+    def context_json(self) -> str:
+        return self._context_json
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "machine": self.machine,
+            "state": self.state,
+            "status": self.status,
+            "context": json.loads(self._context_json),
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(id={self.id!r}, machine={self.machine!r}, state={self.state!r},"
+            f" status={self.status!r}, version={self.version}, context={self._context_json})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of the audit trail."""
+
+    seq: int
+    event: str
+    source: str | None
+    target: str
+    payload: Any
+    context: Any
+    actor: str | None
+    at: datetime
+    outcome: str
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event": self.event,
+            "source": self.source,
+            "target": self.target,
+            "payload": self.payload,
+            "context": self.context,
+            "actor": self.actor,
+            "at": self.at.isoformat(),
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTimer:
+    event: str
+    state: str
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEffect:
+    name: str
+    state: str
+    status: str
+    attempt: int
+    next_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """`engine.status(id)`: the snapshot plus what the instance is waiting on."""
+
+    snapshot: Snapshot
+    events: list[str] = field(default_factory=list)
+    timers: list[PendingTimer] = field(default_factory=list)
+    effects: list[PendingEffect] = field(default_factory=list)
+
+    @property
+    def waiting_on(self) -> dict[str, Any]:
+        return {"events": self.events, "timers": self.timers, "effects": self.effects}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.snapshot, name)

@@ -1,0 +1,157 @@
+"""The serialisable shape of a definition: pydantic models that dump to (and load from) JSON/YAML.
+
+Callables appear here only by name; `Definition` pairs a spec with the callables it names.
+Shorthands people write by hand are normalised here, so YAML and Python builders share one schema:
+a transition may be just a target name, a dict, or a list of either; `action`/`on_enter` may be a
+single name or a list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def _as_list(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, str | dict):
+        return [value]
+    return value
+
+
+class RetrySpec(BaseModel):
+    """How an effect is retried: exponential backoff with jitter, never earlier than scheduled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    initial: str = "1s"
+    backoff: float = Field(default=2.0, ge=1.0, le=100.0)
+    max: str = "5m"
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+
+    @field_validator("initial", "max", mode="before")
+    @classmethod
+    def _duration_text(cls, value: Any) -> Any:
+        from statemachines.durations import format_duration
+
+        return format_duration(value) if not isinstance(value, str) else value
+
+
+class TransitionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None
+    guard: str | None = None
+    actions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"target": value}
+        if isinstance(value, dict) and "action" in value:
+            value = dict(value)
+            actions = _as_list(value.pop("action"))
+            value["actions"] = [*actions, *_as_list(value.get("actions"))]
+        return value
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @property
+    def internal(self) -> bool:
+        return self.target is None
+
+
+class EffectSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    fn: str = Field(min_length=1)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    lease: str = "5m"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value, "fn": value}
+        if isinstance(value, dict) and "name" not in value and "fn" in value:
+            return {**value, "name": value["fn"]}
+        return value
+
+
+class StateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: dict[str, list[TransitionSpec]] = Field(default_factory=dict)
+    after: dict[str, list[TransitionSpec]] = Field(default_factory=dict)
+    on_enter: list[str] = Field(default_factory=list)
+    on_exit: list[str] = Field(default_factory=list)
+    effects: list[EffectSpec] = Field(default_factory=list)
+    final: bool = False
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict) and "effect" in value:
+            value = dict(value)
+            value["effects"] = [*_as_list(value.pop("effect")), *_as_list(value.get("effects"))]
+        return value
+
+    @field_validator("on", "after", mode="before")
+    @classmethod
+    def _listify_transitions(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {str(k): _as_list(v) for k, v in value.items()}
+        return value
+
+    @field_validator("on_enter", "on_exit", "effects", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+class MachineSpec(BaseModel):
+    """A whole machine, as stored in the `definitions` table and in YAML/JSON files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    initial: str
+    states: dict[str, StateSpec]
+    context: str | None = None
+    events: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=True, indent=2)
+
+    def canonical_json(self) -> str:
+        """Key-sorted compact JSON: the input of the definition's version hash."""
+        import json
+
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def callable_names(self) -> set[str]:
+        names: set[str] = set()
+        for st in self.states.values():
+            names.update(st.on_enter)
+            names.update(st.on_exit)
+            names.update(e.fn for e in st.effects)
+            for group in (*st.on.values(), *st.after.values()):
+                for t in group:
+                    names.update(t.actions)
+                    if t.guard:
+                        names.add(t.guard)
+        return names
