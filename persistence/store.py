@@ -6,7 +6,6 @@ state machine is: ids, names, JSON text and timestamps go in and come out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,17 +47,6 @@ _SQL = {
     "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at)"
     " VALUES (:id, :key, :seq, :result, :now)",
-    "delete_timers": "DELETE FROM sm_timers WHERE instance_id = :id",
-    "insert_timer": "INSERT INTO sm_timers (instance_id, entered_seq, state, event, fire_at)"
-    " VALUES (:id, :entered_seq, :state, :event, :fire_at)",
-    "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running')",
-    "insert_effect": "INSERT INTO sm_effects (instance_id, entered_seq, state, name, key, status,"
-    " attempt, next_at, updated_at) VALUES (:id, :entered_seq, :state, :name, :key, 'pending',"
-    " 0, :now, :now)",
-    "timers_of": "SELECT event, state, fire_at FROM sm_timers WHERE instance_id = :id ORDER BY fire_at",
-    "effects_of": "SELECT name, state, status, attempt, next_at, last_error FROM sm_effects"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed') ORDER BY id",
 }
 
 
@@ -241,60 +229,3 @@ class Store:
             self.sql["insert_receipt"],
             {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now)},
         )
-
-    # timers and effects armed by a state entry -----------------------------------------------
-    def disarm(self, cur: Any, instance_id: str, timers: bool, effects: bool, now: datetime) -> None:
-        if timers:
-            cur.execute(self.sql["delete_timers"], {"id": instance_id})
-        if effects:
-            cur.execute(self.sql["cancel_effects"], {"id": instance_id, "now": self.db.ts(now)})
-
-    def arm_timers(
-        self,
-        cur: Any,
-        instance_id: str,
-        entered_seq: int,
-        state: str,
-        timers: Sequence[tuple[str, datetime]],
-    ) -> None:
-        for event, fire_at in timers:
-            cur.execute(
-                self.sql["insert_timer"],
-                {
-                    "id": instance_id,
-                    "entered_seq": entered_seq,
-                    "state": state,
-                    "event": event,
-                    "fire_at": self.db.ts(fire_at),
-                },
-            )
-
-    def arm_effects(
-        self,
-        cur: Any,
-        instance_id: str,
-        entered_seq: int,
-        state: str,
-        effects: Sequence[tuple[str, str]],
-        now: datetime,
-    ) -> None:
-        for name, key in effects:
-            cur.execute(
-                self.sql["insert_effect"],
-                {
-                    "id": instance_id,
-                    "entered_seq": entered_seq,
-                    "state": state,
-                    "name": name,
-                    "key": key,
-                    "now": self.db.ts(now),
-                },
-            )
-
-    def timers_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
-        cur.execute(self.sql["timers_of"], {"id": instance_id})
-        return cur.fetchall()
-
-    def effects_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
-        cur.execute(self.sql["effects_of"], {"id": instance_id})
-        return cur.fetchall()

@@ -89,6 +89,7 @@ class TimerRow(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     instance_id: str
+    machine: str
     entered_seq: int
     state: str
     event: str
@@ -96,7 +97,11 @@ class TimerRow(SQLModel, table=True):
 
 
 class EffectRow(SQLModel, table=True):
-    """The outbox: one row per effect per state entry; `key` is the idempotency key."""
+    """The outbox: one row per effect per state entry; `key` is the idempotency key.
+
+    `attempt` counts every attempt ever made; `round_start` is where the current retry budget
+    began (a redrive with `engine.retry` starts a new round without renumbering attempts).
+    """
 
     __tablename__ = "sm_effects"
     __table_args__ = (
@@ -106,12 +111,14 @@ class EffectRow(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     instance_id: str
+    machine: str
     entered_seq: int
     state: str
     name: str
     key: str
     status: str
     attempt: int = 0
+    round_start: int = 0
     next_at: datetime = Field(sa_column=_ts())
     lease_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

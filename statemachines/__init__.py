@@ -15,6 +15,7 @@ from statemachines.definition import (
     state,
     transition,
 )
+from statemachines.effects import EffectCall
 from statemachines.engine import Engine
 from statemachines.errors import (
     ActionFailed,
@@ -50,6 +51,7 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "Effect",
+    "EffectCall",
     "Engine",
     "Event",
     "EventNotAllowed",

@@ -149,6 +149,10 @@ class CompiledMachine:
         self._machine.add_transition(event, source, target, conditions=conditions, before=before)
         self._machine.events[event].transitions[source][-1].actions = wrapped
 
+    def handles(self, state: str, event: str) -> bool:
+        ev = self._machine.events.get(event)
+        return ev is not None and state in ev.transitions
+
     def validate_payload(self, event: str, payload: Any) -> Any:
         schema = self.schemas.get(event)
         if schema is None:

@@ -13,38 +13,36 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store, migrate
+from persistence.schedule import Schedule
 from statemachines import errors
+from statemachines.apply import Applier
 from statemachines.clock import Clock, SystemClock
-from statemachines.compiled import CompiledMachine, Step
+from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
+from statemachines.durable import DurableMixin
 from statemachines.durations import Duration, parse_duration
 from statemachines.records import (
     ACTIVE,
     APPLIED,
     CANCELLED,
     COMPLETED,
-    REJECTED,
     Event,
     Record,
     Snapshot,
 )
 from statemachines.rows import (
     CONTEXT,
-    ENTERED_SEQ,
     LAST_SEQ,
     MACHINE,
     STATE,
     STATUS,
     VERSION,
-    applied_receipt,
     record_from_row,
-    rejected_receipt,
     replay_receipt,
     snapshot_from_row,
 )
@@ -61,7 +59,7 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-class Engine:
+class Engine(DurableMixin):
     """Applies events to machine instances stored in SQLite (default) or PostgreSQL."""
 
     def __init__(
@@ -86,6 +84,8 @@ class Engine:
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc
         self.store = Store(self.db)
+        self.schedule = Schedule(self.db)
+        self._applier = Applier(self.db, self.store, self.schedule)
         self._secret = secret
         self._machines: dict[str, CompiledMachine] = {}
 
@@ -157,7 +157,7 @@ class Engine:
                     now,
                     APPLIED,
                 )
-                self._arm(cur, cm, iid, step.target, 1, now)
+                self._applier.arm(cur, cm, iid, step.target, 1, now)
         except Conflict:
             raise errors.InstanceExists(iid) from None
         return Snapshot(
@@ -199,7 +199,6 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, iid: str, event: str, payload: Any, key: str | None, actor: str | None) -> Snapshot:
-        rejected: errors.EventRejected | None = None
         with self._tx() as cur:
             row = self.store.lock_instance(cur, iid, key)
             if row is None:
@@ -209,128 +208,10 @@ class Engine:
                 return replay_receipt(self.db, row[-1], cm.model)
             if row[STATUS] != ACTIVE:
                 raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
-            value = cm.validate_payload(event, payload)
-            payload_json = _payload_json(event, value)
-            now = self.clock.now()
-            seq = row[LAST_SEQ] + 1
-            try:
-                step = cm.step(row[STATE], row[CONTEXT], Event(event, value, iid, actor, key, now))
-            except errors.EventRejected as err:
-                rejected = err
-                self._record_rejection(cur, row, seq, event, payload_json, actor, now, key, err)
-            else:
-                return self._write_step(cur, cm, row, seq, event, payload_json, actor, now, key, step)
-        raise rejected
-
-    def _write_step(
-        self,
-        cur: Any,
-        cm: CompiledMachine,
-        row: tuple[Any, ...],
-        seq: int,
-        event: str,
-        payload_json: str,
-        actor: str | None,
-        now: datetime,
-        key: str | None,
-        step: Step,
-    ) -> Snapshot:
-        iid = row[0]
-        status = COMPLETED if step.target in cm.final else ACTIVE
-        entered_seq = row[ENTERED_SEQ] if step.internal else seq
-        version = row[VERSION] + 1
-        self.store.update_instance(
-            cur,
-            iid,
-            cm.definition.version,
-            step.target,
-            step.context_json,
-            status,
-            version,
-            entered_seq,
-            seq,
-            now,
-        )
-        self.store.insert_history(
-            cur,
-            iid,
-            cm.name,
-            seq,
-            event,
-            step.source,
-            step.target,
-            payload_json,
-            step.context_json,
-            actor,
-            now,
-            APPLIED,
-        )
-        if not step.internal:
-            self.store.disarm(
-                cur, iid, bool(cm.timers.get(step.source)), bool(cm.effects.get(step.source)), now
-            )
-            if status == ACTIVE:
-                self._arm(cur, cm, iid, step.target, seq, now)
-        snap = Snapshot(
-            iid,
-            cm.name,
-            step.target,
-            status,
-            step.context_json,
-            version,
-            self.db.from_ts(row[8]),
-            now,
-            cm.model,
-            step.context,
-        )
-        if key is not None:
-            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)
-        return snap
-
-    def _record_rejection(
-        self,
-        cur: Any,
-        row: tuple[Any, ...],
-        seq: int,
-        event: str,
-        payload_json: str,
-        actor: str | None,
-        now: datetime,
-        key: str | None,
-        err: errors.EventRejected,
-    ) -> None:
-        iid = row[0]
-        self.store.bump_seq(cur, iid, seq)
-        self.store.insert_history(
-            cur,
-            iid,
-            row[MACHINE],
-            seq,
-            event,
-            row[STATE],
-            row[STATE],
-            payload_json,
-            row[CONTEXT],
-            actor,
-            now,
-            REJECTED,
-            f"{type(err).__name__}: {err}",
-        )
-        if key is not None:
-            self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now)
-
-    def _arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:
-        """Arm the timers and effects of a state just entered (entry number `seq`)."""
-        labels = cm.timers.get(state)
-        if labels:
-            self.store.arm_timers(
-                cur, iid, seq, state, [(f"after.{x}", now + parse_duration(x)) for x in labels]
-            )
-        effects = cm.effects.get(state)
-        if effects:
-            self.store.arm_effects(
-                cur, iid, seq, state, [(e.name, f"{iid}:{seq}:{e.name}") for e in effects], now
-            )
+            outcome = self._applier.apply(cur, cm, row, event, payload, key, actor, self.clock.now())
+        if isinstance(outcome, errors.EventRejected):
+            raise outcome
+        return outcome
 
     def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> Snapshot:
         """Close the instance as `cancelled`: state kept, timers and effects dropped, audited."""
@@ -360,7 +241,7 @@ class Engine:
                 CANCELLED,
                 reason,
             )
-            self.store.disarm(cur, instance_id, True, True, now)
+            self._applier.disarm(cur, instance_id, True, True, now)
         model = self._machines[row[MACHINE]].model if row[MACHINE] in self._machines else None
         return Snapshot(
             instance_id,
@@ -447,12 +328,3 @@ def _check_name(value: Any, what: str) -> str:
 
 def _check_id(value: Any) -> str:
     return _check_name(value, "instance id")
-
-
-def _payload_json(event: str, payload: Any) -> str:
-    if isinstance(payload, BaseModel):
-        return payload.model_dump_json()
-    try:
-        return json.dumps(payload, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise errors.PayloadInvalid(event, f"not JSON-serialisable: {exc}") from None

@@ -1,0 +1,220 @@
+"""Statements for what waits on time: timers, the effect outbox, effect attempts, spent tokens.
+
+Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL so many workers on many hosts take disjoint
+rows; SQLite serialises writers with `BEGIN IMMEDIATE`, which gives the same guarantee.
+Workers claim only rows of the machines they know (`machines`), so a worker deployed with an
+older code base never takes work it cannot do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from persistence.database import Database
+
+_SQL = {
+    "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
+    " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
+    "delete_timers": "DELETE FROM sm_timers WHERE instance_id = :id",
+    "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id",
+    "timers_of": "SELECT event, state, fire_at FROM sm_timers WHERE instance_id = :id ORDER BY fire_at, id",
+    "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
+    " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
+    " :name, :key, 'pending', 0, 0, :now, :now)",
+    "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed')",
+    "start_attempt": "UPDATE sm_effects SET status = 'running', attempt = attempt + 1,"
+    " lease_until = :lease_until, updated_at = :now WHERE id = :effect_id",
+    "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - 1, lease_until = NULL"
+    " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
+    "lock_effect": "SELECT status, attempt, round_start FROM sm_effects WHERE id = :effect_id",
+    "finish_effect": "UPDATE sm_effects SET status = :status, next_at = :next_at, lease_until = NULL,"
+    " last_error = :error, result = :result, updated_at = :now WHERE id = :effect_id",
+    "insert_attempt": "INSERT INTO sm_effect_attempts (effect_id, attempt, instance_id, started_at,"
+    " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
+    "effects_of": "SELECT name, state, status, attempt, next_at, last_error FROM sm_effects"
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed') ORDER BY id",
+    "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
+    " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"
+    " WHERE a.instance_id = :id ORDER BY a.started_at, a.effect_id, a.attempt",
+    "redrive_effects": "UPDATE sm_effects SET status = 'pending', round_start = attempt, next_at = :now,"
+    " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status = 'failed'",
+    "use_token": "INSERT INTO sm_token_uses (token_id, instance_id, used_at) VALUES (:token_id, :id, :now)",
+}
+
+_CLAIM_TIMERS = (
+    "SELECT t.id, t.instance_id, t.entered_seq, t.state, t.event FROM sm_timers t"
+    " JOIN sm_instances i ON i.id = t.instance_id"
+    " WHERE t.fire_at <= :now AND i.status = 'active' AND t.machine IN ({machines})"
+    " ORDER BY t.fire_at, t.id LIMIT :limit"
+)
+_CLAIM_EFFECTS = (
+    "SELECT e.id, e.instance_id, e.machine, e.entered_seq, e.state, e.name, e.key, e.attempt,"
+    " e.round_start, i.context FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
+    " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
+    " OR (e.status = 'running' AND e.lease_until <= :now))"
+    " AND i.status = 'active' AND e.machine IN ({machines})"
+    " ORDER BY e.next_at, e.id LIMIT :limit"
+)
+
+
+class Schedule:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sql = {name: db.sql(text) for name, text in _SQL.items()}
+        self._claims: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def _claim_sql(self, kind: str, template: str, alias: str, n: int) -> str:
+        key = (kind, (str(n),))
+        sql = self._claims.get(key)
+        if sql is None:
+            names = ", ".join(f":m{i}" for i in range(n))
+            text = template.format(machines=names)
+            if self.db.dialect == "postgresql":
+                text += f" FOR UPDATE OF {alias} SKIP LOCKED"
+            sql = self._claims[key] = self.db.sql(text)
+        return sql
+
+    @staticmethod
+    def _machine_params(machines: Sequence[str]) -> dict[str, Any]:
+        return {f"m{i}": m for i, m in enumerate(machines)}
+
+    # timers ------------------------------------------------------------------------------------
+    def arm_timers(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        entered_seq: int,
+        state: str,
+        timers: Sequence[tuple[str, datetime]],
+    ) -> None:
+        for event, fire_at in timers:
+            cur.execute(
+                self.sql["insert_timer"],
+                {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
+                 "event": event, "fire_at": self.db.ts(fire_at)},
+            )  # fmt: skip
+
+    def delete_timers(self, cur: Any, instance_id: str) -> None:
+        cur.execute(self.sql["delete_timers"], {"id": instance_id})
+
+    def delete_timer(self, cur: Any, timer_id: int) -> None:
+        cur.execute(self.sql["delete_timer"], {"timer_id": timer_id})
+
+    def claim_timers(
+        self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """Due timers of active instances: (id, instance_id, entered_seq, state, event)."""
+        if not machines:
+            return []
+        sql = self._claim_sql("timers", _CLAIM_TIMERS, "t", len(machines))
+        cur.execute(sql, {"now": self.db.ts(now), "limit": limit, **self._machine_params(machines)})
+        return cur.fetchall()
+
+    def timers_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["timers_of"], {"id": instance_id})
+        return cur.fetchall()
+
+    # effects -----------------------------------------------------------------------------------
+    def arm_effects(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        entered_seq: int,
+        state: str,
+        effects: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        for name, key in effects:
+            cur.execute(
+                self.sql["insert_effect"],
+                {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
+                 "name": name, "key": key, "now": self.db.ts(now)},
+            )  # fmt: skip
+
+    def cancel_effects(self, cur: Any, instance_id: str, now: datetime) -> None:
+        cur.execute(self.sql["cancel_effects"], {"id": instance_id, "now": self.db.ts(now)})
+
+    def claim_effects(
+        self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """Due or lease-expired effects: (id, instance, machine, entered_seq, state, name, key,
+        attempt, round_start, context)."""
+        if not machines:
+            return []
+        sql = self._claim_sql("effects", _CLAIM_EFFECTS, "e", len(machines))
+        cur.execute(sql, {"now": self.db.ts(now), "limit": limit, **self._machine_params(machines)})
+        return cur.fetchall()
+
+    def start_attempt(self, cur: Any, effect_id: int, lease_until: datetime, now: datetime) -> None:
+        cur.execute(
+            self.sql["start_attempt"],
+            {"effect_id": effect_id, "lease_until": self.db.ts(lease_until), "now": self.db.ts(now)},
+        )
+
+    def release_effect(self, cur: Any, effect_id: int, attempt: int) -> None:
+        """Give back a claimed effect that was never started (a worker stopping)."""
+        cur.execute(self.sql["release_effect"], {"effect_id": effect_id, "attempt": attempt})
+
+    def lock_effect(self, cur: Any, effect_id: int) -> tuple[Any, ...] | None:
+        """(status, attempt, round_start); the caller's transaction already serialises it."""
+        sql = self.sql["lock_effect"]
+        if self.db.dialect == "postgresql":
+            sql += " FOR UPDATE"
+        cur.execute(sql, {"effect_id": effect_id})
+        return cur.fetchone()
+
+    def finish_effect(
+        self,
+        cur: Any,
+        effect_id: int,
+        status: str,
+        next_at: datetime,
+        error: str | None,
+        result: str | None,
+        now: datetime,
+    ) -> None:
+        cur.execute(
+            self.sql["finish_effect"],
+            {"effect_id": effect_id, "status": status, "next_at": self.db.ts(next_at),
+             "error": error, "result": result, "now": self.db.ts(now)},
+        )  # fmt: skip
+
+    def record_attempt(
+        self,
+        cur: Any,
+        effect_id: int,
+        attempt: int,
+        instance_id: str,
+        started_at: datetime,
+        duration_ms: float,
+        ok: bool,
+        error: str | None,
+    ) -> None:
+        cur.execute(
+            self.sql["insert_attempt"],
+            {"effect_id": effect_id, "attempt": attempt, "id": instance_id,
+             "started_at": self.db.ts(started_at), "duration_ms": duration_ms, "ok": ok,
+             "error": error},
+        )  # fmt: skip
+
+    def effects_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["effects_of"], {"id": instance_id})
+        return cur.fetchall()
+
+    def attempts_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql["attempts_of"], {"id": instance_id})
+        return cur.fetchall()
+
+    def redrive_effects(self, cur: Any, instance_id: str, now: datetime) -> int:
+        cur.execute(self.sql["redrive_effects"], {"id": instance_id, "now": self.db.ts(now)})
+        return cur.rowcount
+
+    # tokens ------------------------------------------------------------------------------------
+    def use_token(self, cur: Any, token_id: str, instance_id: str, now: datetime) -> None:
+        """Raises `Conflict` when the token was used before."""
+        cur.execute(self.sql["use_token"], {"token_id": token_id, "id": instance_id, "now": self.db.ts(now)})

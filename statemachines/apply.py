@@ -1,0 +1,172 @@
+"""Writing one event's outcome inside an open transaction.
+
+Shared by everything that moves an instance (`send`, a timer firing, an effect finishing, a
+callback token): each locks the instance row itself, then hands it here. Nothing in this module
+commits; the caller's transaction is the unit of atomicity.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from persistence import Database, Store
+from persistence.schedule import Schedule
+from statemachines import errors
+from statemachines.compiled import CompiledMachine, Step
+from statemachines.durations import parse_duration
+from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
+from statemachines.rows import (
+    CONTEXT,
+    CREATED,
+    ENTERED_SEQ,
+    LAST_SEQ,
+    MACHINE,
+    STATE,
+    VERSION,
+    applied_receipt,
+    rejected_receipt,
+)
+
+#: History outcome of an instance put into status `failed` (an effect exhausted without a
+#: handler, a timer whose transition raised).
+FAILED_OUTCOME = "failed"
+
+
+class Applier:
+    def __init__(self, db: Database, store: Store, schedule: Schedule) -> None:
+        self.db = db
+        self.store = store
+        self.schedule = schedule
+
+    def apply(
+        self,
+        cur: Any,
+        cm: CompiledMachine,
+        row: tuple[Any, ...],
+        event: str,
+        payload: Any,
+        key: str | None,
+        actor: str | None,
+        now: datetime,
+    ) -> Snapshot | errors.EventRejected:
+        """Apply `event` to the locked `row`. A rejection is recorded and returned, not raised,
+        so the caller can commit the record first. Anything else raised means: roll back."""
+        iid = row[0]
+        value = cm.validate_payload(event, payload)
+        payload_json = to_json(event, value)
+        seq = row[LAST_SEQ] + 1
+        try:
+            step = cm.step(row[STATE], row[CONTEXT], Event(event, value, iid, actor, key, now))
+        except errors.EventRejected as err:
+            self.store.bump_seq(cur, iid, seq)
+            self.store.insert_history(
+                cur, iid, row[MACHINE], seq, event, row[STATE], row[STATE], payload_json,
+                row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
+            )  # fmt: skip
+            if key is not None:
+                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now)
+            return err
+        return self._write(cur, cm, row, seq, event, payload_json, actor, now, key, step)
+
+    def _write(
+        self,
+        cur: Any,
+        cm: CompiledMachine,
+        row: tuple[Any, ...],
+        seq: int,
+        event: str,
+        payload_json: str,
+        actor: str | None,
+        now: datetime,
+        key: str | None,
+        step: Step,
+    ) -> Snapshot:
+        iid = row[0]
+        status = COMPLETED if step.target in cm.final else ACTIVE
+        entered_seq = row[ENTERED_SEQ] if step.internal else seq
+        version = row[VERSION] + 1
+        self.store.update_instance(
+            cur, iid, cm.definition.version, step.target, step.context_json, status, version,
+            entered_seq, seq, now,
+        )  # fmt: skip
+        self.store.insert_history(
+            cur, iid, cm.name, seq, event, step.source, step.target, payload_json,
+            step.context_json, actor, now, APPLIED,
+        )  # fmt: skip
+        if not step.internal:
+            self.disarm(cur, iid, bool(cm.timers.get(step.source)), bool(cm.effects.get(step.source)), now)
+            if status == ACTIVE:
+                self.arm(cur, cm, iid, step.target, seq, now)
+        snap = Snapshot(
+            iid, cm.name, step.target, status, step.context_json, version,
+            self.db.from_ts(row[CREATED]), now, cm.model, step.context,
+        )  # fmt: skip
+        if key is not None:
+            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)
+        return snap
+
+    def arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:
+        """Arm the timers and effects of a state just entered (its entry is history `seq`)."""
+        labels = cm.timers.get(state)
+        if labels:
+            timers = [(f"after.{x}", now + parse_duration(x)) for x in labels]
+            self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers)
+        effects = cm.effects.get(state)
+        if effects:
+            keys = [(e.name, f"{iid}:{seq}:{e.name}") for e in effects]
+            self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now)
+
+    def disarm(self, cur: Any, iid: str, timers: bool, effects: bool, now: datetime) -> None:
+        if timers:
+            self.schedule.delete_timers(cur, iid)
+        if effects:
+            self.schedule.cancel_effects(cur, iid, now)
+
+    def fail(
+        self, cur: Any, row: tuple[Any, ...], event: str, reason: str, now: datetime, payload: Any = None
+    ) -> None:
+        """Put the instance into status `failed` (state kept) with an audit record saying why."""
+        seq = row[LAST_SEQ] + 1
+        self.store.set_status(cur, row[0], FAILED, seq, now)
+        self.store.insert_history(
+            cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
+            json.dumps(payload if payload is not None else {}), row[CONTEXT], None, now,
+            FAILED_OUTCOME, reason,
+        )  # fmt: skip
+
+
+def to_json(event: str, payload: Any) -> str:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json()
+    try:
+        return json.dumps(payload, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise errors.PayloadInvalid(event, f"not JSON-serialisable: {exc}") from None
+
+
+def apply_or_fail(
+    applier: Applier,
+    cur: Any,
+    cm: CompiledMachine,
+    row: tuple[Any, ...],
+    event: str,
+    payload: Any,
+    actor: str,
+    now: datetime,
+) -> Snapshot | errors.EventRejected | None:
+    """For events the engine sends itself (timers, effect results): nobody is there to catch
+    an error, so a failing action puts the instance into `failed` instead of losing the event.
+    A savepoint undoes the half-applied event first. Returns None when the instance failed."""
+    cur.execute("SAVEPOINT sm_internal_event")
+    try:
+        outcome = applier.apply(cur, cm, row, event, payload, None, actor, now)
+    except (errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid) as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT sm_internal_event")
+        applier.fail(cur, row, event, f"{type(exc).__name__}: {exc}", now, payload)
+        return None
+    cur.execute("RELEASE SAVEPOINT sm_internal_event")
+    return outcome
