@@ -24,6 +24,7 @@ import logging
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 class Entry:
     name: str
     contender: Contender | None = None
-    rates: list[float] = field(default_factory=list)
+    rates: dict[int, float] = field(default_factory=dict)  # round -> events/s
     note: str = ""
 
 
@@ -101,46 +102,71 @@ def run_once(
     return len(ops) / elapsed
 
 
+def revision() -> str:
+    """The commit measured (the engine's code), marked when the tree has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+local changes" if dirty else head
+
+
 def environment(args: argparse.Namespace) -> str:
     db = f"SQLite {sqlite3.sqlite_version}, synchronous={args.sync}, WAL"
     if args.db == "postgres":
         import psycopg
 
-        with psycopg.connect(args.pg_url) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            sync = conn.execute("SHOW synchronous_commit").fetchone()
-        db = f"PostgreSQL {row[0] if row else '?'} (synchronous_commit={sync[0] if sync else '?'})"
+        try:
+            with psycopg.connect(args.pg_url) as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+                sync = conn.execute("SHOW synchronous_commit").fetchone()
+            db = f"PostgreSQL {row[0] if row else '?'} (synchronous_commit={sync[0] if sync else '?'})"
+        except psycopg.Error as exc:
+            db = f"PostgreSQL (version unknown: {exc})"
     return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()},"
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {revision()}, Python {platform.python_version()},"
         f" {db}, {args.events} ops x {args.rounds} rounds, {args.instances} live instances"
     )
 
 
-def report(entries: list[Entry], args: argparse.Namespace) -> str:
-    base = next((e for e in entries if e.name == args.baseline and e.rates), None)
+def paired_ratio(e: Entry, base: Entry | None) -> str:
+    """Median over the rounds both ran of (contender events/s / baseline events/s)."""
+    rounds = sorted(e.rates.keys() & base.rates.keys()) if base is not None else []
+    if base is None or not rounds:
+        return ""
+    return f"{statistics.median(e.rates[r] / base.rates[r] for r in rounds):.2f}x"
+
+
+def report(entries: list[Entry], args: argparse.Namespace, env: str) -> str:
+    by_name = {e.name: e for e in entries}
+    bases = [(b, by_name.get(b)) for b in args.baseline]
     heads = [f"r{i + 1}" for i in range(args.rounds)]
     lines = [
-        f"`python -m bench.harness {' '.join(sys.argv[1:])}`",
+        f"`python -m bench.harness {' '.join(args.argv)}`",
         "",
-        f"_{environment(args)}_",
+        f"_{env}_",
         "",
-        "| contender | " + " | ".join(heads) + f" | median ev/s | ms/event | vs {args.baseline} |",
-        "|---|" + "---:|" * (len(heads) + 3),
+        "| contender | "
+        + " | ".join(heads + ["median ev/s", "ms/event"] + [f"vs {b}" for b, _ in bases])
+        + " |",
+        "|---|" + "---:|" * (len(heads) + 2 + len(bases)),
     ]
     for e in entries:
         if not e.rates:
             continue
-        cells = [f"{r:,.0f}" for r in e.rates] + [""] * (len(heads) - len(e.rates))
-        median = statistics.median(e.rates)
-        ratio = ""
-        if base is not None:
-            pairs = [a / b for a, b in zip(e.rates, base.rates, strict=False)]
-            ratio = f"{statistics.median(pairs):.2f}x"
-        lines.append(
-            f"| {e.name} | "
-            + " | ".join(cells)
-            + f" | {median:,.0f} | {1000 / median:.3f} | {ratio} |"
-        )
+        cells = [f"{e.rates[r]:,.0f}" if r in e.rates else "" for r in range(args.rounds)]
+        median = statistics.median(e.rates.values())
+        cells += [f"{median:,.0f}", f"{1000 / median:.3f}"]
+        cells += [paired_ratio(e, base) for _, base in bases]
+        lines.append(f"| {e.name} | " + " | ".join(cells) + " |")
     notes = [f"- {e.name}: {e.note}" for e in entries if e.note]
     if notes:
         lines += ["", *notes]
@@ -153,9 +179,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--contenders", default=",".join(ALL), help=f"comma-separated, from: {', '.join(ALL)}"
-    )
+    p.add_argument("--contenders", default=",".join(ALL), help=f"comma-separated, from: {', '.join(ALL)}")
     p.add_argument("--events", type=int, default=2000, help="operations per contender per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--instances", type=int, default=200, help="orders alive at once")
@@ -171,7 +195,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--baseline",
         default=None,
-        help="contender the ratios are taken against (default: the raw driver)",
+        help="comma-separated contenders to take ratios against (default: the raw driver)",
     )
     p.add_argument(
         "--warmup",
@@ -184,14 +208,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="also write the markdown table here")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.baseline is None:
         args.baseline = "raw_psycopg" if args.db == "postgres" else "raw_sqlite"
+    args.baseline = [b.strip() for b in args.baseline.split(",") if b.strip()]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING)
+    env = environment(args)  # before the runs: the database may be gone by the end
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
     entries = [load(n, args.db) for n in names]
     ops = workload.script(args.events, args.instances)
@@ -219,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         for e in live[shift:] + live[:shift]:
             rate = attempt(e, ops, expected)
             if rate is not None:
-                e.rates.append(rate)
+                e.rates[r] = rate
                 print(f"round {r + 1}: {e.name:<24} {rate:>10,.0f} ev/s", file=sys.stderr)
-    table = report(entries, args)
+    table = report(entries, args, env)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -30,7 +31,10 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
+            raise UnsupportedDatabase(f"cannot parse database URL {url!r}: {exc}") from None
         backend = parsed.get_backend_name()
         if backend == "sqlite":
             self.dialect = "sqlite"
@@ -47,7 +51,9 @@ class Database:
             self.synchronous = sync
         elif backend == "postgresql":
             self.dialect = "postgresql"
-            self.conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            # libpq gets the URL as written (minus the SQLAlchemy driver suffix): re-rendering it
+            # through SQLAlchemy turns `%20` into `+`, which libpq does not decode in `options`.
+            self.conninfo = "postgresql://" + url.split("://", 1)[1]
         else:
             raise UnsupportedDatabase(
                 f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
@@ -69,9 +75,9 @@ class Database:
         return when
 
     def from_ts(self, value: Any) -> datetime:
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        """An aware UTC datetime, whatever the PostgreSQL session's TimeZone or the text's offset."""
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
     # Connections ---------------------------------------------------------------------------------
     def connection(self) -> Any:
@@ -94,7 +100,7 @@ class Database:
                 )
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                    _enable_wal(conn, self.busy_timeout_ms / 1000)
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 return conn
             import psycopg
@@ -164,6 +170,21 @@ class Database:
             if translated is exc:
                 raise
             raise translated from exc
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch a file to WAL. The switch needs an exclusive lock and SQLite answers SQLITE_BUSY
+    at once (no busy handler) while another process opens or switches the same fresh file, so
+    retry until the busy timeout; a process that lost the race finds the file in WAL already."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _translate(exc: BaseException) -> BaseException:

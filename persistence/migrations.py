@@ -54,7 +54,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def current_version(db: Database, cur: Any) -> int:
     if db.dialect == "postgresql":
-        cur.execute("SELECT to_regclass('sm_schema') IS NOT NULL")
+        # A plain catalog query, not to_regclass(): to_regclass trusts a negative cache entry left
+        # by the first check, so a process that waited on the advisory lock would not see the
+        # table another process just created, and would try to create it again.
+        cur.execute(
+            "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'sm_schema'"
+            " AND relnamespace = current_schema()::regnamespace"
+        )
     else:
         cur.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='sm_schema'")
     if not cur.fetchone()[0]:
@@ -66,24 +72,24 @@ def current_version(db: Database, cur: Any) -> int:
 
 def migrate(db: Database) -> int:
     """Bring the schema to `SCHEMA_VERSION`; returns the number of steps applied."""
+    target = len(MIGRATIONS)  # read at call time, so a test can append a step
     with db.read() as cur:
-        if current_version(db, cur) == SCHEMA_VERSION:
+        if current_version(db, cur) == target:
             return 0
     with db.transaction() as cur:
         if db.dialect == "postgresql":
             cur.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
         found = current_version(db, cur)
-        if found > SCHEMA_VERSION:
+        if found > target:
             from persistence.errors import DatabaseError
 
             raise DatabaseError(
-                f"database schema version {found} is newer than this code ({SCHEMA_VERSION});"
-                " upgrade statemachines"
+                f"database schema version {found} is newer than this code ({target}); upgrade statemachines"
             )
         for step in MIGRATIONS[found:]:
             step(db, cur)
         now = db.ts(datetime.now(UTC))
-        params = {"v": SCHEMA_VERSION, "now": now}
+        params = {"v": target, "now": now}
         if found == 0:
             cur.execute(
                 db.sql("INSERT INTO sm_schema (id, version, migrated_at) VALUES (1, :v, :now)"),
@@ -91,4 +97,4 @@ def migrate(db: Database) -> int:
             )
         else:
             cur.execute(db.sql("UPDATE sm_schema SET version = :v, migrated_at = :now WHERE id = 1"), params)
-        return SCHEMA_VERSION - found
+        return target - found

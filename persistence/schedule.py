@@ -18,7 +18,10 @@ _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
     " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
     "delete_timers": "DELETE FROM sm_timers WHERE instance_id = :id",
-    "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id",
+    # Not by id alone: SQLite reuses the ids of deleted rows, so a timer armed in this very
+    # transaction (the next state's) may carry the id of one that was claimed and disarmed.
+    "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id AND instance_id = :id"
+    " AND entered_seq = :entered_seq",
     "timers_of": "SELECT event, state, fire_at FROM sm_timers WHERE instance_id = :id ORDER BY fire_at, id",
     "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
     " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
@@ -101,16 +104,21 @@ class Schedule:
     def delete_timers(self, cur: Any, instance_id: str) -> None:
         cur.execute(self.sql["delete_timers"], {"id": instance_id})
 
-    def delete_timer(self, cur: Any, timer_id: int) -> None:
-        cur.execute(self.sql["delete_timer"], {"timer_id": timer_id})
+    def delete_timer(self, cur: Any, timer_id: int, instance_id: str, entered_seq: int) -> None:
+        params = {"timer_id": timer_id, "id": instance_id, "entered_seq": entered_seq}
+        cur.execute(self.sql["delete_timer"], params)
 
     def claim_timers(
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Due timers of active instances: (id, instance_id, entered_seq, state, event)."""
+        """Due timers of active instances: (id, instance_id, entered_seq, state, event).
+
+        On PostgreSQL the instance rows are locked (SKIP LOCKED) with the timers: the engine
+        locks an instance before its timers everywhere else, so waiting for an instance while
+        holding its timer would deadlock against a concurrent `send`."""
         if not machines:
             return []
-        sql = self._claim_sql("timers", _CLAIM_TIMERS, "t", len(machines))
+        sql = self._claim_sql("timers", _CLAIM_TIMERS, "t, i", len(machines))
         cur.execute(sql, {"now": self.db.ts(now), "limit": limit, **self._machine_params(machines)})
         return cur.fetchall()
 

@@ -27,11 +27,13 @@ _LOCK = (
 )
 
 _SQL = {
-    "insert_definition": "INSERT INTO sm_definitions (name, version, spec, created_at)"
-    " VALUES (:name, :version, :spec, :now) ON CONFLICT DO NOTHING",
+    "insert_definition": "INSERT INTO sm_definitions (name, version, spec, revision, created_at)"
+    " VALUES (:name, :version, :spec,"
+    " (SELECT coalesce(max(revision), 0) + 1 FROM sm_definitions WHERE name = :same_name), :now)"
+    " ON CONFLICT (name, version) DO UPDATE SET revision = excluded.revision",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name"
-    " ORDER BY created_at DESC LIMIT 1",
+    " ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
     "update_instance": "UPDATE sm_instances SET state = :state, context = :context,"
@@ -64,7 +66,7 @@ class Store:
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
         cur.execute(
             self.sql["insert_definition"],
-            {"name": name, "version": version, "spec": spec, "now": self.db.ts(now)},
+            {"name": name, "same_name": name, "version": version, "spec": spec, "now": self.db.ts(now)},
         )
 
     def definition_spec(self, cur: Any, name: str, version: str | None = None) -> str | None:

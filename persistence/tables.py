@@ -28,6 +28,9 @@ class DefinitionRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=200)
     version: str = Field(primary_key=True, max_length=64)
     spec: str = Field(sa_column=Column(Text, nullable=False))
+    #: Bumped on every registration, so "the latest" is the last one registered, even within
+    #: one clock tick, and re-registering an older version (a rollback) makes it latest again.
+    revision: int
     created_at: datetime = Field(sa_column=_ts())
 
 

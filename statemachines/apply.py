@@ -103,7 +103,7 @@ class Applier:
                 self.arm(cur, cm, iid, step.target, seq, now)
         snap = Snapshot(
             iid, cm.name, step.target, status, step.context_json, version,
-            self.db.from_ts(row[CREATED]), now, cm.model, step.context,
+            self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
         )  # fmt: skip
         if key is not None:
             self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)

@@ -8,7 +8,7 @@ failing action can never leave shared state behind: the database transaction is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,13 @@ class CompiledMachine:
     def new_context(self, context: Any) -> tuple[Any, str]:
         """Validate a context given to `start`; returns (object, JSON)."""
         if self.model is None:
+            if isinstance(context, BaseModel):
+                context = context.model_dump(mode="json")
+            if context is not None and not isinstance(context, Mapping):
+                raise ContextInvalid(
+                    self.name,
+                    f"a machine without a context model takes a dict, got {type(context).__name__}",
+                )
             ctx = dict(context or {})
             return ctx, self._dump(ctx)
         try:

@@ -248,7 +248,7 @@ def _effect_dict(effect: Any, names: _Names) -> Any:
         "name": effect.name or fn_name,
         "fn": fn_name,
         "retry": effect.retry,
-        "lease": format_duration(effect.lease),
+        "lease": _duration_text(effect.lease),
     }
 
 
@@ -267,5 +267,19 @@ def _state_dict(st: State, names: _Names) -> dict[str, Any]:
 
 def _duration_key(key: Duration) -> str:
     if isinstance(key, timedelta | int | float):
-        return format_duration(key)
+        return _duration_text(key)
     return key
+
+
+def _duration_text(value: Duration) -> str:
+    """Canonical text for a duration; a bad one stays text so the checks report it in context.
+
+    Raising here would drop the whole state and bury the real problem under spurious ones
+    ("targets unknown state", "initial state is not declared").
+    """
+    try:
+        return format_duration(value)
+    except InvalidDuration:
+        if isinstance(value, timedelta):
+            return f"{value.total_seconds():g}s"
+        return str(value)

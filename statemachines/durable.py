@@ -57,8 +57,14 @@ class DurableMixin:
         with self._read() as cur:
             timers = self.schedule.timers_of(cur, instance_id)
             effects = self.schedule.effects_of(cur, instance_id)
-        compiled = self._machines.get(snap.machine)
-        events = compiled.allowed.get(snap.state, []) if compiled and snap.status == ACTIVE else []
+        events: list[str] = []
+        if snap.status == ACTIVE:
+            compiled = self._machines.get(snap.machine)
+            if compiled is not None:
+                events = compiled.allowed.get(snap.state, [])
+            else:  # not registered in this process: the stored definition still knows
+                stored = self.stored_spec(snap.machine).states.get(snap.state)
+                events = sorted(stored.on) if stored else []
         return Status(
             snap,
             list(events),

@@ -144,6 +144,8 @@ def _finish(
     now = engine.clock.now()
     sched = engine.schedule
     with engine._tx() as cur:
+        # The instance first, as everywhere: `send` locks it, then cancels its effects.
+        engine.store.lock_instance(cur, item.instance_id, None)
         sched.record_attempt(
             cur, item.effect_id, item.attempt, item.instance_id, started, duration_ms, error is None, error
         )
@@ -152,7 +154,11 @@ def _finish(
             return  # cancelled meanwhile, or our lease expired and another worker took over
         if error is None:
             sched.finish_effect(cur, item.effect_id, "done", now, None, result_json, now)
-            _notify(engine, cur, cm, item, f"done.{item.name}", json.loads(result_json or "null"), now)
+            if _notify(engine, cur, cm, item, f"done.{item.name}", json.loads(result_json or "null"), now):
+                # The done.<name> transition failed the instance: mark the effect failed so that
+                # `retry` runs it again (same key) and the result is delivered, not lost.
+                handler_error = f"done.{item.name} could not be applied; see the instance history"
+                sched.finish_effect(cur, item.effect_id, "failed", now, handler_error, result_json, now)
             return
         retry = spec.retry if spec else RetrySpec(max_attempts=1)
         failures = item.attempt - item.round_start
@@ -175,13 +181,17 @@ def _notify(
     now: datetime,
     *,
     fail_unhandled: bool = False,
-) -> None:
-    """Send `done.<name>`/`error.<name>` if the instance is still in the entry that armed it."""
+) -> bool:
+    """Send `done.<name>`/`error.<name>` if the instance is still in the entry that armed it.
+
+    Returns True when this put the instance into status `failed`."""
     row = engine.store.lock_instance(cur, item.instance_id, None)
     if row is None or row[STATUS] != ACTIVE or row[ENTERED_SEQ] != item.entered_seq:
-        return
+        return False
     if cm.handles(item.state, event):
-        apply_or_fail(engine._applier, cur, cm, row, event, payload, EFFECT_ACTOR, now)
-    elif fail_unhandled:
+        return apply_or_fail(engine._applier, cur, cm, row, event, payload, EFFECT_ACTOR, now) is None
+    if fail_unhandled:
         reason = f"effect {item.name!r} failed {payload['attempts']} times: {payload['error']}"
         engine._applier.fail(cur, row, event, reason, now, payload)
+        return True
+    return False

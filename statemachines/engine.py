@@ -37,6 +37,8 @@ from statemachines.records import (
 )
 from statemachines.rows import (
     CONTEXT,
+    CREATED,
+    DEF_VERSION,
     LAST_SEQ,
     MACHINE,
     STATE,
@@ -171,6 +173,7 @@ class Engine(DurableMixin):
             now,
             cm.model,
             step.context,
+            dv,
         )
 
     def send(
@@ -250,9 +253,10 @@ class Engine(DurableMixin):
             CANCELLED,
             row[CONTEXT],
             row[VERSION],
-            self.db.from_ts(row[8]),
+            self.db.from_ts(row[CREATED]),
             now,
             model,
+            definition_version=row[DEF_VERSION],
         )
 
     # Queries -------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Definitions from YAML or JSON files: parsed as data only (`yaml.safe_load`), never executed."""
+"""Definitions from YAML or JSON files: parsed as data only (a `yaml.SafeLoader`), never executed."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,29 @@ from statemachines.definition import Definition
 from statemachines.errors import DefinitionError
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` with YAML 1.2 booleans (only true/false).
+
+    YAML 1.1 also reads on/off/yes/no as booleans, which turns the `on:` key every state has
+    (and events named ON/OFF/YES/NO) into `True`/`False`.
+    """
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def loads_definition(
     text: str, registry: Mapping[str, Any] | None = None, *, fmt: str = "yaml"
 ) -> Definition:
     """Parse YAML (a superset of JSON) or strict JSON text into a checked `Definition`."""
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_SafeLoader)
     except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
         raise DefinitionError("?", [f"not valid {fmt.upper()}: {exc}"]) from None
     return Definition.from_dict(data, registry)

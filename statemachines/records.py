@@ -31,6 +31,7 @@ class Snapshot:
         "_context_json",
         "_model",
         "created_at",
+        "definition_version",
         "id",
         "machine",
         "state",
@@ -51,8 +52,10 @@ class Snapshot:
         updated_at: datetime,
         model: Any = None,
         context: Any = None,
+        definition_version: str | None = None,
     ) -> None:
         self.id = id
+        self.definition_version = definition_version
         self.machine = machine
         self.state = state
         self.status = status

@@ -36,6 +36,7 @@ def snapshot_from_row(db: Database, row: tuple[Any, ...], model: Any) -> Snapsho
         db.from_ts(row[CREATED]),
         db.from_ts(row[UPDATED]),
         model,
+        definition_version=row[DEF_VERSION],
     )
 
 
@@ -89,6 +90,7 @@ def replay_receipt(db: Database, text: str, model: Any) -> Snapshot:
         db.from_ts(s["created_at"]),
         db.from_ts(s["updated_at"]),
         model,
+        definition_version=s.get("definition_version"),
     )
 
 
@@ -100,6 +102,7 @@ def _snapshot_fields(snap: Snapshot) -> dict[str, Any]:
         "status": snap.status,
         "context": snap.context_json,
         "version": snap.version,
+        "definition_version": snap.definition_version,
         "created_at": snap.created_at.isoformat(),
         "updated_at": snap.updated_at.isoformat(),
     }

@@ -102,6 +102,9 @@ class StateSpec(BaseModel):
     def _shorthand(cls, value: Any) -> Any:
         if value is None:
             return {}
+        if isinstance(value, dict) and True in value and "on" not in value:
+            # YAML 1.1 reads a bare `on:` key as the boolean true.
+            value = {("on" if k is True else k): v for k, v in value.items()}
         if isinstance(value, dict) and "effect" in value:
             value = dict(value)
             value["effects"] = [*_as_list(value.pop("effect")), *_as_list(value.get("effects"))]

@@ -26,14 +26,22 @@ def fire_due_timers(engine: Engine, limit: int = 100) -> int:
     with engine._tx() as cur:
         claimed = engine.schedule.claim_timers(cur, now, limit, sorted(engine._machines))
         # Lock instances in id order: two workers' batches can then never wait on each other.
-        for timer_id, iid, entered_seq, state, event in sorted(claimed, key=lambda r: (r[1], r[0])):
-            engine.schedule.delete_timer(cur, timer_id)
+        # The sort is stable: an instance's timers keep the claim order (fire_at), so of several
+        # due timers the earliest fires and the others find the state left (stale).
+        for timer_id, iid, entered_seq, state, event in sorted(claimed, key=lambda r: r[1]):
             row = engine.store.lock_instance(cur, iid, None)
-            if row is None or row[STATUS] != ACTIVE or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
+            if row is None or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
+                engine.schedule.delete_timer(cur, timer_id, iid, entered_seq)
                 log.info("timer %s on %s is stale (state left); dropped", event, iid)
+                continue
+            if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
                 continue
             cm = engine._compiled(row[MACHINE])
             outcome = apply_or_fail(engine._applier, cur, cm, row, event, {}, TIMER_ACTOR, now)
+            if outcome is not None:
+                # Kept when the instance failed: claims skip failed instances, and `retry` makes
+                # the timer (still due) fire again instead of leaving the instance stuck.
+                engine.schedule.delete_timer(cur, timer_id, iid, entered_seq)
             log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome))
     return len(claimed)
 

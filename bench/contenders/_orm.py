@@ -66,9 +66,7 @@ def make_engine(target: Target) -> Engine:
 
     else:
         pg_reset_schema(target.pg_url, target.schema)
-        engine = create_engine(
-            target.sqlalchemy_url, connect_args={"options": pg_options(target.schema)}
-        )
+        engine = create_engine(target.sqlalchemy_url, connect_args={"options": pg_options(target.schema)})
     BenchModel.metadata.create_all(engine)
     return engine
 

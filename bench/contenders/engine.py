@@ -1,11 +1,14 @@
 """The engine under test: ``statemachines.Engine`` on the shared workload.
 
-Written against the public API of DESIGN.md; until ``statemachines`` exports
-``Engine`` the import below fails and the harness lists this contender as
-skipped (it never breaks the other contenders).  When the engine lands, check
-the two assumptions marked ASSUMPTION and run::
+Written against the public API of DESIGN.md (plain-dict context, guard and
+action as named functions).  If ``statemachines`` cannot be imported the
+harness lists this contender as skipped and runs the others.  The SQLite
+durability level goes through ``Engine(url, sqlite_synchronous=...)``; on
+PostgreSQL the engine's tables go to the ``bench_engine`` schema through the
+URL's ``options=-csearch_path=...``, never to ``public``::
 
-    python -m bench.harness --contenders raw_sqlite,engine,orm_transitions --baseline raw_sqlite
+    python -m bench.harness --contenders raw_sqlite,engine,orm_transitions \\
+        --baseline raw_sqlite,orm_transitions
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ def build_definition() -> Any:
         else:
             on[source][event] = target
     states = {
-        name: state(final=True) if name in workload.FINAL else state(on=on[name])
-        for name in workload.STATES
+        name: state(final=True) if name in workload.FINAL else state(on=on[name]) for name in workload.STATES
     }
     return machine(workload.MACHINE, initial=workload.INITIAL, states=states)
 
@@ -49,8 +51,6 @@ class EngineContender:
 
     def setup(self, target: Target) -> None:
         if target.backend == "sqlite":
-            # ASSUMPTION: the durability level is Engine's ``sqlite_synchronous``
-            # keyword (as persistence.Database names it).
             self.engine = Engine(target.sqlalchemy_url, sqlite_synchronous=target.sync)
         else:
             # The engine's tables go to this contender's own schema (search_path).
@@ -66,16 +66,19 @@ class EngineContender:
 
     def states(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for snap in self.engine.instances(machine=workload.MACHINE):
-            counts[snap.state] = counts.get(snap.state, 0) + 1
-        return dict(sorted(counts.items()))
+        page, offset = 1000, 0
+        while True:
+            snaps = self.engine.instances(machine=workload.MACHINE, limit=page, offset=offset)
+            for snap in snaps:
+                counts[snap.state] = counts.get(snap.state, 0) + 1
+            if len(snaps) < page:
+                return dict(sorted(counts.items()))
+            offset += page
 
     def close(self) -> None:
-        # ASSUMPTION: Engine has close() (or dispose()) to release its pool.
-        closer = getattr(self.engine, "close", None) or getattr(self.engine, "dispose", None)
-        if closer is not None:
-            closer()
-        self.engine = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
 
 def make() -> EngineContender:

@@ -44,9 +44,7 @@ class MemoryTransitions:
         if not MACHINE.events[event].trigger(order, payload=payload):
             raise workload.Rejected(f"guard rejected {event} in {source}")
         order.version += 1
-        order.history.append(
-            (order.version, event, source, order.state, payload, order.context, now())
-        )
+        order.history.append((order.version, event, source, order.state, payload, order.context, now()))
 
     def states(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -31,9 +31,7 @@ DDL = (
 )
 
 INSERT_INSTANCE = "INSERT INTO instances VALUES (%s, %s, %s, %s::jsonb, %s, 1, %s, %s)"
-SELECT_INSTANCE = (
-    "SELECT state, context::text, status, version FROM instances WHERE id = %s FOR UPDATE"
-)
+SELECT_INSTANCE = "SELECT state, context::text, status, version FROM instances WHERE id = %s FOR UPDATE"
 UPDATE_INSTANCE = (
     "UPDATE instances SET state = %s, context = %s::jsonb, status = %s, version = %s,"
     " updated_at = %s WHERE id = %s"

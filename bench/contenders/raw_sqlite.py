@@ -35,8 +35,7 @@ DDL = (
 INSERT_INSTANCE = "INSERT INTO instances VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
 SELECT_INSTANCE = "SELECT state, context, status, version FROM instances WHERE id = ?"
 UPDATE_INSTANCE = (
-    "UPDATE instances SET state = ?, context = ?, status = ?, version = ?, updated_at = ?"
-    " WHERE id = ?"
+    "UPDATE instances SET state = ?, context = ?, status = ?, version = ?, updated_at = ? WHERE id = ?"
 )
 INSERT_HISTORY = "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 

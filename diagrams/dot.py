@@ -1,0 +1,229 @@
+"""Definition (and optionally a run) -> `graphviz.Digraph`. Needs no Graphviz binary.
+
+Every label is an HTML-like label built from escaped text, and node ids are `s0`, `s1`, ...: a
+state or event name with quotes, backslashes, `<>{}|` or any unicode can never break the DOT.
+The returned Digraph renders inline in Jupyter (`_repr_mimebundle_`) and exposes `.source`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphviz
+
+from diagrams.model import Chart, Edge, Node, chart_of
+from diagrams.run import Run, numbers
+
+FONT = "Helvetica"
+INITIAL_ID = "__initial__"
+NOTE_ID = "__rejected__"
+MAX_NOTE_LINES = 15
+
+# (fill, border, text in the label) of the current state, by instance status
+CURRENT_STYLE = {
+    "active": ("#fde68a", "#b45309", "current state"),
+    "completed": ("#bbf7d0", "#15803d", "finished here"),
+    "cancelled": ("#e5e7eb", "#374151", "cancelled here"),
+    "failed": ("#fecaca", "#b91c1c", "failed here"),
+}
+VISITED_FILL, TAKEN = "#dbeafe", "#1d4ed8"
+DIM_LINE, DIM_TEXT = "#9ca3af", "#6b7280"
+ERROR, UNKNOWN, NOTE = "#b91c1c", "#b91c1c", "#c2410c"
+
+
+def draw(definition_or_spec: Any) -> graphviz.Digraph:
+    """The definition as a left-to-right state diagram (a `Definition`, `MachineSpec` or dict)."""
+    return to_digraph(chart_of(definition_or_spec))
+
+
+def esc(text: Any) -> str:
+    """Text for inside an HTML-like label: markup characters as entities, control chars as spaces."""
+    out = []
+    for ch in str(text):
+        if ch in "&<>\"'":
+            out.append(f"&#{ord(ch)};")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_digraph(chart: Chart, run: Run | None = None) -> graphviz.Digraph:
+    g = graphviz.Digraph(comment="statemachines diagram")
+    g.attr(
+        rankdir="LR",
+        fontname=FONT,
+        fontsize="13",
+        labelloc="t",
+        labeljust="l",
+        nodesep="0.35",
+        ranksep="0.55",
+        pad="0.25",
+        outputorder="edgesfirst",
+        label=_title(chart, run),
+    )
+    g.attr("node", shape="box", style="rounded", fontname=FONT, fontsize="11", margin="0.12,0.06")
+    g.attr("edge", fontname=FONT, fontsize="9", arrowsize="0.7")
+    for node in chart.nodes.values():
+        g.node(node.id, **_node_attrs(chart, node, run))
+    _initial(g, chart, run)
+    for edge in chart.external_edges:
+        g.edge(
+            chart.nodes[edge.source].id, chart.nodes[edge.target or edge.source].id, **_edge_attrs(edge, run)
+        )
+    if run is not None:
+        _extra_edges(g, chart, run)
+        _rejected_note(g, chart, run)
+    return g
+
+
+def _title(chart: Chart, run: Run | None) -> str:
+    title = f"<B>{esc(chart.name)}</B>"
+    if run is not None:
+        who = f" {esc(run.instance_id)}" if run.instance_id is not None else ""
+        title += f"   run{who}: {esc(run.summary)}"
+    return f"<{title}>"
+
+
+Row = tuple[str, str]  # (cell markup, TD attributes)
+
+
+def _table(rows: list[Row]) -> str:
+    body = "".join(f"<TR><TD{attrs}>{cell}</TD></TR>" for cell, attrs in rows)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{body}</TABLE>>'
+
+
+def _row(cell: str, attrs: str = "") -> Row:
+    return (cell, attrs)
+
+
+def _node_attrs(chart: Chart, node: Node, run: Run | None) -> dict[str, str]:
+    rows = [_row(f"<B>{esc(node.name)}</B>")]
+    small = [esc(line) for line in node.lines]
+    for edge in chart.internal_edges(node.name):
+        text = esc(edge.label)
+        if run is not None and edge.index in run.taken:
+            text += f' <FONT COLOR="{TAKEN}"><B>{esc(_nums(run, edge))}</B></FONT>'
+        small.append(text)
+    if node.description:
+        small.append(f"<I>{esc(node.description)}</I>")
+    if not node.known:
+        small.append("<I>not in this definition</I>")
+    if small:
+        rows.append(
+            _row('<FONT POINT-SIZE="9">' + "<BR/>".join(small) + "</FONT>", ' ALIGN="LEFT" BALIGN="LEFT"')
+        )
+    attrs: dict[str, str] = {}
+    if node.final:
+        attrs.update(shape="doublecircle", margin="0.04")
+    if node.initial:
+        attrs["penwidth"] = "1.6"
+    if not node.known:
+        attrs.update(style="rounded,dashed", color=UNKNOWN)
+    if run is not None:
+        attrs.update(_node_run_style(node, run, rows))
+    attrs["label"] = _table(rows)
+    return attrs
+
+
+def _node_run_style(node: Node, run: Run, rows: list[Row]) -> dict[str, str]:
+    base = "dashed," if not node.known else ""
+    rounded = "" if node.final else "rounded,"
+    rejected = run.rejected_in(node.name)
+    if rejected:
+        seqs = ", ".join(f"#{r.seq}" for r in rejected[:3]) + (", ..." if len(rejected) > 3 else "")
+        rows.append(_row(f'<FONT POINT-SIZE="9" COLOR="{NOTE}">rejected {esc(seqs)}</FONT>'))
+    if node.name == run.current:
+        fill, line, text = CURRENT_STYLE.get(run.status, CURRENT_STYLE["active"])
+        rows.append(_row(f'<FONT POINT-SIZE="9" COLOR="{line}"><B>{esc(text)}</B></FONT>'))
+        if run.failure:
+            rows.append(_row(f'<FONT POINT-SIZE="8" COLOR="{line}">{esc(_cut(run.failure, 70))}</FONT>'))
+        return {"style": f"{rounded}{base}filled", "fillcolor": fill, "color": line, "penwidth": "3"}
+    if node.name in run.visited:
+        return {"style": f"{rounded}{base}filled", "fillcolor": VISITED_FILL, "color": TAKEN}
+    return {"color": DIM_LINE, "fontcolor": DIM_TEXT}
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _edge_label(lines: list[str]) -> str:
+    """A table, not `<BR/>` lines: dot 2.4x sizes `<BR/>` edge labels wrongly and draws edges over them."""
+    return _table([_row(line) for line in lines])
+
+
+def _nums(run: Run, edge: Edge) -> str:
+    return numbers(run.taken[edge.index])
+
+
+def _edge_attrs(edge: Edge, run: Run | None) -> dict[str, str]:
+    lines = [esc(edge.title)]
+    if edge.detail:
+        lines.append(f'<FONT POINT-SIZE="8">{esc(edge.detail)}</FONT>')
+    attrs: dict[str, str] = {}
+    if edge.timer is not None:
+        attrs["style"] = "dashed"
+    if edge.is_error:
+        attrs.update(color=ERROR, fontcolor=ERROR)
+    if run is not None:
+        if edge.index in run.taken:
+            lines.append(f"<B>{esc(_nums(run, edge))}</B>")
+            attrs.update(color=TAKEN, fontcolor=TAKEN, penwidth="2.2")
+        else:
+            attrs.update(color=DIM_LINE, fontcolor=DIM_TEXT)
+    attrs["label"] = _edge_label(lines)
+    return attrs
+
+
+def _initial(g: graphviz.Digraph, chart: Chart, run: Run | None) -> None:
+    if chart.initial not in chart.nodes:
+        return
+    g.node(INITIAL_ID, label="", shape="point", width="0.16", style="filled", fillcolor="black")
+    attrs: dict[str, str] = {}
+    if run is not None and run.start_seqs:
+        attrs.update(
+            label=_edge_label([f"<B>start {esc(numbers(run.start_seqs))}</B>"]),
+            color=TAKEN,
+            fontcolor=TAKEN,
+            penwidth="2.2",
+        )
+    g.edge(INITIAL_ID, chart.nodes[chart.initial].id, **attrs)
+
+
+def _extra_edges(g: graphviz.Digraph, chart: Chart, run: Run) -> None:
+    """Transitions in the history that this definition does not have (another version, say)."""
+    for (source, event, target), seqs in run.extra.items():
+        if source is None:
+            continue
+        label = _edge_label([esc(event), "<I>not in this definition</I>", f"<B>{esc(numbers(seqs))}</B>"])
+        g.edge(
+            chart.nodes[source].id,
+            chart.nodes[target].id,
+            label=label,
+            color=UNKNOWN,
+            fontcolor=UNKNOWN,
+            style="bold,dashed",
+        )
+
+
+def _rejected_note(g: graphviz.Digraph, chart: Chart, run: Run) -> None:
+    if not run.rejected:
+        return
+    rows = [_row(f"<B>rejected events ({len(run.rejected)})</B>", ' ALIGN="LEFT"')]
+    shown = run.rejected[:MAX_NOTE_LINES]
+    rows += [_row(esc(r.text), ' ALIGN="LEFT"') for r in shown]
+    if len(run.rejected) > len(shown):
+        rows.append(_row(f"<I>... and {len(run.rejected) - len(shown)} more</I>", ' ALIGN="LEFT"'))
+    # no edges to the states: they tangle the layout; each state says "rejected #n" itself
+    g.node(
+        NOTE_ID,
+        label=_table(rows),
+        shape="note",
+        style="filled",
+        fillcolor="#fff7ed",
+        color=NOTE,
+        fontcolor="#7c2d12",
+        fontsize="9",
+    )

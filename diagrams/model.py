@@ -1,0 +1,146 @@
+"""What a diagram shows, independent of the output format: states and arrows of one spec.
+
+DOT and Mermaid both render a `Chart`, so the two never disagree about what an edge means. Every
+state gets a safe id (`s0`, `s1`, ... in declaration order): names are only ever labels, so no
+name can break the syntax of either format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from statemachines.checks import timer_event
+from statemachines.definition import Definition
+from statemachines.spec import EffectSpec, MachineSpec, StateSpec
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One transition of the definition; `target` None is internal (drawn inside the state)."""
+
+    index: int
+    source: str
+    target: str | None
+    event: str
+    guard: str | None = None
+    actions: tuple[str, ...] = ()
+    timer: str | None = None  # the duration label of an `after` timer
+
+    @property
+    def title(self) -> str:
+        """The trigger as a reader says it: `PAYMENT_RECEIVED` or `after 7d`."""
+        return f"after {self.timer}" if self.timer is not None else self.event
+
+    @property
+    def detail(self) -> str:
+        """`[guard] / action, action`, or '' when the transition has neither."""
+        parts = []
+        if self.guard:
+            parts.append(f"[{self.guard}]")
+        if self.actions:
+            parts.append("/ " + ", ".join(self.actions))
+        return " ".join(parts)
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} {self.detail}".strip()
+
+    @property
+    def is_error(self) -> bool:
+        return self.event.startswith("error.")
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    id: str
+    initial: bool = False
+    final: bool = False
+    known: bool = True  # False: seen in a run's history but not in this definition
+    lines: tuple[str, ...] = ()  # entry/exit actions and effects; internal transitions are edges
+    description: str | None = None
+
+
+@dataclass
+class Chart:
+    name: str
+    initial: str
+    nodes: dict[str, Node]
+    edges: list[Edge] = field(default_factory=list)
+
+    @property
+    def external_edges(self) -> list[Edge]:
+        return [e for e in self.edges if e.target is not None]
+
+    def internal_edges(self, state: str) -> list[Edge]:
+        return [e for e in self.edges if e.target is None and e.source == state]
+
+    def find_edge(self, source: str | None, event: str, target: str) -> Edge | None:
+        """The definition's edge a history record took (internal when source == target and no loop)."""
+        loop: Edge | None = None
+        for e in self.edges:
+            if e.source != source or e.event != event:
+                continue
+            if e.target == target:
+                return e
+            if e.target is None and target == source and loop is None:
+                loop = e
+        return loop
+
+    def add_unknown(self, name: str) -> Node:
+        """A state a run visited that this definition lacks (an older version, a renamed state)."""
+        node = self.nodes.get(name)
+        if node is None:
+            node = Node(name, f"x{sum(not n.known for n in self.nodes.values())}", known=False)
+            self.nodes[name] = node
+        return node
+
+
+def as_spec(definition_or_spec: Any) -> MachineSpec:
+    """Accept what users hold: a `Definition`, a `MachineSpec`, or its plain dict (parsed YAML/JSON)."""
+    if isinstance(definition_or_spec, Definition):
+        return definition_or_spec.spec
+    if isinstance(definition_or_spec, MachineSpec):
+        return definition_or_spec
+    if isinstance(definition_or_spec, Mapping):
+        return MachineSpec.model_validate(dict(definition_or_spec))
+    raise TypeError(
+        "expected a Definition (from machine(...)), a MachineSpec or a dict, "
+        f"got {type(definition_or_spec).__name__}"
+    )
+
+
+def chart_of(definition_or_spec: Any) -> Chart:
+    spec = as_spec(definition_or_spec)
+    chart = Chart(spec.name, spec.initial, {})
+    for i, (name, st) in enumerate(spec.states.items()):
+        chart.nodes[name] = Node(
+            name, f"s{i}", name == spec.initial, st.final, True, _lines(st), st.description
+        )
+    for name, st in spec.states.items():
+        for event, group in st.on.items():
+            for t in group:
+                chart.edges.append(Edge(len(chart.edges), name, t.target, event, t.guard, tuple(t.actions)))
+        for label, group in st.after.items():
+            for t in group:
+                chart.edges.append(
+                    Edge(
+                        len(chart.edges), name, t.target, timer_event(label), t.guard, tuple(t.actions), label
+                    )
+                )
+    return chart
+
+
+def _lines(st: StateSpec) -> tuple[str, ...]:
+    lines = [f"entry / {a}" for a in st.on_enter]
+    lines += [f"exit / {a}" for a in st.on_exit]
+    lines += [_effect_line(e) for e in st.effects]
+    return tuple(lines)
+
+
+def _effect_line(effect: EffectSpec) -> str:
+    fn = f" = {effect.fn}" if effect.fn != effect.name else ""
+    tries = effect.retry.max_attempts
+    return f"effect / {effect.name}{fn} ({tries} {'attempt' if tries == 1 else 'attempts'})"

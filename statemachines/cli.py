@@ -1,0 +1,311 @@
+"""The `statemachines` command: start, send, inspect, draw and run machine instances.
+
+Every failure prints one line, `error: ...`, on stderr: exit 2 for a usage mistake (bad option,
+bad JSON, unknown --app), 1 for everything the engine refuses or cannot do. No tracebacks unless
+STATEMACHINES_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from statemachines import cli_output as out
+from statemachines.cli_app import CommandError, UsageError, load_app, one_line
+from statemachines.definition import Definition
+from statemachines.engine import Engine
+from statemachines.errors import StateMachineError, UnknownMachine
+from statemachines.loading import load_definition
+
+DIAGRAM_SUFFIXES = (".dot", ".gv", ".svg", ".png", ".pdf", ".mmd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _global_options(parent: bool) -> _Parser:
+    """--db/--app/--definition, accepted before or after the subcommand."""
+    p = _Parser(add_help=False)
+    default = None if parent else argparse.SUPPRESS
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        default=default,
+        help="database URL or SQLite file path (else $STATEMACHINES_DATABASE_URL, else ./statemachines.db)",
+    )
+    p.add_argument(
+        "--app",
+        metavar="MODULE[:ATTR]",
+        default=default,
+        help="import definitions (a Definition, a list/dict of them, or a module), or the Registry"
+        " that resolves the names in --definition files",
+    )
+    p.add_argument(
+        "--definition",
+        metavar="FILE",
+        action="append",
+        default=default,
+        help="a YAML/JSON definition file (repeatable)",
+    )
+    return p
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"  # argparse names the type in its error
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from statemachines import __version__
+
+    parser = _Parser(
+        prog="statemachines",
+        description="Durable state machines: start instances, send events, read their audit trail.",
+        parents=[_global_options(parent=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"statemachines {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = [_global_options(parent=False)]
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=common)
+
+    cmd("demo", "run one order through its lifecycle, print its history, draw its diagrams")
+    p = cmd("start", "start an instance of a machine")
+    p.add_argument("machine")
+    p.add_argument("--id", dest="instance_id", help="instance id (default: a random hex id)")
+    p.add_argument("--context", help="initial context as JSON (or @file.json)")
+    p.add_argument("--actor")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("send", "send an event to an instance")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("event")
+    p.add_argument("--payload", help="event payload as JSON (or @file.json)")
+    p.add_argument("--key", help="idempotency key: a resend with the same key changes nothing")
+    p.add_argument("--actor")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("status", "show an instance and what it is waiting on")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("history", "show an instance's audit trail")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print JSON (with the context after each step)")
+    p = cmd("instances", "list instances")
+    p.add_argument("--machine")
+    p.add_argument("--state")
+    p.add_argument("--status", choices=("active", "completed", "cancelled", "failed"))
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("cancel", "cancel an instance (its state is kept, its timers and effects dropped)")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("--reason")
+    p.add_argument("--actor")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("diagram", "draw a definition, or one instance's run, to .svg/.png/.pdf/.dot/.mmd")
+    p.add_argument("name", metavar="NAME", nargs="?", help="machine name (optional with --instance)")
+    p.add_argument("--instance", metavar="ID", help="draw this instance's run on top of its definition")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; format by suffix")
+    p = cmd("worker", "fire due timers and run due effects until stopped")
+    p.add_argument("--batch", type=_positive(int), default=100, metavar="N", help="items claimed per round")
+    p.add_argument(
+        "--idle", type=_positive(float), default=0.5, metavar="SECONDS", help="first sleep when idle"
+    )
+    p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    return parser
+
+
+def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]]:
+    """The engine from --db, with the definitions of --app/--definition registered."""
+    defs: list[Definition] = []
+    registry: Mapping[str, Any] = {}
+    if args.app:
+        defs, registry = load_app(args.app)
+    if args.definition:
+        defs = [load_definition(path, registry) for path in args.definition]
+    loaded: dict[str, Definition] = {}
+    for d in defs:
+        if d.name in loaded and loaded[d.name].version != d.version:
+            raise UsageError(f"two different definitions are named {d.name!r}")
+        loaded[d.name] = d
+    try:
+        engine = Engine(args.db)
+    except StateMachineError:
+        raise
+    except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse
+        raise CommandError(f"cannot open database {args.db!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        for d in loaded.values():
+            engine.register(d)
+    except BaseException:
+        engine.close()
+        raise
+    return engine, loaded
+
+
+# Definitions and commands -------------------------------------------------------------------------
+def parse_json(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _print_snapshot(snap: Any, as_json: bool) -> None:
+    print(out.to_json(snap.as_dict()) if as_json else out.snapshot_text(snap.as_dict()))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from statemachines.demo import run_demo
+
+        return run_demo(args.db)
+    for option in ("context", "payload"):  # argument mistakes first, before touching the database
+        if hasattr(args, option):
+            setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
+    if args.command == "diagram":
+        _check_diagram_args(args.name, args.instance, Path(args.output))
+    engine, loaded = open_engine(args)
+    try:
+        return _dispatch(engine, loaded, args)
+    except UnknownMachine as exc:
+        hint = "" if loaded else " (load it with --app module:attr or --definition FILE)"
+        raise CommandError(f"{exc}{hint}") from None
+    finally:
+        engine.close()
+
+
+def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Namespace) -> int:
+    c = args.command
+    if c == "start":
+        snap = engine.start(args.machine, args.context, instance_id=args.instance_id, actor=args.actor)
+        _print_snapshot(snap, args.json)
+    elif c == "send":
+        snap = engine.send(
+            args.instance_id, args.event, args.payload, idempotency_key=args.key, actor=args.actor
+        )
+        _print_snapshot(snap, args.json)
+    elif c == "status":
+        st = engine.status(args.instance_id) if hasattr(engine, "status") else engine.get(args.instance_id)
+        data = out.status_dict(st)
+        waiting = data.get("waiting_on")
+        if waiting is not None and data["status"] == "active" and data["machine"] not in loaded:
+            # the engine knows allowed events only for registered machines: read the stored spec
+            spec_state = engine.stored_spec(data["machine"]).states.get(data["state"])
+            waiting["events"] = waiting.get("events") or sorted(spec_state.on if spec_state else [])
+        print(out.to_json(data) if args.json else out.status_text(data))
+    elif c == "history":
+        records = engine.history(args.instance_id)
+        print(out.to_json([r.as_dict() for r in records]) if args.json else out.history_table(records))
+    elif c == "instances":
+        snaps = engine.instances(
+            machine=args.machine, state=args.state, status=args.status, limit=args.limit, offset=args.offset
+        )
+        print(out.to_json([s.as_dict() for s in snaps]) if args.json else out.instances_table(snaps))
+    elif c == "cancel":
+        _print_snapshot(engine.cancel(args.instance_id, args.reason, actor=args.actor), args.json)
+    elif c == "diagram":
+        print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output)))
+    elif c == "worker":
+        if importlib.util.find_spec("statemachines.worker") is None:
+            raise CommandError("the worker is not available in this version of statemachines")
+        worker = importlib.import_module("statemachines.worker")
+        worker.main(engine, args)  # returns how many items it processed, not an exit status
+    return 0
+
+
+def _check_diagram_args(name: str | None, instance: str | None, path: Path) -> None:
+    if name is None and instance is None:
+        raise UsageError("diagram needs a machine NAME or --instance ID")
+    if path.suffix.lower() not in DIAGRAM_SUFFIXES:
+        raise UsageError(
+            f"-o {str(path)!r}: unknown diagram format; use one of {', '.join(DIAGRAM_SUFFIXES)}"
+        )
+
+
+def draw_diagram(
+    engine: Engine, loaded: Mapping[str, Definition], name: str | None, instance: str | None, path: Path
+) -> Path:
+    """Write a definition diagram (or an instance's run) to `path`, format by suffix."""
+    _check_diagram_args(name, instance, path)
+    try:
+        import diagrams
+
+        diagrams.save  # noqa: B018 - the API, not just an empty namespace package
+    except (ImportError, AttributeError) as exc:
+        raise CommandError(f"diagrams are not available: {exc}") from None
+    mermaid = path.suffix.lower() == ".mmd"
+    if instance is not None:
+        machine = engine.get(instance).machine
+        if name is not None and name != machine:
+            raise UsageError(f"instance {instance!r} belongs to machine {machine!r}, not {name!r}")
+        drawing = (
+            diagrams.run_to_mermaid(engine, instance) if mermaid else diagrams.draw_run(engine, instance)
+        )
+    else:
+        assert name is not None
+        source = loaded.get(name) or engine.stored_spec(name)
+        drawing = diagrams.to_mermaid(source) if mermaid else diagrams.draw(source)
+    return Path(diagrams.save(drawing, path))
+
+
+# Entry point -------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 refused/failed, 2 usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except UsageError as exc:
+        return _fail(one_line(exc), 2)
+    except (StateMachineError, CommandError) as exc:
+        return _fail(one_line(exc), 1)
+    except BrokenPipeError:  # `statemachines history X | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("STATEMACHINES_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(exc).__name__}: {one_line(exc)} (STATEMACHINES_DEBUG=1 shows more)", 1
+        )
+
+
+def _fail(message: str, code: int) -> int:
+    if os.environ.get("STATEMACHINES_DEBUG") and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Example machines shipped with the package: run them, read them, copy them."""
