@@ -12,8 +12,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,9 @@ class Database:
                 f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
             )
         self.busy_timeout_ms = busy_timeout_ms
+        #: Maps a `DatabaseError` to the exception callers should see (the engine's own types).
+        self.error_hook: Callable[[BaseException], BaseException] | None = None
+        self._ts_cache: tuple[datetime | None, Any] = (None, None)
         self._local = threading.local()
 
     # SQL text ------------------------------------------------------------------------------------
@@ -69,10 +72,16 @@ class Database:
         return text
 
     def ts(self, when: datetime) -> Any:
-        """A timestamp as the driver stores it: SQLite gets sortable UTC text."""
-        if self.dialect == "sqlite":
-            return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return when
+        """A timestamp as the driver stores it: SQLite gets sortable UTC text.
+
+        The last conversion is kept: one event writes the same instant several times."""
+        if self.dialect != "sqlite":
+            return when
+        last, text = self._ts_cache
+        if last is not when:
+            text = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            self._ts_cache = (when, text)
+        return text
 
     def from_ts(self, value: Any) -> datetime:
         """An aware UTC datetime, whatever the PostgreSQL session's TimeZone or the text's offset."""
@@ -119,29 +128,13 @@ class Database:
 
     close = discard
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN.
+    def transaction(self) -> Transaction:
+        """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN."""
+        return Transaction(self, write=True)
 
-        Any exception rolls back; driver errors come out as `DatabaseError` subclasses,
-        anything else (an action's error) unchanged.
-        """
-        conn = self.connection()
-        cur = None
-        try:
-            cur = conn.cursor()
-            if self.dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
-            yield cur
-            conn.commit() if self.dialect == "postgresql" else cur.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback(conn)
-            translated = _translate(exc)
-            if isinstance(translated, DatabaseUnavailable):
-                self.discard()
-            if translated is exc:
-                raise
-            raise translated from exc
+    def read(self) -> Transaction:
+        """A read: SQLite reads outside a transaction; PostgreSQL one that is closed at once."""
+        return Transaction(self, write=False)
 
     def _rollback(self, conn: Any) -> None:
         try:
@@ -153,23 +146,58 @@ class Database:
         except Exception:
             self.discard()
 
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        """A read: SQLite reads outside a transaction; PostgreSQL one that is closed at once."""
-        conn = self.connection()
+
+class Transaction:
+    """`with db.transaction() as cur:` commits on success and rolls back on any exception.
+
+    Driver errors come out as `DatabaseError` subclasses (passed through the database's
+    `error_hook`, which lets the engine raise its own types); anything else (an action's error)
+    comes out unchanged. A class, not a generator: this runs once per event.
+    """
+
+    __slots__ = ("_conn", "_db", "_write")
+
+    def __init__(self, db: Database, write: bool) -> None:
+        self._db = db
+        self._write = write
+
+    def __enter__(self) -> Any:
+        db = self._db
+        self._conn = None
         try:
+            conn = self._conn = db.connection()
             cur = conn.cursor()
-            yield cur
-            if self.dialect == "postgresql":
-                conn.commit()
+            if self._write and db.dialect == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
-            self._rollback(conn)
-            translated = _translate(exc)
-            if isinstance(translated, DatabaseUnavailable):
-                self.discard()
-            if translated is exc:
-                raise
-            raise translated from exc
+            self._fail(exc)
+        return cur
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            try:
+                if self._db.dialect == "postgresql":
+                    self._conn.commit()
+                elif self._write:
+                    self._conn.execute("COMMIT")
+                return
+            except BaseException as commit_error:
+                exc = commit_error
+        self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        db = self._db
+        if self._conn is not None:
+            db._rollback(self._conn)
+        translated = _translate(exc)
+        if isinstance(translated, DatabaseUnavailable):
+            db.discard()
+        if translated is exc and not isinstance(exc, DatabaseError):
+            raise exc
+        hooked = db.error_hook(translated) if db.error_hook is not None else translated
+        if hooked is exc:
+            raise exc
+        raise hooked from exc
 
 
 def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:

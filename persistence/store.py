@@ -60,6 +60,11 @@ class Store:
         pg = db.dialect == "postgresql"
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
         self.sql["lock"] = db.sql(_LOCK + (" FOR UPDATE" if pg else ""))
+        # Without a key there is no receipt to look for: a cheaper statement, same columns.
+        no_key = _LOCK.replace(
+            "(SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)", "NULL"
+        )
+        self.sql["lock_no_key"] = db.sql(no_key + (" FOR UPDATE" if pg else ""))
         self._list_cache: dict[tuple[bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
@@ -79,8 +84,11 @@ class Store:
 
     # instances -------------------------------------------------------------------------------
     def lock_instance(self, cur: Any, instance_id: str, key: str | None) -> tuple[Any, ...] | None:
-        """The instance row locked for update, plus (last history seq, receipt for `key`)."""
-        cur.execute(self.sql["lock"], {"id": instance_id, "key": key})
+        """The instance row locked for update, plus the receipt recorded for `key` (or None)."""
+        if key is None:
+            cur.execute(self.sql["lock_no_key"], {"id": instance_id})
+        else:
+            cur.execute(self.sql["lock"], {"id": instance_id, "key": key})
         return cur.fetchone()
 
     def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:

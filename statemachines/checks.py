@@ -8,8 +8,9 @@ from statemachines.durations import parse_duration
 from statemachines.errors import InvalidDuration
 from statemachines.spec import MachineSpec, StateSpec, TransitionSpec
 
-#: Events the engine sends itself; users declare transitions for them but never name states so.
-RESERVED_PREFIXES = ("after.",)
+#: Events the engine sends itself (timers, effect results): definitions declare transitions for
+#: them, but `send` refuses them, so a caller cannot fake a timer or an effect's result.
+RESERVED_PREFIXES = ("after.", "done.", "error.")
 
 
 def timer_event(label: str) -> str:

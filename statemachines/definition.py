@@ -23,7 +23,20 @@ from statemachines.spec import MachineSpec, RetrySpec
 Guard = Callable[[Any, Any], bool]
 Action = Callable[[Any, Any], Any]
 Ref = str | Callable[..., Any]
-Retry = RetrySpec
+
+
+def Retry(
+    max_attempts: int = 3,
+    initial: Duration = "1s",
+    backoff: float = 2.0,
+    max: Duration = "5m",
+    jitter: float = 0.1,
+) -> RetrySpec:
+    """How an effect is retried; bad values raise `DefinitionError` naming them."""
+    try:
+        return RetrySpec(max_attempts=max_attempts, initial=initial, backoff=backoff, max=max, jitter=jitter)
+    except ValidationError as exc:
+        raise DefinitionError("Retry", _pydantic_problems(exc), what="retry policy") from None
 
 
 @dataclass(frozen=True)

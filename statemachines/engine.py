@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel
 
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store, migrate
+from persistence.database import Transaction
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
+from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
@@ -81,10 +81,10 @@ class Engine(DurableMixin):
                 sqlite_synchronous=sqlite_synchronous,
                 busy_timeout_ms=int(parse_duration(busy_timeout).total_seconds() * 1000),
             )
-            with self._storage():
-                migrate(self.db)
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc
+        self.db.error_hook = _typed_storage_error
+        migrate(self.db)
         self.store = Store(self.db)
         self.schedule = Schedule(self.db)
         self._applier = Applier(self.db, self.store, self.schedule)
@@ -188,6 +188,11 @@ class Engine(DurableMixin):
         """Apply one event atomically; see DESIGN.md "send" for the exact steps."""
         _check_id(instance_id)
         _check_name(event, "event")
+        if event.startswith(RESERVED_PREFIXES):
+            raise errors.InvalidArgument(
+                f"event {event!r} is reserved: events starting with {', '.join(RESERVED_PREFIXES)}"
+                " are sent by the engine itself (timers and effects)"
+            )
         if idempotency_key is not None:
             _check_name(idempotency_key, "idempotency_key")
         for attempt in range(3):
@@ -298,27 +303,23 @@ class Engine(DurableMixin):
     def close(self) -> None:
         self.db.close()
 
-    # Storage errors become typed engine errors ---------------------------------------------------
-    @contextmanager
-    def _storage(self) -> Iterator[None]:
-        try:
-            yield
-        except Conflict:
-            raise
-        except DatabaseUnavailable as exc:
-            raise errors.StorageUnavailable(str(exc)) from exc
-        except DatabaseError as exc:
-            raise errors.StorageError(str(exc)) from exc
+    def _tx(self) -> Transaction:
+        """A write transaction whose storage errors are already the engine's typed errors."""
+        return self.db.transaction()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._storage(), self.db.transaction() as cur:
-            yield cur
+    def _read(self) -> Transaction:
+        return self.db.read()
 
-    @contextmanager
-    def _read(self) -> Iterator[Any]:
-        with self._storage(), self.db.read() as cur:
-            yield cur
+
+def _typed_storage_error(exc: BaseException) -> BaseException:
+    """Storage errors as engine errors; `Conflict` stays for the callers that resolve it."""
+    if isinstance(exc, Conflict):
+        return exc
+    if isinstance(exc, DatabaseUnavailable):
+        return errors.StorageUnavailable(str(exc))
+    if isinstance(exc, DatabaseError):
+        return errors.StorageError(str(exc))
+    return exc
 
 
 def _check_name(value: Any, what: str) -> str:

@@ -16,11 +16,11 @@ class StateMachineError(Exception):
 class DefinitionError(StateMachineError, ValueError):
     """A machine definition is invalid; `problems` lists every problem found at once."""
 
-    def __init__(self, name: str, problems: Iterable[str]) -> None:
+    def __init__(self, name: str, problems: Iterable[str], *, what: str = "machine") -> None:
         self.name = name
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"machine {name!r} is invalid ({len(self.problems)} problems):\n{lines}")
+        super().__init__(f"{what} {name!r} is invalid ({len(self.problems)} problems):\n{lines}")
 
 
 class InvalidDuration(StateMachineError, ValueError):
