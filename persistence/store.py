@@ -32,8 +32,7 @@ _SQL = {
     " (SELECT coalesce(max(revision), 0) + 1 FROM sm_definitions WHERE name = :same_name), :now)"
     " ON CONFLICT (name, version) DO UPDATE SET revision = excluded.revision",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
-    "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name"
-    " ORDER BY revision DESC LIMIT 1",
+    "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
     "update_instance": "UPDATE sm_instances SET state = :state, context = :context,"

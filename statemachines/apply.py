@@ -146,6 +146,8 @@ def to_json(event: str, payload: Any) -> str:
         return json.dumps(payload, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise errors.PayloadInvalid(event, f"not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise errors.PayloadInvalid(event, "nested too deeply to store as JSON") from None
 
 
 def apply_or_fail(

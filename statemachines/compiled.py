@@ -228,6 +228,8 @@ class CompiledMachine:
             return json.dumps(ctx, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise ContextInvalid(self.name, f"not JSON-serialisable: {exc}") from None
+        except RecursionError:
+            raise ContextInvalid(self.name, "nested too deeply to store as JSON") from None
 
 
 class _FakeEventData:

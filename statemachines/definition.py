@@ -7,6 +7,7 @@ written in Python and one loaded from YAML go through the same validation and th
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -212,6 +213,10 @@ def machine(
     description: str | None = None,
 ) -> Definition:
     """Declare and check a machine. Raises `DefinitionError` listing every problem."""
+    label = name if isinstance(name, str) else reprlib.repr(name)  # any junk can be shown
+    if not isinstance(states, Mapping):
+        problem = f"states must be a mapping of names to state(...), got {type(states).__name__}"
+        raise DefinitionError(label, [problem])
     names = _Names(registry)
     raw_states: dict[str, Any] = {}
     problems: list[str] = []
@@ -235,9 +240,9 @@ def machine(
     try:
         spec = MachineSpec.model_validate(raw)
     except ValidationError as exc:
-        raise DefinitionError(name, problems + _pydantic_problems(exc)) from None
+        raise DefinitionError(label, problems + _pydantic_problems(exc)) from None
     if problems:
-        raise DefinitionError(name, problems + find_problems(spec, names.by_name))
+        raise DefinitionError(label, problems + find_problems(spec, names.by_name))
     return Definition(spec, names.by_name, context, events)
 
 

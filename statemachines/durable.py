@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from persistence import Conflict
 from statemachines import errors, tokens
+from statemachines.checks import RESERVED_PREFIXES
 from statemachines.durations import Duration, parse_duration
 from statemachines.effects import run_due_effects
 from statemachines.records import ACTIVE, FAILED, PendingEffect, PendingTimer, Snapshot, Status
@@ -67,7 +68,8 @@ class DurableMixin:
                 events = sorted(stored.on) if stored else []
         return Status(
             snap,
-            list(events),
+            # done.*/error.* come from effects (listed below), and `send` refuses them
+            [e for e in events if not e.startswith(RESERVED_PREFIXES)],
             [PendingTimer(e, s, self.db.from_ts(at)) for e, s, at in timers],
             [
                 PendingEffect(n, s, st, a, self.db.from_ts(nx) if nx is not None else None, err)
@@ -87,6 +89,10 @@ class DurableMixin:
     def retry(self: Engine, instance_id: str, *, actor: str | None = None) -> Snapshot:  # type: ignore[misc]
         """Redrive a `failed` instance: back to `active`, failed effects re-armed now, due
         timers fire again; the redrive is audited (outcome `retried`)."""
+        from statemachines.engine import _check_id, _check_text  # engine imports this module
+
+        _check_id(instance_id)
+        _check_text(actor, "actor")
         now = self.clock.now()
         with self._tx() as cur:
             row = self.store.lock_instance(cur, instance_id, None)
@@ -110,6 +116,10 @@ class DurableMixin:
         """A signed callback token that lets its bearer send `event` once, while the instance
         stays in its current state entry, until `ttl` has passed."""
         key = tokens.resolve_secret(self._secret)
+        if isinstance(event, str) and event.startswith(RESERVED_PREFIXES):  # as in `send`: no faking
+            raise errors.InvalidArgument(
+                f"event {event!r} is reserved for the engine (timers and effect results): no token"
+            )
         snap = self.get(instance_id)
         if snap.status != ACTIVE:
             raise errors.InstanceClosed(instance_id, snap.status, snap.state)

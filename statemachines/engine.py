@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import uuid
 from typing import Any
 
@@ -120,7 +121,7 @@ class Engine(DurableMixin):
         return MachineSpec.model_validate_json(text)
 
     def _compiled(self, name: str) -> CompiledMachine:
-        compiled = self._machines.get(name)
+        compiled = self._machines.get(name) if isinstance(name, str) else None
         if compiled is None:
             raise errors.UnknownMachine(name, self._machines)
         return compiled
@@ -137,6 +138,7 @@ class Engine(DurableMixin):
         """Create an instance in the initial state: run its entry actions, arm its timers."""
         cm = self._compiled(machine)
         iid = _check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
+        _check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
         now = self.clock.now()
         step = cm.enter_initial(ctx_json, Event("start", {}, iid, actor, None, now))
@@ -188,6 +190,7 @@ class Engine(DurableMixin):
         """Apply one event atomically; see DESIGN.md "send" for the exact steps."""
         _check_id(instance_id)
         _check_name(event, "event")
+        _check_text(actor, "actor")
         if event.startswith(RESERVED_PREFIXES):
             raise errors.InvalidArgument(
                 f"event {event!r} is reserved: events starting with {', '.join(RESERVED_PREFIXES)}"
@@ -224,6 +227,8 @@ class Engine(DurableMixin):
     def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> Snapshot:
         """Close the instance as `cancelled`: state kept, timers and effects dropped, audited."""
         _check_id(instance_id)
+        _check_text(reason, "reason")
+        _check_text(actor, "actor")
         with self._tx() as cur:
             row = self.store.lock_instance(cur, instance_id, None)
             if row is None:
@@ -290,8 +295,13 @@ class Engine(DurableMixin):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Snapshot]:
-        if limit < 0 or offset < 0:
-            raise errors.InvalidArgument("limit and offset must not be negative")
+        for number in (limit, offset):
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 2**63:
+                got = reprlib.repr(number)
+                raise errors.InvalidArgument(f"limit and offset must be integers >= 0, got {got}")
+        for what, value in (("machine", machine), ("state", state), ("status", status)):
+            if value is not None:
+                _check_name(value, what)
         with self._read() as cur:
             rows = self.store.list_instances(cur, machine, state, status, limit, offset)
         return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
@@ -323,12 +333,32 @@ def _typed_storage_error(exc: BaseException) -> BaseException:
 
 
 def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not _storable(value):
         raise errors.InvalidArgument(
             f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
-            f" without NUL, got {value!r:.80}"
+            f" without NUL or lone surrogates, got {reprlib.repr(value)}"
         )
     return value
+
+
+def _storable(text: str) -> bool:
+    """Text both databases can store: no NUL, valid UTF-8 (no lone surrogates, which is what
+    undecodable bytes become in Python)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(value: Any, what: str) -> None:
+    """Free text stored as such (an actor, a reason): None, or a string of storable text."""
+    if value is not None and (not isinstance(value, str) or not _storable(value)):
+        raise errors.InvalidArgument(
+            f"{what} must be a string without NUL or lone surrogates, got {reprlib.repr(value)}"
+        )
 
 
 def _check_id(value: Any) -> str:

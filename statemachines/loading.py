@@ -39,6 +39,8 @@ def loads_definition(
         data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_SafeLoader)
     except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
         raise DefinitionError("?", [f"not valid {fmt.upper()}: {exc}"]) from None
+    except RecursionError:  # both parsers recurse per nesting level
+        raise DefinitionError("?", [f"not valid {fmt.upper()}: nested too deeply"]) from None
     return Definition.from_dict(data, registry)
 
 

@@ -27,7 +27,7 @@ RETRY = Retry(max_attempts=4, initial="2s", backoff=3.0, max="10s", jitter=0.25)
 class Payment(BaseModel):
     order_id: str
     amount: float = Field(gt=0)
-    provider_failures: int | None = 0  # how many calls the provider fails first; None: all of them
+    provider_failures: int | None = 0  # attempts the provider fails first; None: every one
     charge_id: str | None = None
     error: str | None = None
 
@@ -37,7 +37,10 @@ class ProviderUnavailable(Exception):
 
 
 class FlakyProvider:
-    """A payment API that fails the first N calls for a key, then succeeds, once per key."""
+    """A payment API that fails the first N attempts for a key, then succeeds, once per key.
+
+    It counts by `call.attempt` (stored in the database), so it behaves the same whether the
+    attempts run in one process or in several workers, one after another."""
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
@@ -47,10 +50,10 @@ class FlakyProvider:
         self.calls.clear()
         self.charges.clear()
 
-    def charge(self, key: str, amount: float, fail_first: int | None) -> dict[str, Any]:
-        calls = self.calls[key] = self.calls.get(key, 0) + 1
-        if fail_first is None or calls <= fail_first:
-            raise ProviderUnavailable(f"503 Service Unavailable (call {calls} for {key})")
+    def charge(self, key: str, amount: float, attempt: int, fail_first: int | None) -> dict[str, Any]:
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if fail_first is None or attempt <= fail_first:
+            raise ProviderUnavailable(f"503 Service Unavailable (attempt {attempt} for {key})")
         if key not in self.charges:  # the provider's own idempotency: one charge per key
             self.charges[key] = {"charge_id": f"ch_{len(self.charges) + 1}", "amount": amount}
         return dict(self.charges[key])
@@ -61,7 +64,8 @@ provider = FlakyProvider()
 
 def charge_card(ctx: Payment, call: Any) -> dict[str, Any]:
     """Effect: its return value becomes the payload of `done.charge_card`."""
-    return {**provider.charge(call.key, ctx.amount, ctx.provider_failures), "attempt": call.attempt}
+    charge = provider.charge(call.key, ctx.amount, call.attempt, ctx.provider_failures)
+    return {**charge, "attempt": call.attempt}
 
 
 def record_charge(ctx: Payment, event: Any) -> None:
