@@ -80,6 +80,13 @@ def _duration_problems(spec: MachineSpec) -> list[str]:
         for eff in st.effects:
             where = f"effect {eff.name!r} of state {name!r}"
             texts += [(where, eff.lease), (where, eff.retry.initial), (where, eff.retry.max)]
+            try:
+                if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
+                    problems.append(
+                        f"{where}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
+                    )
+            except InvalidDuration:
+                pass  # reported below
         for where, text in texts:
             try:
                 parse_duration(text)

@@ -8,8 +8,6 @@ STATEMACHINES_DEBUG=1.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -117,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--actor")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("retry", "redrive a failed instance: back to active, its failed effects run again")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("--actor")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("token", "issue a signed, single-use callback token for one event (needs $STATEMACHINES_SECRET)")
+    p.add_argument("instance_id", metavar="ID")
+    p.add_argument("event")
+    p.add_argument("--ttl", default="7d", help="how long the token is valid (default 7d)")
+    p = cmd("send-token", "apply the event a callback token was issued for")
+    p.add_argument("token")
+    p.add_argument("--payload", help="event payload as JSON (or @file.json)")
+    p.add_argument("--actor")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("diagram", "draw a definition, or one instance's run, to .svg/.png/.pdf/.dot/.mmd")
     p.add_argument("name", metavar="NAME", nargs="?", help="machine name (optional with --instance)")
     p.add_argument("--instance", metavar="ID", help="draw this instance's run on top of its definition")
@@ -125,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive(int), default=100, metavar="N", help="items claimed per round")
     p.add_argument(
         "--idle", type=_positive(float), default=0.5, metavar="SECONDS", help="first sleep when idle"
+    )
+    p.add_argument(
+        "--max-idle", type=_positive(float), default=5.0, metavar="SECONDS", help="longest sleep when idle"
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     return parser
@@ -210,13 +224,7 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
         )
         _print_snapshot(snap, args.json)
     elif c == "status":
-        st = engine.status(args.instance_id) if hasattr(engine, "status") else engine.get(args.instance_id)
-        data = out.status_dict(st)
-        waiting = data.get("waiting_on")
-        if waiting is not None and data["status"] == "active" and data["machine"] not in loaded:
-            # the engine knows allowed events only for registered machines: read the stored spec
-            spec_state = engine.stored_spec(data["machine"]).states.get(data["state"])
-            waiting["events"] = waiting.get("events") or sorted(spec_state.on if spec_state else [])
+        data = out.status_dict(engine.status(args.instance_id))
         print(out.to_json(data) if args.json else out.status_text(data))
     elif c == "history":
         records = engine.history(args.instance_id)
@@ -230,11 +238,16 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
         _print_snapshot(engine.cancel(args.instance_id, args.reason, actor=args.actor), args.json)
     elif c == "diagram":
         print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output)))
+    elif c == "retry":
+        _print_snapshot(engine.retry(args.instance_id, actor=args.actor), args.json)
+    elif c == "token":
+        print(engine.token(args.instance_id, args.event, ttl=args.ttl))
+    elif c == "send-token":
+        _print_snapshot(engine.send_token(args.token, args.payload, actor=args.actor), args.json)
     elif c == "worker":
-        if importlib.util.find_spec("statemachines.worker") is None:
-            raise CommandError("the worker is not available in this version of statemachines")
-        worker = importlib.import_module("statemachines.worker")
-        worker.main(engine, args)  # returns how many items it processed, not an exit status
+        from statemachines.worker import main as run_worker
+
+        run_worker(engine, args)  # returns how many items it processed, not an exit status
     return 0
 
 

@@ -32,6 +32,7 @@ from statemachines.records import (
     APPLIED,
     CANCELLED,
     COMPLETED,
+    FAILED,
     Event,
     Record,
     Snapshot,
@@ -225,7 +226,9 @@ class Engine(DurableMixin):
         return outcome
 
     def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> Snapshot:
-        """Close the instance as `cancelled`: state kept, timers and effects dropped, audited."""
+        """Close the instance as `cancelled`: state kept, timers and effects dropped, audited.
+
+        An active or a `failed` instance can be cancelled (giving up on a failure)."""
         _check_id(instance_id)
         _check_text(reason, "reason")
         _check_text(actor, "actor")
@@ -233,7 +236,7 @@ class Engine(DurableMixin):
             row = self.store.lock_instance(cur, instance_id, None)
             if row is None:
                 raise errors.InstanceNotFound(instance_id)
-            if row[STATUS] != ACTIVE:
+            if row[STATUS] not in (ACTIVE, FAILED):
                 raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
             now = self.clock.now()
             seq = row[LAST_SEQ] + 1

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from statemachines.engine import Engine
 
 log = logging.getLogger("statemachines.worker")
+SQLITE_BREATH = 0.005  # seconds between busy rounds on SQLite
 
 
 class Worker:
@@ -69,6 +70,10 @@ class Worker:
                 continue
             if done:
                 pause = self.idle
+                if self.engine.db.dialect == "sqlite":
+                    # SQLite's busy handler polls: a worker that re-takes the write lock at once
+                    # would starve `send` from other processes during a large backlog.
+                    self._stop.wait(SQLITE_BREATH)
             else:
                 self._stop.wait(pause)
                 pause = min(pause * 2, self.max_idle)

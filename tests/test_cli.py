@@ -168,7 +168,7 @@ def started(capsys: Cap, sqlite_url: str) -> str:
         (["send", "A1", "PAYMENT_RECEIVED", "--payload", '{"amount": "lots"}'], 1, "payload of event"),
         (["start", "order-lifecycle", "--id", "A1", "--context", CTX], 1, "already exists"),
         (["start", "order-lifecycle", "--context", '{"total": -1}'], 1, "context of machine"),
-        (["instances", "--limit", "-1"], 1, "must not be negative"),
+        (["instances", "--limit", "-1"], 1, "must be integers >= 0"),
         (["instances", "--limit", "many"], 2, "invalid int value"),
         (["instances", "--status", "sleeping"], 2, "invalid choice"),
         (["frobnicate"], 2, "invalid choice"),
@@ -350,3 +350,33 @@ def test_without_graphviz(
     assert "graphviz" in assert_one_line_error(*res, 1).lower()
     ok(capsys, "--db", sqlite_url, "diagram", "--instance", iid, "-o", str(tmp_path / "run.dot"))
     assert "digraph {" in (tmp_path / "run.dot").read_text()
+
+
+def test_token_then_send_token_applies_the_event_once(
+    capsys: Cap, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATEMACHINES_SECRET", "cli-test-secret-0123456789")
+    db = ["--db", sqlite_url]
+    ok(capsys, *db, *APP, "start", "order-lifecycle", "--id", "T1", "--context", CTX)
+    token = ok(capsys, *db, *APP, "token", "T1", "CANCEL", "--ttl", "1h").strip()
+    out = json.loads(ok(capsys, *db, *APP, "send-token", token, "--json"))
+    assert (out["state"], out["status"]) == ("cancelled", "completed")
+    line = assert_one_line_error(*run(capsys, *db, *APP, "send-token", token), expected_code=1)
+    assert "callback token rejected" in line
+
+
+def test_token_without_a_secret_says_how_to_configure_one(
+    capsys: Cap, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STATEMACHINES_SECRET", raising=False)
+    db = ["--db", sqlite_url]
+    ok(capsys, *db, *APP, "start", "order-lifecycle", "--id", "T2", "--context", CTX)
+    line = assert_one_line_error(*run(capsys, *db, *APP, "token", "T2", "CANCEL"), expected_code=1)
+    assert "STATEMACHINES_SECRET" in line
+
+
+def test_retry_of_an_active_instance_is_refused_in_one_line(capsys: Cap, sqlite_url: str) -> None:
+    db = ["--db", sqlite_url]
+    ok(capsys, *db, *APP, "start", "order-lifecycle", "--id", "R1", "--context", CTX)
+    line = assert_one_line_error(*run(capsys, *db, *APP, "retry", "R1"), expected_code=1)
+    assert "not failed" in line

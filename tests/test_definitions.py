@@ -534,3 +534,18 @@ def test_the_registry_decorator_registers_under_a_given_name() -> None:
         return True
 
     assert registry["is_big"] is big
+
+
+def test_retry_initial_delay_longer_than_its_max_is_a_definition_error() -> None:
+    def ping(ctx, call):
+        return None
+
+    with pytest.raises(DefinitionError, match="retry initial delay 1h exceeds its max 5m"):
+        machine(
+            "slow",
+            initial="a",
+            states={
+                "a": state(effect=Effect(ping, retry=Retry(initial="1h")), on={"GO": "b"}),
+                "b": state(final=True),
+            },
+        )

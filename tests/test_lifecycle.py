@@ -330,3 +330,17 @@ def test_retry_of_an_instance_that_has_not_failed_is_refused(engine):
 def test_retry_of_an_unknown_instance_raises_not_found(engine):
     with pytest.raises(InstanceNotFound):
         engine.retry("nope")
+
+
+def test_cancel_gives_up_on_a_failed_instance(engine, clock, broken):
+    engine.register(escalation())
+    engine.start("escalation", instance_id="e1")
+    clock.advance("1h")
+    engine.run_due()
+    assert engine.get("e1").status == "failed"
+    snap = engine.cancel("e1", reason="pager retired")
+    assert (snap.state, snap.status) == ("waiting", "cancelled")
+    assert engine.history("e1")[-1].outcome == "cancelled"
+    assert engine.status("e1").waiting_on == {"events": [], "timers": [], "effects": []}
+    with pytest.raises(InvalidArgument):
+        engine.retry("e1")
