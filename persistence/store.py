@@ -30,7 +30,10 @@ _SQL = {
     "insert_definition": "INSERT INTO sm_definitions (name, version, spec, revision, created_at)"
     " VALUES (:name, :version, :spec,"
     " (SELECT coalesce(max(revision), 0) + 1 FROM sm_definitions WHERE name = :same_name), :now)"
-    " ON CONFLICT (name, version) DO UPDATE SET revision = excluded.revision",
+    " ON CONFLICT (name, version) DO UPDATE SET revision = excluded.revision"
+    # Already the latest (excluded.revision is max + 1): nothing to write, so a process that
+    # starts and registers what is current changes nothing.
+    " WHERE sm_definitions.revision < excluded.revision - 1",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"

@@ -37,8 +37,12 @@ class DefinitionRow(SQLModel, table=True):
 class InstanceRow(SQLModel, table=True):
     __tablename__ = "sm_instances"
     __table_args__ = (
-        Index("ix_sm_instances_machine_state", "machine", "state"),
-        Index("ix_sm_instances_status", "status"),
+        # `instances()` filters by machine/state/status and pages in (created_at, id) order:
+        # each index ends with the order, so a page is an index range, not a sort of the table.
+        Index("ix_sm_instances_machine_state", "machine", "state", "created_at", "id"),
+        Index("ix_sm_instances_state", "state", "created_at", "id"),
+        Index("ix_sm_instances_status", "status", "created_at", "id"),
+        Index("ix_sm_instances_created", "created_at", "id"),
     )
     id: str = Field(primary_key=True)
     machine: str

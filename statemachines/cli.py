@@ -181,12 +181,16 @@ def parse_json(text: str | None, option: str) -> Any:
             text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{option}: {text[1:]!r} is not UTF-8 text: {exc.reason}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"{option} is not valid JSON here: nested too deeply") from None
 
 
 def _print_snapshot(snap: Any, as_json: bool) -> None:

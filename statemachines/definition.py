@@ -134,6 +134,7 @@ class Definition:
         """Build from plain data (parsed YAML/JSON); every name must be in `registry`."""
         registry = registry or Registry()
         name = data.get("name", "?") if isinstance(data, dict) else "?"
+        name = name if isinstance(name, str) else reprlib.repr(name)  # any junk can be shown
         if not isinstance(data, dict):
             raise DefinitionError(str(name), [f"a definition must be a mapping, got {type(data).__name__}"])
         try:

@@ -115,6 +115,9 @@ class Engine(DurableMixin):
         """The spec as stored in the database (latest, or a given version): no user code needed."""
         from statemachines.spec import MachineSpec
 
+        _check_name(name, "machine name")
+        if version is not None:
+            _check_name(version, "definition version")
         with self._read() as cur:
             text = self.store.definition_spec(cur, name, version)
         if text is None:
@@ -124,7 +127,7 @@ class Engine(DurableMixin):
     def _compiled(self, name: str) -> CompiledMachine:
         compiled = self._machines.get(name) if isinstance(name, str) else None
         if compiled is None:
-            raise errors.UnknownMachine(name, self._machines)
+            raise errors.UnknownMachine(name if isinstance(name, str) else reprlib.repr(name), self._machines)
         return compiled
 
     # Events --------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ def loads_definition(
         raise DefinitionError("?", [f"not valid {fmt.upper()}: {exc}"]) from None
     except RecursionError:  # both parsers recurse per nesting level
         raise DefinitionError("?", [f"not valid {fmt.upper()}: nested too deeply"]) from None
+    except Exception as exc:  # PyYAML's own constructor bugs (`!!timestamp foo`: AttributeError)
+        raise DefinitionError("?", [f"not valid {fmt.upper()}: {type(exc).__name__}: {exc}"]) from None
     return Definition.from_dict(data, registry)
 
 

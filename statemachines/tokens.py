@@ -75,7 +75,7 @@ def verify(key: bytes, token: object, now: datetime) -> TokenClaims:
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         raise TokenInvalid("malformed token")
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    if len(parts) != 3 or parts[0] != PREFIX or not token.isascii():  # ours are base64url: ASCII
         raise TokenInvalid("malformed token")
     _, body, signature = parts
     if not hmac.compare_digest(_sign(key, body), signature):

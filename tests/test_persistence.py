@@ -153,8 +153,14 @@ def test_history_is_indexed_by_machine_and_state(engine: Engine, db_url: str) ->
     assert ("machine", "target") in index_columns(db_url, "sm_history")
 
 
-def test_instances_are_indexed_by_machine_and_state(engine: Engine, db_url: str) -> None:
-    assert ("machine", "state") in index_columns(db_url, "sm_instances")
+def test_instances_are_indexed_by_machine_and_state_in_page_order(engine: Engine, db_url: str) -> None:
+    assert ("machine", "state", "created_at", "id") in index_columns(db_url, "sm_instances")
+
+
+def test_instances_are_indexed_by_state_and_by_status_in_page_order(engine: Engine, db_url: str) -> None:
+    columns = index_columns(db_url, "sm_instances")
+    assert ("state", "created_at", "id") in columns
+    assert ("status", "created_at", "id") in columns
 
 
 def test_receipts_are_unique_per_instance_and_key(engine: Engine, db_url: str) -> None:
