@@ -26,6 +26,14 @@ _LOCK = (
     " FROM sm_instances i WHERE i.id = :id"
 )
 
+# An indexed column named in SET rewrites its index entries even when the value is the same, so
+# `update_instance` names `state` and `status` only when they change (four variants, built once).
+_UPDATE = (
+    "UPDATE sm_instances SET {changed}context = :context, version = :version,"
+    " entered_seq = :entered_seq, last_seq = :seq, definition_version = :dv, updated_at = :now"
+    " WHERE id = :id"
+)
+
 _SQL = {
     "insert_definition": "INSERT INTO sm_definitions (name, version, spec, revision, created_at)"
     " VALUES (:name, :version, :spec,"
@@ -38,9 +46,6 @@ _SQL = {
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
-    "update_instance": "UPDATE sm_instances SET state = :state, context = :context,"
-    " status = :status, version = :version, entered_seq = :entered_seq, last_seq = :seq,"
-    " definition_version = :dv, updated_at = :now WHERE id = :id",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
     " WHERE id = :id",
@@ -61,6 +66,16 @@ class Store:
         self.db = db
         pg = db.dialect == "postgresql"
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
+        self._updates = {
+            (new_state, new_status): db.sql(
+                _UPDATE.format(
+                    changed=("state = :state, " if new_state else "")
+                    + ("status = :status, " if new_status else "")
+                )
+            )
+            for new_state in (False, True)
+            for new_status in (False, True)
+        }
         self.sql["lock"] = db.sql(_LOCK + (" FOR UPDATE" if pg else ""))
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         no_key = _LOCK.replace(
@@ -126,16 +141,17 @@ class Store:
         cur: Any,
         instance_id: str,
         dv: str,
-        state: str,
+        state: str | None,
         context: str,
-        status: str,
+        status: str | None,
         version: int,
         entered_seq: int,
         seq: int,
         now: datetime,
     ) -> None:
+        """Write an applied event; `state`/`status` None mean unchanged."""
         cur.execute(
-            self.sql["update_instance"],
+            self._updates[state is not None, status is not None],
             {
                 "id": instance_id,
                 "dv": dv,

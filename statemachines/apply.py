@@ -26,6 +26,7 @@ from statemachines.rows import (
     LAST_SEQ,
     MACHINE,
     STATE,
+    STATUS,
     VERSION,
     applied_receipt,
     rejected_receipt,
@@ -90,8 +91,11 @@ class Applier:
         entered_seq = row[ENTERED_SEQ] if step.internal else seq
         version = row[VERSION] + 1
         self.store.update_instance(
-            cur, iid, cm.definition.version, step.target, step.context_json, status, version,
-            entered_seq, seq, now,
+            cur, iid, cm.definition.version,
+            step.target if step.target != row[STATE] else None,
+            step.context_json,
+            status if status != row[STATUS] else None,
+            version, entered_seq, seq, now,
         )  # fmt: skip
         self.store.insert_history(
             cur, iid, cm.name, seq, event, step.source, step.target, payload_json,

@@ -153,14 +153,19 @@ def test_history_is_indexed_by_machine_and_state(engine: Engine, db_url: str) ->
     assert ("machine", "target") in index_columns(db_url, "sm_history")
 
 
-def test_instances_are_indexed_by_machine_and_state_in_page_order(engine: Engine, db_url: str) -> None:
-    assert ("machine", "state", "created_at", "id") in index_columns(db_url, "sm_instances")
+def test_instances_are_indexed_by_state_and_machine_in_page_order(engine: Engine, db_url: str) -> None:
+    assert ("state", "machine", "created_at", "id") in index_columns(db_url, "sm_instances")
 
 
-def test_instances_are_indexed_by_state_and_by_status_in_page_order(engine: Engine, db_url: str) -> None:
+def test_instances_are_indexed_by_machine_and_by_status_in_page_order(engine: Engine, db_url: str) -> None:
     columns = index_columns(db_url, "sm_instances")
-    assert ("state", "created_at", "id") in columns
+    assert ("machine", "created_at", "id") in columns
     assert ("status", "created_at", "id") in columns
+
+
+def test_a_transition_rewrites_one_instance_index_at_most(engine: Engine, db_url: str) -> None:
+    with_state = [c for c in index_columns(db_url, "sm_instances") if "state" in c]
+    assert len(with_state) == 1
 
 
 def test_receipts_are_unique_per_instance_and_key(engine: Engine, db_url: str) -> None:
