@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import pytest
 
+from statemachines import Engine, ManualClock
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -77,6 +79,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when a test says so."""
+    return ManualClock()
+
+
+@pytest.fixture
+def engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
+    """An engine on a fresh database of each kind, on the test's clock (modules may override)."""
+    eng = Engine(db_url, clock=clock)
+    yield eng
+    eng.close()
 
 
 @pytest.fixture

@@ -9,28 +9,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 import statemachines.effects as effects_mod
-from statemachines import Effect, Engine, ManualClock, Retry, machine, state, transition
+from statemachines import Effect, Retry, machine, state, transition
 from statemachines.effects import backoff_delay, run_due_effects
 
 US = timedelta(microseconds=1)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
-    eng = Engine(db_url, clock=clock)
-    yield eng
-    eng.close()
 
 
 class Provider:

@@ -14,11 +14,6 @@ SECRET = "examples-secret-0123456789"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
     eng = Engine(db_url, clock=clock, secret=SECRET)
     yield eng

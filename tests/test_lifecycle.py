@@ -9,29 +9,14 @@ import pytest
 
 from statemachines import (
     Effect,
-    Engine,
     InstanceClosed,
     InstanceNotFound,
     InvalidArgument,
-    ManualClock,
     Retry,
     machine,
     state,
     transition,
 )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
-    eng = Engine(db_url, clock=clock)
-    yield eng
-    eng.close()
-
 
 CALLS: list[int] = []
 

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
-
-from statemachines import Engine, GuardRejected, ManualClock, machine, state, transition
+from statemachines import Engine, GuardRejected, machine, state, transition
 from statemachines.timers import fire_due_timers
 
 US = timedelta(microseconds=1)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
-    eng = Engine(db_url, clock=clock)
-    yield eng
-    eng.close()
 
 
 def timer_records(engine: Engine, iid: str) -> list[str]:
