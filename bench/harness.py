@@ -215,8 +215,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def run(args: argparse.Namespace) -> tuple[list[Entry], str]:
+    """Every round of every contender; returns the entries (rates per round) and the table."""
     logging.basicConfig(level=logging.WARNING)
     env = environment(args)  # before the runs: the database may be gone by the end
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
@@ -248,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             if rate is not None:
                 e.rates[r] = rate
                 print(f"round {r + 1}: {e.name:<24} {rate:>10,.0f} ev/s", file=sys.stderr)
-    table = report(entries, args, env)
+    return entries, report(entries, args, env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    _, table = run(args)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")

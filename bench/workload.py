@@ -102,11 +102,11 @@ class Op:
     payload: dict[str, Any]
 
 
-def _slot_ops(slot: int) -> Iterator[Op]:
+def _slot_ops(slot: int, prefix: str = "") -> Iterator[Op]:
     """Endless operations for one slot: start, a lifecycle, start again..."""
     generation = 0
     while True:
-        order_id = f"order-{slot:03d}-{generation}"
+        order_id = f"{prefix}order-{slot:03d}-{generation}"
         total = float(10 + (slot * 7 + generation * 13) % 90)
         yield Op(order_id, None, {"order_id": order_id, "total": total, "paid": 0.0})
         for event in PATTERNS[(slot + generation) % len(PATTERNS)]:
@@ -115,16 +115,17 @@ def _slot_ops(slot: int) -> Iterator[Op]:
         generation += 1
 
 
+def stream(instances: int = 200, prefix: str = "") -> Iterator[Op]:
+    """The endless script, lazily (ids prefixed with ``prefix``): for long or parallel runs."""
+    slots = [_slot_ops(i, prefix) for i in range(instances)]
+    while True:
+        for slot in slots:
+            yield next(slot)
+
+
 def script(n_ops: int, instances: int = 200) -> list[Op]:
     """The first ``n_ops`` operations, round-robin over ``instances`` slots."""
-    slots = [_slot_ops(i) for i in range(instances)]
-
-    def interleave() -> Iterator[Op]:
-        while True:
-            for slot in slots:
-                yield next(slot)
-
-    return list(islice(interleave(), n_ops))
+    return list(islice(stream(instances), n_ops))
 
 
 def expected_states(ops: list[Op]) -> dict[str, int]:
