@@ -85,6 +85,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+WAL_AUTOCHECKPOINT = 10_000  # pages
+
+
 def sqlite_pragmas(conn: sqlite3.Connection, sync: str) -> None:
     """The durability settings every SQLite contender runs with.
 
@@ -97,6 +100,8 @@ def sqlite_pragmas(conn: sqlite3.Connection, sync: str) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={sync}")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # The engine's own setting (persistence/database.py), given to everyone: same database settings.
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
 
 
 def pg_reset_schema(pg_url: str, schema: str) -> None:
