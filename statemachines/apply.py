@@ -143,11 +143,16 @@ class Applier:
         )  # fmt: skip
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: this runs per event
+
+
 def to_json(event: str, payload: Any) -> str:
     if isinstance(payload, BaseModel):
         return payload.model_dump_json()
+    if not payload and isinstance(payload, dict):
+        return "{}"
     try:
-        return json.dumps(payload, separators=(",", ":"))
+        return _encode(payload)
     except (TypeError, ValueError) as exc:
         raise errors.PayloadInvalid(event, f"not JSON-serialisable: {exc}") from None
     except RecursionError:
