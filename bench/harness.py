@@ -24,7 +24,6 @@ import logging
 import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import workload
+from bench.common import revision
 from bench.contenders.base import Backend, Contender, Target
 
 ALL = (
@@ -100,23 +100,6 @@ def run_once(
         finally:
             contender.close()
     return len(ops) / elapsed
-
-
-def revision() -> str:
-    """The commit measured (the engine's code), marked when the tree has local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}+local changes" if dirty else head
 
 
 def environment(args: argparse.Namespace) -> str:
