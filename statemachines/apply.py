@@ -130,17 +130,33 @@ class Applier:
         if effects:
             self.schedule.cancel_effects(cur, iid, now)
 
+    def set_status(
+        self,
+        cur: Any,
+        row: tuple[Any, ...],
+        status: str,
+        event: str,
+        outcome: str,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        payload: Any = None,
+        actor: str | None = None,
+    ) -> None:
+        """Change the status of the locked instance (state, context and version kept) and audit it
+        with one history record: `cancel`, `retry`, and the engine failing an instance."""
+        seq = row[LAST_SEQ] + 1
+        self.store.set_status(cur, row[0], status, seq, now)
+        self.store.insert_history(
+            cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
+            json.dumps(payload if payload is not None else {}), row[CONTEXT], actor, now, outcome, reason,
+        )  # fmt: skip
+
     def fail(
         self, cur: Any, row: tuple[Any, ...], event: str, reason: str, now: datetime, payload: Any = None
     ) -> None:
         """Put the instance into status `failed` (state kept) with an audit record saying why."""
-        seq = row[LAST_SEQ] + 1
-        self.store.set_status(cur, row[0], FAILED, seq, now)
-        self.store.insert_history(
-            cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
-            json.dumps(payload if payload is not None else {}), row[CONTEXT], None, now,
-            FAILED_OUTCOME, reason,
-        )  # fmt: skip
+        self.set_status(cur, row, FAILED, event, FAILED_OUTCOME, now, reason=reason, payload=payload)
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: this runs per event

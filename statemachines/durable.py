@@ -15,7 +15,7 @@ from statemachines.checks import RESERVED_PREFIXES
 from statemachines.durations import Duration, parse_duration
 from statemachines.effects import run_due_effects
 from statemachines.records import ACTIVE, FAILED, PendingEffect, PendingTimer, Snapshot, Status
-from statemachines.rows import CONTEXT, ENTERED_SEQ, LAST_SEQ, MACHINE, STATE, STATUS, snapshot_from_row
+from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS, snapshot_from_row
 from statemachines.timers import fire_due_timers
 
 if TYPE_CHECKING:
@@ -102,12 +102,7 @@ class DurableMixin:
                 raise errors.InvalidArgument(
                     f"instance {instance_id!r} is {row[STATUS]}, not failed: nothing to retry"
                 )
-            seq = row[LAST_SEQ] + 1
-            self.store.set_status(cur, instance_id, ACTIVE, seq, now)
-            self.store.insert_history(
-                cur, instance_id, row[MACHINE], seq, "retry", row[STATE], row[STATE], "{}",
-                row[CONTEXT], actor, now, RETRIED_OUTCOME,
-            )  # fmt: skip
+            self._applier.set_status(cur, row, ACTIVE, "retry", RETRIED_OUTCOME, now, actor=actor)
             self.schedule.redrive_effects(cur, instance_id, now)
             fresh = self.store.get_instance(cur, instance_id)
         return snapshot_from_row(self.db, fresh, self._model_of(row[MACHINE]))
@@ -116,18 +111,20 @@ class DurableMixin:
         """A signed callback token that lets its bearer send `event` once, while the instance
         stays in its current state entry, until `ttl` has passed."""
         key = tokens.resolve_secret(self._secret)
-        if isinstance(event, str) and event.startswith(RESERVED_PREFIXES):  # as in `send`: no faking
-            raise errors.InvalidArgument(
-                f"event {event!r} is reserved for the engine (timers and effect results): no token"
-            )
-        snap = self.get(instance_id)
-        if snap.status != ACTIVE:
-            raise errors.InstanceClosed(instance_id, snap.status, snap.state)
-        allowed = self._compiled(snap.machine).allowed.get(snap.state, [])
-        if event not in allowed:
-            raise errors.EventNotAllowed(instance_id, snap.state, event, allowed)
-        with self._read() as cur:
+        from statemachines.engine import _check_id, check_not_reserved  # engine imports this module
+
+        _check_id(instance_id)
+        if isinstance(event, str):
+            check_not_reserved(event)
+        with self._read() as cur:  # one read: the entry seq comes with the state
             row = self.store.get_instance(cur, instance_id)
+        if row is None:
+            raise errors.InstanceNotFound(instance_id)
+        if row[STATUS] != ACTIVE:
+            raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
+        allowed = self._compiled(row[MACHINE]).allowed.get(row[STATE], [])
+        if event not in allowed:
+            raise errors.EventNotAllowed(instance_id, row[STATE], event, allowed)
         expires = self.clock.now() + parse_duration(ttl)
         return tokens.issue(key, instance_id, event, row[ENTERED_SEQ], expires)
 

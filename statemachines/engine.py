@@ -8,7 +8,6 @@ Everything raised before the commit leaves the database exactly as it was.
 
 from __future__ import annotations
 
-import json
 import os
 import reprlib
 import uuid
@@ -41,7 +40,6 @@ from statemachines.rows import (
     CONTEXT,
     CREATED,
     DEF_VERSION,
-    LAST_SEQ,
     MACHINE,
     STATE,
     STATUS,
@@ -195,11 +193,7 @@ class Engine(DurableMixin):
         _check_id(instance_id)
         _check_name(event, "event")
         _check_text(actor, "actor")
-        if event.startswith(RESERVED_PREFIXES):
-            raise errors.InvalidArgument(
-                f"event {event!r} is reserved: events starting with {', '.join(RESERVED_PREFIXES)}"
-                " are sent by the engine itself (timers and effects)"
-            )
+        check_not_reserved(event)
         if idempotency_key is not None:
             _check_name(idempotency_key, "idempotency_key")
         for attempt in range(3):
@@ -242,26 +236,12 @@ class Engine(DurableMixin):
             if row[STATUS] not in (ACTIVE, FAILED):
                 raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
             now = self.clock.now()
-            seq = row[LAST_SEQ] + 1
-            self.store.set_status(cur, instance_id, CANCELLED, seq, now)
-            payload = json.dumps({"reason": reason})
-            self.store.insert_history(
-                cur,
-                instance_id,
-                row[MACHINE],
-                seq,
-                "cancel",
-                row[STATE],
-                row[STATE],
-                payload,
-                row[CONTEXT],
-                actor,
-                now,
-                CANCELLED,
-                reason,
-            )
+            self._applier.set_status(
+                cur, row, CANCELLED, "cancel", CANCELLED, now,
+                reason=reason, payload={"reason": reason}, actor=actor,
+            )  # fmt: skip
             self._applier.disarm(cur, instance_id, True, True, now)
-        model = self._machines[row[MACHINE]].model if row[MACHINE] in self._machines else None
+        model = self._model_of(row[MACHINE])
         return Snapshot(
             instance_id,
             row[MACHINE],
@@ -364,6 +344,16 @@ def _check_text(value: Any, what: str) -> None:
     if value is not None and (not isinstance(value, str) or not _storable(value)):
         raise errors.InvalidArgument(
             f"{what} must be a string without NUL or lone surrogates, got {reprlib.repr(value)}"
+        )
+
+
+def check_not_reserved(event: str) -> None:
+    """Events the engine sends itself can neither be sent nor carried by a token: no faking a
+    timer or an effect's result."""
+    if event.startswith(RESERVED_PREFIXES):
+        raise errors.InvalidArgument(
+            f"event {event!r} is reserved: events starting with {', '.join(RESERVED_PREFIXES)}"
+            " are sent by the engine itself (timers and effects)"
         )
 
 
