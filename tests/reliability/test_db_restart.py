@@ -5,8 +5,10 @@ reconnect by themselves on their next call; every send that returned is in histo
 even the ones whose commit succeeded while the connection died (their idempotency key resolves
 them on retry); nothing is half-written (every invariant of every instance holds).
 
-Needs root and `pg_ctlcluster` (skipped otherwise). PostgreSQL is up again when the test ends,
-whatever happens.
+Disruptive: it restarts the local PostgreSQL cluster, which every other client of that server
+notices. So it is opt-in: it runs only when `STATEMACHINES_TEST_DISRUPTIVE=1` (.ci/run sets it),
+and also needs root and `pg_ctlcluster` (skipped otherwise, with the reason). PostgreSQL is up
+again when the test ends, whatever happens.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +39,17 @@ from statemachines.worker import Worker
 RESTARTS = scale(1, 3)
 INSTANCES = [f"r{i}" for i in range(3)]
 PG_ETC = Path("/etc/postgresql")
+DISRUPTIVE_ENV = "STATEMACHINES_TEST_DISRUPTIVE"
+
+
+def _disruptive_allowed() -> bool:
+    """Whether the user opted in to tests that restart servers on this machine."""
+    return os.environ.get(DISRUPTIVE_ENV, "").strip() == "1"
+
+
+disruptive = pytest.mark.skipif(
+    not _disruptive_allowed(), reason=f"restarts the local PostgreSQL cluster: opt in with {DISRUPTIVE_ENV}=1"
+)
 
 
 def _cluster() -> tuple[str, str] | None:
@@ -89,6 +103,7 @@ def pg_url(pg_cluster: tuple[str, str], postgres_url: str) -> Iterator[str]:
     yield from _fresh_schema(postgres_url)
 
 
+@disruptive
 @pytest.mark.timeout(scale(120, 600))
 def test_postgres_restart_mid_load_fails_typed_reconnects_and_loses_nothing(
     pg_cluster: tuple[str, str], pg_url: str
@@ -233,3 +248,14 @@ def test_postgres_restart_mid_load_fails_typed_reconnects_and_loses_nothing(
         duplicated=0,
         other_errors=0,
     )
+
+
+def test_the_restart_test_skips_naming_the_variable_unless_opted_in() -> None:
+    env = {k: v for k, v in os.environ.items() if k != DISRUPTIVE_ENV}
+    node = f"{__file__}::test_postgres_restart_mid_load_fails_typed_reconnects_and_loses_nothing"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", node],
+        capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[2], check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "1 skipped" in proc.stdout and f"{DISRUPTIVE_ENV}=1" in proc.stdout, proc.stdout[-2000:]
