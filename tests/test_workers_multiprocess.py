@@ -1,6 +1,9 @@
-"""Real worker processes sharing one database: timers fire exactly once and the work is spread;
-a worker killed mid-effect loses its lease and another completes the effect with the same key;
-SIGTERM stops a worker gracefully.
+"""Real worker processes sharing one database: timers fire exactly once, whichever worker fires
+them; a worker killed mid-effect loses its lease and another completes the effect with the same
+key; SIGTERM stops a worker gracefully.
+
+Only what is guaranteed is asserted: how the OS schedules the workers (who gets how much work,
+how fast a signal lands) is not, so no test depends on it.
 
 Children are started with the 'spawn' method (a fresh interpreter, like a worker on another
 host), each with its own Engine on the SystemClock, and exit by themselves within a deadline.
@@ -99,10 +102,9 @@ def timer_records_per_instance(engine: Engine) -> dict[str, int]:
         return {iid: int(n) for iid, n in cur.fetchall()}
 
 
-def test_four_workers_fire_1000_timers_exactly_once_and_share_the_work_on_postgres(pg_url):
+def test_four_workers_fire_1000_timers_exactly_once_on_postgres(pg_url):
     counts = run_timer_workers(pg_url, 1000)
-    print(f"\ntimers fired per PostgreSQL worker: {counts}")
-    assert all(c > 0 for c in counts), counts
+    print(f"\ntimers fired per PostgreSQL worker: {counts}")  # the spread is the scheduler's business
 
 
 def test_four_workers_fire_timers_exactly_once_on_sqlite(tmp_path):
@@ -139,14 +141,11 @@ def slow_machine():
     )
 
 
-def _effect_worker(url: str, iid: str, install_signals: bool = False) -> None:
+def _effect_worker(url: str, iid: str) -> None:
     """Child: run due work until `iid` is no longer active (or the deadline passes)."""
     engine = Engine(url)
     engine.register(slow_machine())
     worker = Worker(engine, batch=10, idle=0.02, max_idle=0.1)
-    if install_signals:
-        worker.run(install_signals=True, max_rounds=int(CHILD_DEADLINE / 0.02))
-        return
     end = time.monotonic() + CHILD_DEADLINE
     while time.monotonic() < end and engine.get(iid).status == "active":
         if worker.run_once() == 0:
@@ -196,23 +195,73 @@ def test_worker_killed_mid_effect_loses_its_lease_and_another_completes_it_with_
     engine.close()
 
 
+def held_charge(ctx: dict, call: Any) -> dict:
+    """Runs until its own worker has received SIGTERM, so the signal always lands mid-effect.
+
+    It chains onto the worker's SIGTERM handler (effects run in the worker's main thread) and
+    returns only once that handler has run: no timing assumption about when the signal lands."""
+    handled = Path(ctx["handled"])
+    worker_handler = signal.getsignal(signal.SIGTERM)
+
+    def chained(signum: int, frame: Any) -> None:
+        if callable(worker_handler):
+            worker_handler(signum, frame)
+        handled.write_text("1")
+
+    signal.signal(signal.SIGTERM, chained)
+    Path(ctx["marker"]).write_text(f"{os.getpid()} {call.key}")
+    end = time.monotonic() + CHILD_DEADLINE
+    while not handled.exists() and time.monotonic() < end:
+        time.sleep(0.01)
+    return {"key": call.key, "attempt": call.attempt}
+
+
+def held_machine():
+    return machine(
+        "held-pay",
+        initial="charging",
+        states={
+            "charging": state(
+                effect=Effect(held_charge, lease="1m"),
+                on={"done.held_charge": transition("paid", action=record_charge)},
+            ),
+            "paid": state(final=True),
+        },
+    )
+
+
+def _signalled_worker(url: str) -> None:
+    """Child: a worker with its signal handlers installed, as `statemachines worker` runs it."""
+    engine = Engine(url)
+    engine.register(held_machine())
+    Worker(engine, batch=10, idle=0.02, max_idle=0.1).run(
+        install_signals=True, max_rounds=int(CHILD_DEADLINE / 0.02)
+    )
+    engine.close()
+
+
+SIGTERM_BOUND = 10.0  # seconds from SIGTERM to exit: generous, the worker only finishes one effect
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_sigterm_lets_the_effect_in_flight_finish_and_gives_back_the_rest(pg_url, tmp_path):
     engine = Engine(pg_url)
-    engine.register(slow_machine())
-    marker = tmp_path / "first"
+    engine.register(held_machine())
+    marker, handled = tmp_path / "first", tmp_path / "handled"
     for i in range(3):
-        engine.start("slow-pay", {"marker": str(marker), "hang": 1.5}, instance_id=f"p{i}")
-    proc = SPAWN.Process(target=_effect_worker, args=(pg_url, "p0", True))
+        engine.start("held-pay", {"marker": str(marker), "handled": str(handled)}, instance_id=f"p{i}")
+    proc = SPAWN.Process(target=_signalled_worker, args=(pg_url,))
     proc.start()
     try:
         wait_for(marker)
         os.kill(proc.pid, signal.SIGTERM)
-        proc.join(timeout=30)
+        proc.join(timeout=SIGTERM_BOUND)
+        assert not proc.is_alive(), f"the worker did not exit within {SIGTERM_BOUND} s of SIGTERM"
         assert proc.exitcode == 0
     finally:
         if proc.is_alive():
             proc.kill()
+    assert handled.exists(), "the effect in flight finished before the worker saw SIGTERM"
     snaps = [engine.get(f"p{i}") for i in range(3)]
     finished = [s for s in snaps if s.state == "paid"]
     assert len(finished) == 1  # the effect in flight completed and was recorded

@@ -40,6 +40,12 @@ INSTANCES = [f"crash-{i}" for i in range(4)]
 SEED = int(os.environ.get("RELIABILITY_SEED", "0")) or random.randrange(1, 2**31)
 
 
+@pytest.fixture(autouse=True)
+def _report_seed(request: pytest.FixtureRequest) -> None:
+    """Every failure of this module, whatever raised it, shows the seed that replays it."""
+    request.node.add_report_section("setup", "seed", f"replay with RELIABILITY_SEED={SEED}")
+
+
 def _kill_delay(rng: random.Random) -> float:
     """Mostly while events flow; sometimes right after start (engine set-up, first send)."""
     return rng.uniform(0.0, 0.03) if rng.random() < 0.15 else rng.uniform(0.005, 0.15)
