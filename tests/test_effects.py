@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from datetime import timedelta
 
 import pytest
+from blocking import wait_until_blocked_or_done
 
 import statemachines.effects as effects_mod
 from statemachines import Effect, Retry, machine, state, transition
@@ -385,11 +385,11 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
 
     Both must lock the instance before the effect row, or PostgreSQL aborts one of them (the
     send with `StorageUnavailable: deadlock detected`)."""
-    in_action = threading.Event()
+    in_action, release = threading.Event(), threading.Event()
 
     def slow_cancel(ctx: dict, event) -> None:
         in_action.set()
-        time.sleep(0.5)
+        assert release.wait(20), "the worker never tried to record the effect"
 
     fn = Provider()
     fn.__name__ = "charge"
@@ -420,7 +420,11 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
     sender = threading.Thread(target=send)
     sender.start()
     assert in_action.wait(10)
-    effects_mod._run(engine, claimed)
+    worker = threading.Thread(target=effects_mod._run, args=(engine, claimed))
+    worker.start()
+    wait_until_blocked_or_done(engine.db.url, worker)  # the send holds the instance until then
+    release.set()
     sender.join(10)
+    worker.join(10)
     assert outcome["send"] == "cancelled"
     assert [r.event for r in engine.history("r1")] == ["start", "CANCEL"]

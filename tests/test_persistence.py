@@ -6,7 +6,6 @@ import multiprocessing
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from blocking import wait_until_blocked_or_done
 
 from persistence import Database, migrations
 from statemachines import (
@@ -490,8 +490,7 @@ def test_a_send_waits_for_a_concurrent_writer_of_the_same_instance(engine: Engin
     worker = threading.Thread(target=lambda: results.append(engine.send("d1", "OPEN")))
     try:
         worker.start()
-        time.sleep(0.4)
-        assert worker.is_alive(), "send did not wait for the lock"
+        assert wait_until_blocked_or_done(db_url, worker) == "blocked", "send did not wait for the lock"
         assert results == []
     finally:
         holder.release()

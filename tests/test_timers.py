@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
+
+from blocking import wait_until_blocked_or_done
 
 from statemachines import Engine, GuardRejected, machine, state, transition
 from statemachines.timers import fire_due_timers
@@ -243,11 +244,11 @@ def test_send_racing_a_worker_that_fires_the_same_instance_timer_never_deadlocks
 
     Both must lock the instance before the timer, or PostgreSQL aborts one of them (the send
     with `StorageUnavailable: deadlock detected`)."""
-    in_action = threading.Event()
+    in_action, release = threading.Event(), threading.Event()
 
     def slow_approve(ctx: dict, event) -> None:
         in_action.set()
-        time.sleep(0.5)
+        assert release.wait(20), "the worker never tried the instance"
 
     engine.register(
         machine(
@@ -273,8 +274,15 @@ def test_send_racing_a_worker_that_fires_the_same_instance_timer_never_deadlocks
     sender = threading.Thread(target=send)
     sender.start()
     assert in_action.wait(10)
-    fired = fire_due_timers(engine)
+    fired: list[int] = []
+    worker = threading.Thread(target=lambda: fired.append(fire_due_timers(engine)))
+    worker.start()
+    # The send keeps the instance until the worker has tried it: waiting for its lock (SQLite,
+    # and PostgreSQL if it locked the timer first) or done without it (PostgreSQL SKIP LOCKED).
+    wait_until_blocked_or_done(engine.db.url, worker)
+    release.set()
     sender.join(10)
+    worker.join(10)
     assert outcome["send"] == "b"
-    assert fired == 0 or engine.run_due() == 0
+    assert fired[0] == 0 or engine.run_due() == 0
     assert [r.event for r in engine.history("r1")] == ["start", "GO"]

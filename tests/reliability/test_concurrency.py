@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blocking import wait_until_blocked_or_done
 
 from reliability.support import (
     BUSY,
@@ -145,19 +146,20 @@ PINGER = machine(
 def test_an_effect_finishing_while_a_send_leaves_its_state_does_not_deadlock(db_url: str) -> None:
     """The worker records an effect's result (effect row, then the instance) while a `send`
     leaves the state (instance, then the effect row to cancel it). Made to overlap for sure:
-    the worker pauses right after it has locked the effect row, and the send goes then."""
+    the worker pauses right after it has locked the effect row, and resumes only once the send
+    is known to be waiting for a lock (or has finished without one)."""
     sender = Engine(db_url, clock=ManualClock(T0))
     sender.register(PINGER)
     sender.start("pinger", instance_id="X")
     worker = Engine(db_url, clock=ManualClock(T0))
     worker.register(PINGER)
-    locked = threading.Event()
+    locked, release = threading.Event(), threading.Event()
     original = worker.schedule.lock_effect
 
     def lock_effect_then_pause(cur: Any, effect_id: int) -> Any:
         row = original(cur, effect_id)
         locked.set()
-        time.sleep(0.5)  # the send below starts meanwhile and takes what locks it can
+        assert release.wait(30), "the send never came"
         return row
 
     worker.schedule.lock_effect = lock_effect_then_pause  # type: ignore[method-assign]
@@ -169,14 +171,22 @@ def test_an_effect_finishing_while_a_send_leaves_its_state_does_not_deadlock(db_
         except Exception as exc:
             outcome["worker"] = exc
 
+    def send() -> None:
+        try:
+            outcome["send"] = sender.send("X", "GO").state
+        except Exception as exc:
+            outcome["send"] = exc
+
     thread = threading.Thread(target=run_worker)
     thread.start()
     assert locked.wait(10), "the effect was never finished"
-    try:
-        outcome["send"] = sender.send("X", "GO").state
-    except Exception as exc:
-        outcome["send"] = exc
+    sending = threading.Thread(target=send)
+    sending.start()
+    wait_until_blocked_or_done(db_url, sending)  # the send takes what locks it can, then waits
+    release.set()
+    sending.join(30)
     thread.join(30)
+    assert not sending.is_alive(), "the send hung"
     assert not thread.is_alive(), "the worker hung"
     # No deadlock victim on either side: the effect result lands first, then GO leaves `pinged`
     # (or GO wins and the result is dropped as stale); both are fine, an error is not.
