@@ -1,5 +1,5 @@
 """Model-based: hypothesis generates small machines and runs of them; the engine must agree with
-a pure-Python reference of DESIGN.md's semantics after every step.
+a pure-Python reference of the semantics in docs/design.md after every step.
 
 Generated machines have 2-4 states (the last one maybe final), 1-3 events, guards on a counter,
 several guarded transitions per event, internal (`target: null`) and external transitions
@@ -146,7 +146,7 @@ class RefInstance:
 
 
 class Reference:
-    """DESIGN.md's semantics in a few lines of plain Python; nothing shared with the engine."""
+    """The semantics of docs/design.md in a few lines of plain Python; nothing shared with the engine."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
