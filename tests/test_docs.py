@@ -96,7 +96,8 @@ def _execute(block: Block, run: FileRun, monkeypatch: pytest.MonkeyPatch) -> Non
         for name in ENVIRONMENT:
             m.delenv(name, raising=False)
         try:
-            exec(compile(block.code, block.id, "exec"), run.namespace)
+            # Padded so that a traceback names the document's own file and line.
+            exec(compile("\n" * block.line + block.code, str(block.path), "exec"), run.namespace)
         except BaseException:
             run.broken = block.id
             raise
