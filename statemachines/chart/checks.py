@@ -157,7 +157,8 @@ def _unreachable(tree: Tree) -> list[str]:
         node = todo.pop()
         reach(node.initial)
         reach(node.default)
-        if node.kind == PARALLEL:
+        if node.kind == PARALLEL or (node.kind == COMPOUND and node.initial is None):
+            # (a missing or unknown initial is reported already: do not bury it under its children)
             for child in node.state_children:
                 reach(child)
         for t in node.transitions:
@@ -165,5 +166,5 @@ def _unreachable(tree: Tree) -> list[str]:
     return [
         f"state {node.path!r} is unreachable from the initial state"
         for node in tree.order
-        if node not in seen
+        if node not in seen and node.kind != HISTORY  # a pseudo-state nothing targets is harmless
     ]
