@@ -97,14 +97,16 @@ states:
 
 def test_an_internal_transition_is_spelled_type_internal_in_yaml() -> None:
     d = machine("t", initial="a", states={
-        "a": state(initial="b", states={"b": state(), "c": state()}, on={"GO": transition("c", internal=True)})
+        "a": state(initial="b", states={"b": state(), "c": state()},
+                   on={"GO": transition("c", internal=True)})
     })  # fmt: skip
     dumped = yaml.safe_load(yaml.safe_dump(d.to_dict()))
     assert dumped["states"]["a"]["on"]["GO"] == [{"target": "c", "type": "internal"}]
 
 
 def test_a_targetless_transition_is_still_internal_in_the_flat_sense() -> None:
-    d = machine("t", initial="a", states={"a": state(initial="b", states={"b": state(on={"N": transition(None)})})})
+    b = state(on={"N": transition(None)})
+    d = machine("t", initial="a", states={"a": state(initial="b", states={"b": b})})
     t = d.spec.states["a"].states["b"].on["N"][0]
     assert t.internal and t.type == "external"
 
@@ -163,8 +165,8 @@ def test_an_ambiguous_short_target_is_a_definition_error_naming_the_candidates()
 
 
 def test_an_unknown_target_is_a_definition_error_with_a_suggestion() -> None:
-    states = {**review(), "x": state(on={"GO": "reveiw.first"})}
-    problem = only_problem(initial="x", states={**states, "x": state(on={"GO": "reveiw.first", "R": "review"})})
+    states = {**review(), "x": state(on={"GO": "reveiw.first", "R": "review"})}
+    problem = only_problem(initial="x", states=states)
     assert "unknown state 'reveiw.first'" in problem and "did you mean 'review.first'" in problem
 
 
@@ -183,7 +185,8 @@ def test_an_initial_that_is_not_a_child_is_a_definition_error() -> None:
 
 
 def test_an_initial_state_on_a_state_without_children_is_a_definition_error() -> None:
-    problem = only_problem(initial="a", states={"a": state(initial="b", always=[transition("c")]), "c": state()})
+    a = state(initial="b", always=[transition("c")])
+    problem = only_problem(initial="a", states={"a": a, "c": state()})
     assert "no child states" in problem
 
 

@@ -122,7 +122,9 @@ def test_start_enters_the_initial_configuration() -> None:
 
 def test_entering_a_parallel_state_enters_each_region_outermost_first_in_document_order() -> None:
     run = Run(nested_parallel())
-    assert run.send_and_log("GO") == ["exit:idle", "action", "enter:p", "enter:r1", "enter:a", "enter:r2", "enter:x"]
+    assert run.send_and_log("GO") == [
+        "exit:idle", "action", "enter:p", "enter:r1", "enter:a", "enter:r2", "enter:x",
+    ]  # fmt: skip
 
 
 def test_configuration_lists_the_active_atomic_states_of_every_region_in_document_order() -> None:
@@ -287,7 +289,8 @@ def test_eventless_transitions_are_followed_when_the_machine_starts() -> None:
 
 def test_an_eventless_loop_is_a_typed_error_at_the_microstep_cap() -> None:
     d = machine("loop", initial="a", states={
-        "a": state(on={"GO": "b"}), "b": state(always=[transition("c")]), "c": state(always=[transition("b")]),
+        "a": state(on={"GO": "b"}),
+        "b": state(always=[transition("c")]), "c": state(always=[transition("b")]),
     })  # fmt: skip
     run = Run(d, max_microsteps=50)
     with pytest.raises(StepLimitExceeded) as err:
