@@ -202,6 +202,20 @@ def test_a_childs_transition_preempts_its_ancestors_transition_for_the_same_even
     assert run.configuration == ("parent.sibling",)
 
 
+def test_a_regions_own_transition_preempts_the_parallel_states_one_reached_from_another_region() -> None:
+    d = machine("preempt_parallel", initial="p", states={
+        "p": parallel({
+            "r1": state(initial="a", states={"a": state()}),
+            "r2": state(initial="b", states={"b": state(on={"E": transition("b2", action=log("region"))}),
+                                             "b2": state()}),
+        }, on={"E": transition("out", action=log("parallel"))}),
+        "out": state(),
+    })  # fmt: skip
+    run = Run(d)
+    assert run.send_and_log("E") == ["region"]
+    assert run.configuration == ("p.r1.a", "p.r2.b2")
+
+
 def test_a_transition_declared_on_a_parent_applies_in_all_its_descendants() -> None:
     d = machine("inherit", initial="parent", states={
         "parent": state(initial="a", states={
