@@ -107,7 +107,7 @@ def select_transitions(run: Interpretation, event: str | None) -> list[ChartTran
     enabled: list[ChartTransition] = []
     atomic = _document_order(s for s in run.configuration if s.is_atomic)
     for state in atomic:
-        for s in (state, *state.ancestors):
+        for s in state.lineage:  # the state, then its ancestors, innermost first
             t = next((t for t in s.by_event.get(event, ()) if condition_match(run, t)), None)
             if t is not None:
                 if t not in enabled:
@@ -117,6 +117,8 @@ def select_transitions(run: Interpretation, event: str | None) -> list[ChartTran
 
 
 def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
+    if not run.tree.has_eventless:
+        return []
     return select_transitions(run, None)
 
 
@@ -131,14 +133,16 @@ def remove_conflicting_transitions(
 ) -> list[ChartTransition]:
     """Two transitions conflict when their exit sets intersect: a descendant's preempts an ancestor's,
     otherwise the first in document order wins."""
+    if len(enabled) < 2:
+        return enabled
     filtered: list[ChartTransition] = []
+    exits = {t: compute_exit_set(run, [t]) for t in enabled}
     for t1 in enabled:
         preempted = False
         to_remove: list[ChartTransition] = []
-        exit1 = compute_exit_set(run, [t1])
         for t2 in filtered:
-            if exit1 & compute_exit_set(run, [t2]):
-                if t1.source.is_descendant_of(t2.source):
+            if exits[t1] & exits[t2]:
+                if t1.source in t2.source.descendants:
                     to_remove.append(t2)
                 else:
                     preempted = True
@@ -165,7 +169,7 @@ def exit_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
     for s in states_to_exit:
         for h in s.history_children:
             if h.spec.history is not None and h.spec.history.deep:
-                kept = [s0 for s0 in run.configuration if s0.is_atomic and s0.is_descendant_of(s)]
+                kept = [s0 for s0 in run.configuration & s.descendants if s0.is_atomic]
             else:
                 kept = [s0 for s0 in run.configuration if s0.parent is s]
             run.history_value[h.path] = tuple(k.path for k in _document_order(kept))
@@ -218,7 +222,7 @@ def compute_exit_set(run: Interpretation, transitions: list[ChartTransition]) ->
         if t.target is not None:
             domain = get_transition_domain(run, t)
             if domain is not None:
-                states_to_exit.update(s for s in run.configuration if s.is_descendant_of(domain))
+                states_to_exit |= run.configuration & domain.descendants
     return states_to_exit
 
 
@@ -265,7 +269,7 @@ def add_descendant_states_to_enter(
 
 def _enter_regions(run: Interpretation, state: Node, states_to_enter: dict[Node, None]) -> None:
     for child in state.state_children:
-        if not any(s.is_descendant_of(child) for s in states_to_enter):
+        if child.descendants.isdisjoint(states_to_enter):
             add_descendant_states_to_enter(run, child, states_to_enter)
 
 
@@ -289,12 +293,18 @@ def is_in_final_state(run: Interpretation, s: Node) -> bool:
 
 
 def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | None:
+    if t.domain is not None:
+        return t.domain
     tstates = get_effective_target_states(run, t)
     if not tstates:
         return None
-    if t.internal and t.source.kind == COMPOUND and all(s.is_descendant_of(t.source) for s in tstates):
-        return t.source
-    return find_lca([t.source, *tstates], run.tree.root)
+    if t.internal and t.source.kind == COMPOUND and all(s in t.source.descendants for s in tstates):
+        domain = t.source
+    else:
+        domain = find_lca([t.source, *tstates], run.tree.root)
+    if t.target is not None and t.target.kind != HISTORY:  # fixed by the definition: keep it
+        t.domain = domain
+    return domain
 
 
 def get_effective_target_states(run: Interpretation, t: ChartTransition) -> list[Node]:
@@ -310,6 +320,6 @@ def find_lca(states: list[Node], root: Node) -> Node:
     others (parallel states are skipped; the root, SCXML's `<scxml>`, always qualifies)."""
     head, tail = states[0], states[1:]
     for anc in (*head.ancestors, root):
-        if anc.kind == COMPOUND and all(s.is_descendant_of(anc) for s in tail):
+        if anc.kind == COMPOUND and all(s in anc.descendants for s in tail):
             return anc
     return root

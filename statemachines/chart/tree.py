@@ -40,10 +40,11 @@ class Node:
     default: Node | None = None  # history pseudo-states: entered when nothing is remembered
     transitions: list[ChartTransition] = field(default_factory=list)
     by_event: dict[str | None, list[ChartTransition]] = field(default_factory=dict)
-
-    @property
-    def is_atomic(self) -> bool:
-        return self.kind in (ATOMIC, FINAL)
+    #: Every proper descendant (for the root: every state): the algorithm's exit sets and
+    #: descendant tests are set operations on it.
+    descendants: frozenset[Node] = frozenset()
+    is_atomic: bool = False  # no child states (SCXML's isAtomicState): atomic and final states
+    lineage: tuple[Node, ...] = ()  # itself, then its proper ancestors: where an event is offered
 
     @property
     def state_children(self) -> list[Node]:
@@ -74,6 +75,8 @@ class ChartTransition:
     guard: str | None
     actions: tuple[str, ...]
     internal: bool  # SCXML type="internal"
+    #: The transition domain when it does not depend on history memory (set on first use).
+    domain: Node | None = None
 
     def __repr__(self) -> str:
         target = self.target.path if self.target is not None else None
@@ -105,6 +108,13 @@ class Tree:
             self._by_name.setdefault(node.name, []).append(node)
         for node in [self.root, *self.order]:
             self._resolve_node(node)
+        for node in reversed(self.order):
+            node.is_atomic = node.kind in (ATOMIC, FINAL)
+            node.lineage = (node, *node.ancestors)
+            node.descendants = frozenset(c for child in node.children for c in (child, *child.descendants))
+        self.root.descendants = frozenset(self.order)
+        #: Whether any state declares eventless transitions (if not, none need be looked for).
+        self.has_eventless = any(None in node.by_event for node in self.order)
 
     def _add_children(self, parent: Node) -> None:
         for name, st in parent.spec.states.items():
