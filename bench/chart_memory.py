@@ -110,7 +110,7 @@ def measure(rounds: int, events: int) -> dict[str, float]:
     """Median microseconds per event of each contender."""
     runners = {name: build() for name, build in CONTENDERS.items()}
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    for name, run in runners.items():
+    for run in runners.values():
         run(min(events, 200))  # warm up
     for _ in range(rounds):
         for name, run in runners.items():
