@@ -375,6 +375,18 @@ def test_a_raising_action_is_action_failed_naming_the_callable_and_the_state() -
     assert err.value.where == "on_exit 'boom' of 'outer.inner'"
 
 
+def test_a_raising_eventless_guard_is_action_failed_naming_the_guard() -> None:
+    def broken(ctx: Any, event: Any) -> bool:
+        raise KeyError("missing")
+
+    d = machine("raise_guard", initial="a", states={
+        "a": state(on={"GO": "b"}), "b": state(always=[transition("a", guard=broken)]),
+    })  # fmt: skip
+    with pytest.raises(ActionFailed) as err:
+        Run(d).send("GO")
+    assert err.value.where == "guard 'broken' of 'b' --(eventless)-->" and err.value.event == "GO"
+
+
 def test_entering_a_top_level_final_state_marks_the_step_done() -> None:
     d = machine("finish", initial="a", states={"a": state(on={"END": "end"}), "end": state(final=True)})
     run = Run(d)

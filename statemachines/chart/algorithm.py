@@ -125,7 +125,12 @@ def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
 def condition_match(run: Interpretation, t: ChartTransition) -> bool:
     if t.guard is None:
         return True
-    return bool(run.call(t.guard, f"guard {t.guard!r} of {t.source.path!r} --{t.event}-->"))
+    return bool(run.call(t.guard, f"guard {t.guard!r} of {_arrow(t)}"))
+
+
+def _arrow(t: ChartTransition) -> str:
+    """How errors name a transition: `'review.first' --APPROVE-->`."""
+    return f"{t.source.path!r} --{t.event if t.event is not None else '(eventless)'}-->"
 
 
 def remove_conflicting_transitions(
@@ -185,7 +190,7 @@ def execute_transition_content(run: Interpretation, enabled: list[ChartTransitio
     for t in enabled:
         run.taken.append((t, run.event.name if t.event is not None else None))
         for name in t.actions:
-            run.call(name, f"action {name!r} of {t.source.path!r} --{t.event}-->")
+            run.call(name, f"action {name!r} of {_arrow(t)}")
 
 
 def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
