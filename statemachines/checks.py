@@ -24,6 +24,10 @@ def outgoing(st: StateSpec) -> list[tuple[str, list[TransitionSpec]]]:
 
 
 def find_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[str]:
+    if spec.is_chart:  # nested, parallel, history or eventless states: the statechart checks
+        from statemachines.chart.checks import chart_problems
+
+        return chart_problems(spec, known_callables)
     problems: list[str] = []
     states = spec.states
     if not states:

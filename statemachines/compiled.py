@@ -19,6 +19,7 @@ from statemachines.checks import outgoing
 from statemachines.definition import Definition
 from statemachines.errors import (
     ActionFailed,
+    ConfigurationError,
     ContextInvalid,
     EventNotAllowed,
     GuardRejected,
@@ -102,6 +103,11 @@ class CompiledMachine:
     def __init__(self, definition: Definition) -> None:
         self.definition = definition
         spec = definition.spec
+        if spec.is_chart:  # statemachines.chart.CompiledChart runs these; the Engine does not yet
+            raise ConfigurationError(
+                f"machine {spec.name!r} is a statechart (nested, parallel, history or eventless states);"
+                " the Engine does not run statecharts yet: use statemachines.chart.CompiledChart"
+            )
         self.name = spec.name
         self.model = definition.context_model
         self.schemas = definition.event_schemas

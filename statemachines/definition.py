@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -42,11 +42,16 @@ def Retry(
 
 @dataclass(frozen=True)
 class Transition:
-    """One arrow: `transition("shipped", guard=paid, action=[record])`; target None is internal."""
+    """One arrow: `transition("shipped", guard=paid, action=[record])`; target None is internal.
+
+    `internal=True` (statecharts) is SCXML's `type="internal"`: when the target is a descendant of
+    the (compound) source, the source is not exited and re-entered.
+    """
 
     target: str | None
     guard: Ref | None = None
     action: Ref | Sequence[Ref] | None = None
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,22 @@ class State:
     effect: Effect | Sequence[Effect] | None = None
     final: bool = False
     description: str | None = None
+    # Statecharts (docs/statecharts.md).
+    initial: str | None = None
+    states: Mapping[str, Any] = field(default_factory=dict)
+    type: str | None = None
+    history: Mapping[str, Any] | None = None
+    always: Sequence[Any] = ()
 
 
 def transition(
-    target: str | None, *, guard: Ref | None = None, action: Ref | Sequence[Ref] | None = None
+    target: str | None,
+    *,
+    guard: Ref | None = None,
+    action: Ref | Sequence[Ref] | None = None,
+    internal: bool = False,
 ) -> Transition:
-    return Transition(target, guard, action)
+    return Transition(target, guard, action, internal)
 
 
 def state(
@@ -85,8 +100,40 @@ def state(
     effect: Effect | Sequence[Effect] | None = None,
     final: bool = False,
     description: str | None = None,
+    initial: str | None = None,
+    states: Mapping[str, Any] | None = None,
+    always: Any = None,
 ) -> State:
-    return State(on or {}, after or {}, on_enter, on_exit, effect, final, description)
+    """A state; with `states` (and their `initial`) a compound state; `always`: eventless transitions."""
+    always_list = [] if always is None else list(always) if isinstance(always, list | tuple) else [always]
+    return State(
+        on or {}, after or {}, on_enter, on_exit, effect, final, description,
+        initial=initial, states=states or {}, always=always_list,
+    )  # fmt: skip
+
+
+def parallel(
+    regions: Mapping[str, Any],
+    *,
+    on: Mapping[str, Any] | None = None,
+    after: Mapping[Duration, Any] | None = None,
+    on_enter: Ref | Sequence[Ref] | None = None,
+    on_exit: Ref | Sequence[Ref] | None = None,
+    effect: Effect | Sequence[Effect] | None = None,
+    description: str | None = None,
+    always: Any = None,
+) -> State:
+    """A parallel state: every region (child) is active at once; `done.state.<path>` when all are final."""
+    st = state(
+        on=on, after=after, on_enter=on_enter, on_exit=on_exit, effect=effect,
+        description=description, states=regions, always=always,
+    )  # fmt: skip
+    return replace(st, type="parallel")
+
+
+def history(default: str | None = None, *, deep: bool = False) -> State:
+    """A history pseudo-state of its parent: re-enters the last active child (deep: configuration)."""
+    return State(history={"default": default, "deep": deep})
 
 
 class Definition:
@@ -249,11 +296,12 @@ def machine(
 
 def _transition_dict(value: Any, names: _Names) -> Any:
     if isinstance(value, Transition):
-        return {
+        out = {
             "target": value.target,
             "guard": names.ref(value.guard) if value.guard is not None else None,
             "actions": names.refs(value.action),
         }
+        return {**out, "type": "internal"} if value.internal else out
     if isinstance(value, list | tuple):
         return [_transition_dict(v, names) for v in value]
     return value
@@ -281,7 +329,25 @@ def _state_dict(st: State, names: _Names) -> dict[str, Any]:
         "effects": [_effect_dict(e, names) for e in effects],
         "final": st.final,
         "description": st.description,
+        **_chart_dict(st, names),
     }
+
+
+def _chart_dict(st: State, names: _Names) -> dict[str, Any]:
+    """The statechart keys of a state, only those set (a flat state's dict is unchanged)."""
+    out: dict[str, Any] = {}
+    if st.states:
+        kids = st.states.items()
+        out["states"] = {n: _state_dict(c, names) if isinstance(c, State) else c for n, c in kids}
+    if st.initial is not None:
+        out["initial"] = st.initial
+    if st.type is not None:
+        out["type"] = st.type
+    if st.history is not None:
+        out["history"] = dict(st.history)
+    if st.always:
+        out["always"] = _transition_dict(list(st.always), names)
+    return out
 
 
 def _duration_key(key: Duration) -> str:

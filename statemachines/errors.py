@@ -148,3 +148,21 @@ class ConfigurationError(StateMachineError, ValueError):
 
 class InvalidArgument(StateMachineError, ValueError):
     """An argument (instance id, event name, limit, ...) is malformed."""
+
+
+class StepLimitExceeded(StateMachineError):
+    """A statechart event did not settle within the cap of microsteps (an eventless or done.state loop).
+
+    Raised before anything is written, so the event is rolled back like a failing action.
+    """
+
+    def __init__(self, instance_id: str, event: str, limit: int, last: Iterable[str] = ()) -> None:
+        self.instance_id = instance_id
+        self.event = event
+        self.limit = limit
+        self.last = list(last)
+        super().__init__(
+            f"event {event!r} of instance {instance_id!r} did not settle within {limit} microsteps"
+            f" (an eventless or done.state loop?); last transitions: {self.last or 'none'};"
+            " nothing was written"
+        )

@@ -8,9 +8,10 @@ single name or a list.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 
 def _as_list(value: Any) -> Any:
@@ -46,6 +47,13 @@ class TransitionSpec(BaseModel):
     target: str | None
     guard: str | None = None
     actions: list[str] = Field(default_factory=list)
+    #: SCXML's transition type: "internal" does not exit a compound source when the target is its
+    #: descendant (statecharts only; see docs/statecharts.md). Not `internal`, which means targetless.
+    type: Literal["external", "internal"] = "external"
+
+    @model_serializer(mode="wrap")
+    def _omit_chart_defaults(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"type": "external"})
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +94,34 @@ class EffectSpec(BaseModel):
         return value
 
 
+class HistorySpec(BaseModel):
+    """A history pseudo-state: re-enters what its parent last had active (`default` before that)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: str | None = None  # required, but reported by the checks with the other problems
+    deep: bool = False
+
+
+#: Statechart fields of a state and their defaults: dropped from every dump when at the default, so
+#: a flat machine serialises (and hashes to its version) exactly as before statecharts existed.
+_CHART_STATE_DEFAULTS: dict[str, Any] = {
+    "initial": None,
+    "states": {},
+    "type": None,
+    "history": None,
+    "always": [],
+}
+
+
+def _omit_defaults(data: Any, defaults: dict[str, Any]) -> Any:
+    if isinstance(data, dict):
+        for key, default in defaults.items():
+            if key in data and data[key] == default:
+                del data[key]
+    return data
+
+
 class StateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +132,29 @@ class StateSpec(BaseModel):
     effects: list[EffectSpec] = Field(default_factory=list)
     final: bool = False
     description: str | None = None
+    # Statecharts (docs/statecharts.md): children, the child entered first, parallel regions,
+    # history pseudo-states and eventless transitions.
+    initial: str | None = None
+    states: dict[str, StateSpec] = Field(default_factory=dict)
+    type: Literal["parallel"] | None = None
+    history: HistorySpec | None = None
+    always: list[TransitionSpec] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_chart_defaults(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), _CHART_STATE_DEFAULTS)
+
+    @property
+    def is_chart(self) -> bool:
+        """Uses any statechart feature (itself, not its children)."""
+        return bool(
+            self.states
+            or self.initial is not None
+            or self.type is not None
+            or self.history is not None
+            or self.always
+            or any(t.type == "internal" for group in (*self.on.values(), *self.after.values()) for t in group)
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -119,10 +178,15 @@ class StateSpec(BaseModel):
             return {str(k): _as_list(v) for k, v in value.items()}
         return value
 
-    @field_validator("on_enter", "on_exit", "effects", mode="before")
+    @field_validator("on_enter", "on_exit", "effects", "always", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _no_children(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 class MachineSpec(BaseModel):
@@ -146,13 +210,26 @@ class MachineSpec(BaseModel):
 
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
+    def walk(self) -> Iterator[tuple[str, StateSpec]]:
+        """Every state with its dotted path, in document order (a parent before its children)."""
+        todo = [(name, st) for name, st in reversed(self.states.items())]
+        while todo:
+            path, st = todo.pop()
+            yield path, st
+            todo.extend((f"{path}.{name}", child) for name, child in reversed(st.states.items()))
+
+    @property
+    def is_chart(self) -> bool:
+        """Nested, parallel, history or eventless states anywhere: checked and run as a statechart."""
+        return any(st.is_chart for _path, st in self.walk())
+
     def callable_names(self) -> set[str]:
         names: set[str] = set()
-        for st in self.states.values():
+        for _path, st in self.walk():
             names.update(st.on_enter)
             names.update(st.on_exit)
             names.update(e.fn for e in st.effects)
-            for group in (*st.on.values(), *st.after.values()):
+            for group in (*st.on.values(), *st.after.values(), st.always):
                 for t in group:
                     names.update(t.actions)
                     if t.guard:

@@ -1,0 +1,330 @@
+"""The SCXML interpretation algorithm (W3C SCXML 1.0, Appendix D), pure: no storage, no clock.
+
+Each function is named after the pseudo-code it implements (`selectTransitions` ->
+`select_transitions`, ...) so the code can be read side by side with the standard. The differences
+are deliberate and small:
+
+- Event names match exactly (SCXML also matches prefixes: `done` would match `done.state.x`),
+  as they do for flat machines.
+- There is no external queue: one call handles one external event, then the internal events and
+  eventless transitions that follow, until the configuration is stable (one macrostep). The
+  engine makes that call one database transaction.
+- Entering a top-level final state stops processing (`running = false`) but exits nothing: the
+  final configuration is kept, as a flat machine keeps its final state.
+- A cap on microsteps per call turns an eventless or done-event loop into `StepLimitExceeded`.
+- History memory is keyed by the history pseudo-state's path (a compound may have a shallow and
+  a deep history), and holds state paths so it can be stored as JSON.
+
+Guards and actions are the user's callables, `fn(context, event)`, run on a copy of the context
+(`ContextCopy`): the caller keeps the copy only if the whole call succeeds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, ChartTransition, Node, Tree
+from statemachines.errors import ActionFailed, StepLimitExceeded
+from statemachines.records import Event
+
+
+class ContextCopy:
+    """The context one call works on, parsed from JSON only when a callable first needs it."""
+
+    __slots__ = ("json", "parse", "parsed")
+
+    def __init__(self, ctx_json: str, parse: Callable[[str], Any]) -> None:
+        self.json = ctx_json
+        self.parse = parse
+        self.parsed: Any = None
+
+    @property
+    def value(self) -> Any:
+        if self.parsed is None:
+            self.parsed = self.parse(self.json)
+        return self.parsed
+
+
+class Interpretation:
+    """The working state of one call (SCXML's global variables): mutated by the functions below."""
+
+    def __init__(
+        self,
+        tree: Tree,
+        callables: Mapping[str, Callable[..., Any]],
+        configuration: set[Node],
+        history: Mapping[str, tuple[str, ...]],
+        ctx: ContextCopy,
+        event: Event,
+        max_microsteps: int,
+    ) -> None:
+        self.tree = tree
+        self.callables = callables
+        self.configuration = configuration
+        self.history_value: dict[str, tuple[str, ...]] = dict(history)
+        self.internal_queue: deque[Event] = deque()
+        self.ctx = ctx
+        self.external = event  # the event the caller sent (named in errors)
+        self.event = event  # the event being processed: external, then internal ones
+        self.running = True
+        self.max_microsteps = max_microsteps
+        self.microsteps = 0
+        self.exited: list[str] = []
+        self.entered: list[str] = []
+        self.moves: list[tuple[str, str]] = []  # ("exit" | "enter", path), in the order they ran
+        self.taken: list[tuple[ChartTransition, str | None]] = []  # with the event that took it
+
+    def call(self, name: str, where: str) -> Any:
+        """Run one user callable; anything it raises becomes ActionFailed naming where."""
+        try:
+            return self.callables[name](self.ctx.value, self.event)
+        except Exception as exc:
+            raise ActionFailed(self.external.instance_id, self.external.name, where, exc) from exc
+
+
+def _document_order(states: Any) -> list[Node]:
+    return sorted(states, key=lambda s: s.order)
+
+
+def macrostep(run: Interpretation) -> None:
+    """mainEventLoop's inner loop: eventless transitions, then internal events, until stable."""
+    while run.running:
+        enabled = select_eventless_transitions(run)
+        if not enabled:
+            if not run.internal_queue:
+                return
+            run.event = run.internal_queue.popleft()
+            enabled = select_transitions(run, run.event.name)
+        if enabled:
+            microstep(run, enabled)
+
+
+def select_transitions(run: Interpretation, event: str | None) -> list[ChartTransition]:
+    """selectTransitions / selectEventlessTransitions: innermost first, one per atomic state."""
+    enabled: list[ChartTransition] = []
+    atomic = _document_order(s for s in run.configuration if s.is_atomic)
+    for state in atomic:
+        for s in state.lineage:  # the state, then its ancestors, innermost first
+            t = next((t for t in s.by_event.get(event, ()) if condition_match(run, t)), None)
+            if t is not None:
+                if t not in enabled:
+                    enabled.append(t)
+                break
+    return remove_conflicting_transitions(run, enabled)
+
+
+def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
+    if not run.tree.has_eventless:
+        return []
+    return select_transitions(run, None)
+
+
+def condition_match(run: Interpretation, t: ChartTransition) -> bool:
+    if t.guard is None:
+        return True
+    return bool(run.call(t.guard, f"guard {t.guard!r} of {_arrow(t)}"))
+
+
+def _arrow(t: ChartTransition) -> str:
+    """How errors name a transition: `'review.first' --APPROVE-->`."""
+    return f"{t.source.path!r} --{t.event if t.event is not None else '(eventless)'}-->"
+
+
+def remove_conflicting_transitions(
+    run: Interpretation, enabled: list[ChartTransition]
+) -> list[ChartTransition]:
+    """Two transitions conflict when their exit sets intersect: a descendant's preempts an ancestor's,
+    otherwise the first in document order wins."""
+    if len(enabled) < 2:
+        return enabled
+    filtered: list[ChartTransition] = []
+    exits = {t: compute_exit_set(run, [t]) for t in enabled}
+    for t1 in enabled:
+        preempted = False
+        to_remove: list[ChartTransition] = []
+        for t2 in filtered:
+            if exits[t1] & exits[t2]:
+                if t1.source in t2.source.descendants:
+                    to_remove.append(t2)
+                else:
+                    preempted = True
+                    break
+        if not preempted:
+            filtered = [t for t in filtered if t not in to_remove]
+            filtered.append(t1)
+    return filtered
+
+
+def microstep(run: Interpretation, enabled: list[ChartTransition]) -> None:
+    run.microsteps += 1
+    if run.microsteps > run.max_microsteps:
+        last = [repr(t) for t in enabled]
+        raise StepLimitExceeded(run.external.instance_id, run.external.name, run.max_microsteps, last)
+    exit_states(run, enabled)
+    execute_transition_content(run, enabled)
+    enter_states(run, enabled)
+
+
+def exit_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
+    """Record history, then run on_exit innermost first (reverse document order)."""
+    states_to_exit = sorted(compute_exit_set(run, enabled), key=lambda s: s.order, reverse=True)
+    for s in states_to_exit:
+        for h in s.history_children:
+            if h.spec.history is not None and h.spec.history.deep:
+                kept = [s0 for s0 in run.configuration & s.descendants if s0.is_atomic]
+            else:
+                kept = [s0 for s0 in run.configuration if s0.parent is s]
+            run.history_value[h.path] = tuple(k.path for k in _document_order(kept))
+    for s in states_to_exit:
+        for name in s.spec.on_exit:
+            run.call(name, f"on_exit {name!r} of {s.path!r}")
+        run.configuration.discard(s)
+        run.exited.append(s.path)
+        run.moves.append(("exit", s.path))
+
+
+def execute_transition_content(run: Interpretation, enabled: list[ChartTransition]) -> None:
+    for t in enabled:
+        run.taken.append((t, run.event.name if t.event is not None else None))
+        for name in t.actions:
+            run.call(name, f"action {name!r} of {_arrow(t)}")
+
+
+def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
+    """Run on_enter outermost first (document order); raise done.state events for final states."""
+    states_to_enter: dict[Node, None] = {}
+    compute_entry_set(run, enabled, states_to_enter)
+    for s in _document_order(states_to_enter):
+        run.configuration.add(s)
+        run.entered.append(s.path)
+        run.moves.append(("enter", s.path))
+        for name in s.spec.on_enter:
+            run.call(name, f"on_enter {name!r} of {s.path!r}")
+        if s.kind == FINAL:
+            parent = s.parent
+            assert parent is not None
+            if parent.parent is None:  # a top-level final state: the machine is done
+                run.running = False
+                continue
+            run.internal_queue.append(_done_event(run, parent))
+            grandparent = parent.parent
+            if grandparent.kind == PARALLEL and all(
+                is_in_final_state(run, c) for c in grandparent.state_children
+            ):
+                run.internal_queue.append(_done_event(run, grandparent))
+
+
+def _done_event(run: Interpretation, state: Node) -> Event:
+    return replace(run.external, name=f"done.state.{state.path}", payload={}, idempotency_key=None)
+
+
+def compute_exit_set(run: Interpretation, transitions: list[ChartTransition]) -> set[Node]:
+    states_to_exit: set[Node] = set()
+    for t in transitions:
+        if t.target is not None:
+            domain = get_transition_domain(run, t)
+            if domain is not None:
+                states_to_exit |= run.configuration & domain.descendants
+    return states_to_exit
+
+
+def compute_entry_set(
+    run: Interpretation, transitions: list[ChartTransition], states_to_enter: dict[Node, None]
+) -> None:
+    for t in transitions:
+        if t.target is None:
+            continue
+        add_descendant_states_to_enter(run, t.target, states_to_enter)
+        ancestor = get_transition_domain(run, t)
+        for s in get_effective_target_states(run, t):
+            add_ancestor_states_to_enter(run, s, ancestor, states_to_enter)
+
+
+def _remembered(run: Interpretation, history: Node) -> list[Node]:
+    """What a history pseudo-state re-enters: its memory, else its default."""
+    paths = run.history_value.get(history.path)
+    if paths:
+        return [run.tree.nodes[p] for p in paths]
+    assert history.default is not None  # the definition checks guarantee it
+    return [history.default]
+
+
+def add_descendant_states_to_enter(
+    run: Interpretation, state: Node, states_to_enter: dict[Node, None]
+) -> None:
+    if state.kind == HISTORY:
+        assert state.parent is not None
+        targets = _remembered(run, state)
+        for s in targets:
+            add_descendant_states_to_enter(run, s, states_to_enter)
+        for s in targets:
+            add_ancestor_states_to_enter(run, s, state.parent, states_to_enter)
+        return
+    states_to_enter[state] = None
+    if state.kind == COMPOUND:
+        assert state.initial is not None
+        add_descendant_states_to_enter(run, state.initial, states_to_enter)
+        add_ancestor_states_to_enter(run, state.initial, state, states_to_enter)
+    elif state.kind == PARALLEL:
+        _enter_regions(run, state, states_to_enter)
+
+
+def _enter_regions(run: Interpretation, state: Node, states_to_enter: dict[Node, None]) -> None:
+    for child in state.state_children:
+        if child.descendants.isdisjoint(states_to_enter):
+            add_descendant_states_to_enter(run, child, states_to_enter)
+
+
+def add_ancestor_states_to_enter(
+    run: Interpretation, state: Node, ancestor: Node | None, states_to_enter: dict[Node, None]
+) -> None:
+    for anc in state.ancestors:  # getProperAncestors(state, ancestor), the root never included
+        if anc is ancestor:
+            break
+        states_to_enter[anc] = None
+        if anc.kind == PARALLEL:
+            _enter_regions(run, anc, states_to_enter)
+
+
+def is_in_final_state(run: Interpretation, s: Node) -> bool:
+    if s.kind == COMPOUND:
+        return any(c.kind == FINAL and c in run.configuration for c in s.children)
+    if s.kind == PARALLEL:
+        return all(is_in_final_state(run, c) for c in s.state_children)
+    return False
+
+
+def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | None:
+    if t.domain is not None:
+        return t.domain
+    tstates = get_effective_target_states(run, t)
+    if not tstates:
+        return None
+    if t.internal and t.source.kind == COMPOUND and all(s in t.source.descendants for s in tstates):
+        domain = t.source
+    else:
+        domain = find_lca([t.source, *tstates], run.tree.root)
+    if t.target is not None and t.target.kind != HISTORY:  # fixed by the definition: keep it
+        t.domain = domain
+    return domain
+
+
+def get_effective_target_states(run: Interpretation, t: ChartTransition) -> list[Node]:
+    if t.target is None:
+        return []
+    if t.target.kind == HISTORY:
+        return _remembered(run, t.target)
+    return [t.target]
+
+
+def find_lca(states: list[Node], root: Node) -> Node:
+    """SCXML's findLCCA: the nearest compound proper ancestor of the first state containing the
+    others (parallel states are skipped; the root, SCXML's `<scxml>`, always qualifies)."""
+    head, tail = states[0], states[1:]
+    for anc in (*head.ancestors, root):
+        if anc.kind == COMPOUND and all(s in anc.descendants for s in tail):
+            return anc
+    return root

@@ -1,0 +1,170 @@
+"""Definition-time checks of a statechart (nested, parallel, history, eventless states), all at once.
+
+`statemachines.checks.find_problems` hands a spec here when it uses any statechart feature; flat
+machines keep their own checks. Every problem is a sentence naming the state by its full path.
+Loops of eventless transitions cannot be found reliably here (guards decide them at run time):
+the microstep cap turns them into `StepLimitExceeded`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
+from statemachines.checks import outgoing
+from statemachines.durations import parse_duration
+from statemachines.errors import InvalidDuration
+from statemachines.spec import MachineSpec, TransitionSpec
+
+
+def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[str]:
+    """Every problem of a statechart definition (empty when it is valid)."""
+    if not spec.states:
+        return ["no states declared"]
+    tree = Tree(spec)
+    problems = list(tree.problems)
+    for node in tree.order:
+        problems.extend(_node_problems(node))
+    problems.extend(_unreachable(tree))
+    for missing in sorted(spec.callable_names() - set(known_callables)):
+        problems.append(f"callable {missing!r} is not in the registry")
+    used = {ev for _path, st in spec.walk() for ev in st.on}
+    for event in sorted(set(spec.events) - used):
+        problems.append(f"payload schema declared for event {event!r}, which no state handles")
+    return problems
+
+
+def _node_problems(node: Node) -> list[str]:
+    st = node.spec
+    where = f"state {node.path!r}"
+    problems: list[str] = []
+    if not node.name.strip():
+        problems.append(
+            f"a state in {node.parent.path if node.parent else 'the machine'!r} has an empty name"
+        )
+    if "." in node.name:
+        problems.append(f"{where}: '.' is reserved as the path separator and cannot be part of a name")
+    busy = bool(st.on or st.after or st.effects or st.always)
+    if node.kind == HISTORY:
+        problems.extend(_history_problems(node))
+    elif node.kind == FINAL:
+        if st.states:
+            problems.append(f"final {where} has child states")
+        if busy:
+            problems.append(f"final {where} has outgoing transitions, timers or effects")
+        if node.parent is not None and node.parent.kind == PARALLEL:
+            problems.append(f"final {where} is a region of a parallel state; put it inside a region")
+    elif node.kind == PARALLEL:
+        if not node.state_children:
+            problems.append(f"parallel {where} has no regions")
+        if st.initial is not None:
+            problems.append(f"parallel {where} declares an initial state; every region is entered")
+    elif node.kind == COMPOUND and st.initial is None:
+        problems.append(f"compound {where} has no initial state")
+    elif not st.states and st.initial is not None:
+        problems.append(f"{where} declares an initial state but has no child states")
+    if st.type is not None and node.kind != PARALLEL:
+        problems.append(f"{where} is declared {st.type} but is a {node.kind} state")
+    for event, group in [*outgoing(st), ("(eventless)", st.always)]:
+        problems.extend(_group_problems(where, event, group))
+    for ts in st.always:
+        if ts.target is None and ts.guard is None:
+            problems.append(f"{where}: an unguarded targetless eventless transition would loop forever")
+    names = [e.name for e in st.effects]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{where} declares effect {dup!r} twice")
+    problems.extend(_duration_problems(where, node))
+    return problems
+
+
+def _history_problems(node: Node) -> list[str]:
+    st = node.spec
+    where = f"history {node.path!r}"
+    problems: list[str] = []
+    parent = node.parent
+    if parent is None or parent.parent is None or parent.kind not in (COMPOUND, PARALLEL):
+        problems.append(f"{where} must be a child of a compound or parallel state")
+    if st.states:
+        problems.append(f"{where} has child states")
+    if st.on or st.after or st.effects or st.always or st.on_enter or st.on_exit or st.final:
+        problems.append(f"{where} is a pseudo-state: no transitions, timers, effects, callbacks or final")
+    if st.type is not None or st.initial is not None:
+        problems.append(f"{where} cannot also be a parallel or compound state")
+    assert st.history is not None
+    if st.history.default is None:
+        problems.append(f"{where} has no default (the state entered before anything is remembered)")
+    elif node.default is not None and parent is not None:
+        default = node.default
+        if not default.is_descendant_of(parent) or default.kind == HISTORY:
+            problems.append(
+                f"{where}: default {default.path!r} is not a state inside its parent {parent.path!r}"
+            )
+    return problems
+
+
+def _group_problems(where: str, event: str, group: list[TransitionSpec]) -> list[str]:
+    problems: list[str] = []
+    if not event.strip():
+        problems.append(f"{where} has an event with an empty name")
+    if not group and event != "(eventless)":
+        problems.append(f"{where}: event {event!r} has no transition")
+    for i, t in enumerate(group[:-1]):
+        if t.guard is None:
+            later = (
+                "another unguarded transition"
+                if any(u.guard is None for u in group[i + 1 :])
+                else "the guarded transitions after it"
+            )
+            problems.append(f"{where}: event {event!r} has an unguarded transition that shadows {later}")
+            break
+    return problems
+
+
+def _duration_problems(where: str, node: Node) -> list[str]:
+    st = node.spec
+    problems: list[str] = []
+    texts = [(f"timer of {where}", k) for k in st.after]
+    for eff in st.effects:
+        what = f"effect {eff.name!r} of {where}"
+        texts += [(what, eff.lease), (what, eff.retry.initial), (what, eff.retry.max)]
+        try:
+            if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
+                problems.append(
+                    f"{what}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
+                )
+        except InvalidDuration:
+            pass  # reported below
+    for what, text in texts:
+        try:
+            parse_duration(text)
+        except InvalidDuration as exc:
+            problems.append(f"{what}: {exc}")
+    return problems
+
+
+def _unreachable(tree: Tree) -> list[str]:
+    """States no sequence of transitions can enter, starting from the machine's initial state."""
+    seen: set[Node] = set()
+    todo: list[Node] = [tree.root]
+
+    def reach(node: Node | None) -> None:
+        while node is not None and node.parent is not None and node not in seen:
+            seen.add(node)
+            todo.append(node)
+            node = node.parent  # entering a state enters its ancestors
+
+    while todo:
+        node = todo.pop()
+        reach(node.initial)
+        reach(node.default)
+        if node.kind == PARALLEL or (node.kind == COMPOUND and node.initial is None):
+            # (a missing or unknown initial is reported already: do not bury it under its children)
+            for child in node.state_children:
+                reach(child)
+        for t in node.transitions:
+            reach(t.target)
+    return [
+        f"state {node.path!r} is unreachable from the initial state"
+        for node in tree.order
+        if node not in seen and node.kind != HISTORY  # a pseudo-state nothing targets is harmless
+    ]

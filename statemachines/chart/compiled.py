@@ -1,0 +1,244 @@
+"""A statechart definition compiled once (`CompiledChart`), then run for every event.
+
+The statechart counterpart of `statemachines.compiled.CompiledMachine`: the engine holds one per
+definition version and calls `enter_initial` when an instance starts and `step` for each event.
+Both are pure: they take the stored configuration, history memory and context JSON, and return a
+`ChartStep` record saying what to write (new configuration, history, context) and what happened
+(states exited and entered in order, for cancelling and arming timers and effects; transitions
+taken; whether a top-level final state was reached). Nothing is returned when a callable raises or
+the event is refused: the caller rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from statemachines.chart.algorithm import (
+    ContextCopy,
+    Interpretation,
+    macrostep,
+    microstep,
+    select_transitions,
+)
+from statemachines.chart.tree import ChartTransition, Node, Tree
+from statemachines.checks import outgoing
+from statemachines.definition import Definition
+from statemachines.errors import (
+    ContextInvalid,
+    EventNotAllowed,
+    GuardRejected,
+    InvalidArgument,
+    PayloadInvalid,
+)
+from statemachines.records import Event
+from statemachines.spec import EffectSpec
+
+#: Microsteps one call may take before `StepLimitExceeded` (an eventless or done-event loop).
+MAX_MICROSTEPS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """One transition taken during a step; `event` None for an eventless one."""
+
+    source: str
+    event: str | None
+    target: str | None
+    internal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChartStep:
+    """The outcome of one call, in memory (not yet written)."""
+
+    configuration: tuple[str, ...]  # active atomic states, document order
+    active: frozenset[str]  # every active state, compound and parallel ones included
+    history: dict[str, tuple[str, ...]]  # history pseudo-state path -> remembered state paths
+    context_json: str
+    context: Any  # the parsed, validated context; None when no callable touched it
+    exited: tuple[str, ...]  # in exit order (innermost first)
+    entered: tuple[str, ...]  # in entry order (outermost first)
+    moves: tuple[tuple[str, str], ...]  # ("exit" | "enter", path) in the order they ran
+    transitions: tuple[Taken, ...]
+    done: bool  # a top-level final state was entered
+    microsteps: int
+    state: str  # the one-string summary of the configuration (see `state_label`)
+
+
+class CompiledChart:
+    """One per definition version; shared by every event and every thread (it holds no run state)."""
+
+    def __init__(self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS) -> None:
+        self.definition = definition
+        spec = definition.spec
+        self.name = spec.name
+        self.model = definition.context_model
+        self.schemas = definition.event_schemas
+        self.callables = definition.callables
+        self.max_microsteps = max_microsteps
+        self.tree = Tree(spec)
+        if self.tree.problems:  # a Definition is checked already; this guards hand-built specs
+            raise InvalidArgument(f"machine {self.name!r} cannot be compiled: {self.tree.problems}")
+        nodes = self.tree.order
+        #: Per full path: the timer labels (`after`) and effects the state declares.
+        self.timers: dict[str, list[str]] = {n.path: list(n.spec.after) for n in nodes}
+        self.effects: dict[str, list[EffectSpec]] = {n.path: list(n.spec.effects) for n in nodes}
+        self.final: frozenset[str] = frozenset(n.path for n in nodes if n.kind == "final")
+        self.top_final: frozenset[str] = frozenset(
+            n.path for n in nodes if n.kind == "final" and n.parent is self.tree.root
+        )
+        self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
+        self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
+
+    # Running ------------------------------------------------------------------------------------
+    def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
+        """Enter the initial configuration, then whatever done events and eventless transitions follow."""
+        run = self._interpretation(set(), {}, ctx_json, event)
+        microstep(run, [self._initial])
+        run.taken.clear()  # the entry into the machine is not a declared transition
+        macrostep(run)
+        return self._finish(run)
+
+    def step(
+        self,
+        configuration: tuple[str, ...],
+        history: Mapping[str, tuple[str, ...]],
+        ctx_json: str,
+        event: Event,
+    ) -> ChartStep:
+        """Apply one external event; raises EventNotAllowed/GuardRejected/ActionFailed/StepLimitExceeded."""
+        active = self.active_nodes(configuration)
+        named = {*history, *(p for paths in history.values() for p in paths)}
+        unknown = sorted(p for p in named if p not in self.tree.nodes)
+        if unknown:
+            raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
+        run = self._interpretation(active, history, ctx_json, event)
+        enabled = select_transitions(run, event.name)
+        if not enabled:
+            error = GuardRejected if self._handlers(active, event.name) else EventNotAllowed
+            label = state_label(self.tree, active)
+            raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
+        microstep(run, enabled)
+        macrostep(run)
+        return self._finish(run)
+
+    def _interpretation(
+        self, active: set[Node], history: Mapping[str, tuple[str, ...]], ctx_json: str, event: Event
+    ) -> Interpretation:
+        model = self.model
+        parse = model.model_validate_json if model is not None else json.loads
+        ctx = ContextCopy(ctx_json, parse)
+        return Interpretation(self.tree, self.callables, active, history, ctx, event, self.max_microsteps)
+
+    def _finish(self, run: Interpretation) -> ChartStep:
+        ctx_json, ctx = self._context_out(run.ctx)
+        conf = sorted(run.configuration, key=lambda s: s.order)
+        return ChartStep(
+            configuration=tuple(s.path for s in conf if s.is_atomic),
+            active=frozenset(s.path for s in conf),
+            history=run.history_value,
+            context_json=ctx_json,
+            context=ctx,
+            exited=tuple(run.exited),
+            entered=tuple(run.entered),
+            moves=tuple(run.moves),
+            transitions=tuple(
+                Taken(t.source.path, event, t.target.path if t.target else None, t.internal)
+                for t, event in run.taken
+            ),
+            done=not run.running,
+            microsteps=run.microsteps,
+            state=state_label(self.tree, run.configuration),
+        )
+
+    # Queries --------------------------------------------------------------------------------------
+    def active_nodes(self, configuration: tuple[str, ...] | list[str]) -> set[Node]:
+        """The atomic states of a stored configuration with all their ancestors."""
+        active: set[Node] = set()
+        for path in configuration:
+            node = self.tree.nodes.get(path)
+            if node is None or not node.is_atomic:
+                raise InvalidArgument(f"{path!r} is not an atomic state of machine {self.name!r}")
+            active.add(node)
+            active.update(node.ancestors)
+        return active
+
+    def allowed_events(self, configuration: tuple[str, ...] | list[str]) -> list[str]:
+        """Events some active state (or an ancestor) declares in `on`, sorted (timers excluded)."""
+        events: set[str] = set()
+        for node in self.active_nodes(configuration):
+            events.update(node.spec.on)
+        return sorted(events)
+
+    def handlers(self, configuration: tuple[str, ...] | list[str], event: str) -> list[str]:
+        """The states whose transitions `event` would be offered to and matched, one per atomic state
+        (innermost first), guards not evaluated: the states a callback token binds to."""
+        return [n.path for n in self._handlers(self.active_nodes(configuration), event)]
+
+    def _handlers(self, active: set[Node], event: str) -> list[Node]:
+        found: dict[Node, None] = {}
+        for state in sorted((s for s in active if s.is_atomic), key=lambda s: s.order):
+            for s in (state, *state.ancestors):
+                if event in s.by_event:
+                    found[s] = None
+                    break
+        return list(found)
+
+    def declared_events(self, path: str) -> list[str]:
+        """Every event a state declares, timers included (`after.<label>`)."""
+        node = self.tree.nodes[path]
+        return [event for event, _group in outgoing(node.spec)]
+
+    # Context and payloads (the same rules as flat machines) ---------------------------------------
+    def validate_payload(self, event: str, payload: Any) -> Any:
+        schema = self.schemas.get(event)
+        if schema is None:
+            return {} if payload is None else payload
+        try:
+            if isinstance(payload, schema):
+                return schema.model_validate(payload.model_dump())
+            return schema.model_validate(payload if payload is not None else {})
+        except ValidationError as exc:
+            raise PayloadInvalid(event, _short(exc)) from None
+
+    def _context_out(self, ctx: ContextCopy) -> tuple[str, Any]:
+        if ctx.parsed is None:  # no callable looked at the context: it is unchanged
+            return ctx.json, None
+        value = ctx.parsed
+        if self.model is None:
+            try:
+                return json.dumps(value, separators=(",", ":")), value
+            except (TypeError, ValueError) as exc:
+                raise ContextInvalid(self.name, f"not JSON-serialisable: {exc}") from None
+            except RecursionError:
+                raise ContextInvalid(self.name, "nested too deeply to store as JSON") from None
+        try:
+            checked = self.model.model_validate_json(value.model_dump_json(warnings=False))
+        except ValidationError as exc:
+            raise ContextInvalid(self.name, _short(exc)) from None
+        except Exception as exc:  # unserialisable values assigned by an action
+            raise ContextInvalid(self.name, str(exc)) from None
+        return checked.model_dump_json(), checked
+
+
+def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
+    """`snap.state`: the active atomic state when there is one, else the deepest state that contains
+    the whole configuration (`"checks"` while its regions run)."""
+    atomic = sorted((s for s in active if s.is_atomic), key=lambda s: s.order)
+    if len(atomic) == 1:
+        return atomic[0].path
+    if not atomic:
+        return ""
+    common = atomic[0].ancestors
+    for s in atomic[1:]:
+        common = tuple(a for a in common if s.is_descendant_of(a))
+    return common[0].path if common else ""
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())

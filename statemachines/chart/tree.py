@@ -1,0 +1,183 @@
+"""A statechart's state tree: nodes with dotted paths, kinds, document order and resolved targets.
+
+Built once per definition from a nested `MachineSpec`. The root node stands for the machine itself
+(SCXML's `<scxml>` element): path `""`, never part of a configuration. Every name a user wrote
+(`initial`, transition targets, history defaults) is resolved here to a `Node`, so the algorithm
+never looks a name up at run time; what cannot be resolved is collected in `Tree.problems`
+(reported by `statemachines.chart.checks` with every other problem of the definition).
+
+Target resolution (docs/statecharts.md): a full dotted path (`checks.identity.ok`); or a short
+name, looked up among the children of the source's parent, then of its grandparent, ... up to the
+top level (nearest first); then a name unique in the whole machine. Anything else is unknown or
+ambiguous, and the problem names the candidates.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from statemachines.checks import outgoing
+from statemachines.spec import MachineSpec, StateSpec
+
+ATOMIC, COMPOUND, PARALLEL, FINAL, HISTORY = "atomic", "compound", "parallel", "final", "history"
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """One state (or history pseudo-state) of the tree; identity is the object, order its index."""
+
+    path: str
+    name: str
+    parent: Node | None
+    kind: str
+    spec: StateSpec
+    order: int
+    children: list[Node] = field(default_factory=list)
+    #: Proper ancestors, innermost first, the root excluded (it is never active).
+    ancestors: tuple[Node, ...] = ()
+    initial: Node | None = None  # compound states (and the root): the child entered first
+    default: Node | None = None  # history pseudo-states: entered when nothing is remembered
+    transitions: list[ChartTransition] = field(default_factory=list)
+    by_event: dict[str | None, list[ChartTransition]] = field(default_factory=dict)
+    #: Every proper descendant (for the root: every state): the algorithm's exit sets and
+    #: descendant tests are set operations on it.
+    descendants: frozenset[Node] = frozenset()
+    is_atomic: bool = False  # no child states (SCXML's isAtomicState): atomic and final states
+    lineage: tuple[Node, ...] = ()  # itself, then its proper ancestors: where an event is offered
+
+    @property
+    def state_children(self) -> list[Node]:
+        """Children that are states (SCXML's getChildStates: history pseudo-states excluded)."""
+        return [c for c in self.children if c.kind != HISTORY]
+
+    @property
+    def history_children(self) -> list[Node]:
+        return [c for c in self.children if c.kind == HISTORY]
+
+    def is_descendant_of(self, other: Node) -> bool:
+        """Proper descendant (SCXML's isDescendant); every state descends from the root."""
+        if other.parent is None:
+            return self is not other
+        return self.path.startswith(other.path + ".")
+
+    def __repr__(self) -> str:
+        return f"<Node {self.path or '(root)'} {self.kind}>"
+
+
+@dataclass(eq=False, slots=True)
+class ChartTransition:
+    """One declared arrow with its source and resolved target (None: targetless)."""
+
+    source: Node
+    event: str | None  # None: eventless (`always`)
+    target: Node | None
+    guard: str | None
+    actions: tuple[str, ...]
+    internal: bool  # SCXML type="internal"
+    #: The transition domain when it does not depend on history memory (set on first use).
+    domain: Node | None = None
+
+    def __repr__(self) -> str:
+        target = self.target.path if self.target is not None else None
+        return f"<ChartTransition {self.source.path} --{self.event}--> {target}>"
+
+
+def _kind(st: StateSpec) -> str:
+    if st.history is not None:
+        return HISTORY
+    if st.final:
+        return FINAL
+    if st.type == "parallel":
+        return PARALLEL
+    return COMPOUND if st.states else ATOMIC
+
+
+class Tree:
+    """The resolved tree of a machine; `problems` lists what could not be resolved."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        top = StateSpec(initial=spec.initial, states=spec.states)
+        self.root = Node("", "", None, COMPOUND, top, 0)
+        self.nodes: dict[str, Node] = {}
+        self.order: list[Node] = []  # document order, the root excluded
+        self.problems: list[str] = []
+        self._add_children(self.root)
+        self._by_name: dict[str, list[Node]] = {}
+        for node in self.order:
+            self._by_name.setdefault(node.name, []).append(node)
+        for node in [self.root, *self.order]:
+            self._resolve_node(node)
+        for node in reversed(self.order):
+            node.is_atomic = node.kind in (ATOMIC, FINAL)
+            node.lineage = (node, *node.ancestors)
+            node.descendants = frozenset(c for child in node.children for c in (child, *child.descendants))
+        self.root.descendants = frozenset(self.order)
+        #: Whether any state declares eventless transitions (if not, none need be looked for).
+        self.has_eventless = any(None in node.by_event for node in self.order)
+
+    def _add_children(self, parent: Node) -> None:
+        for name, st in parent.spec.states.items():
+            path = f"{parent.path}.{name}" if parent.path else name
+            node = Node(path, name, parent, _kind(st), st, len(self.order) + 1)
+            node.ancestors = (parent, *parent.ancestors) if parent.parent is not None else ()
+            parent.children.append(node)
+            self.nodes[path] = node
+            self.order.append(node)
+            self._add_children(node)
+
+    def _resolve_node(self, node: Node) -> None:
+        st = node.spec
+        where = f"state {node.path!r}" if node.path else "the machine"
+        if st.initial is not None:
+            child = next((c for c in node.children if c.name == st.initial), None)
+            if child is not None and child.kind != HISTORY:
+                node.initial = child
+            elif node.children:
+                what = "a history pseudo-state" if child is not None else "not one of its children"
+                names = [c.name for c in node.state_children]
+                self.problems.append(f"{where}: initial state {st.initial!r} is {what} (children: {names})")
+        if st.history is not None and st.history.default is not None:
+            target = self.resolve(node, st.history.default)
+            if isinstance(target, str):
+                self.problems.append(f"history {node.path!r}: default {target}")
+            else:
+                node.default = target
+        groups: list[tuple[str | None, list]] = [*outgoing(st), (None, st.always)]
+        for event, group in groups:
+            for ts in group:
+                target = None
+                if ts.target is not None:
+                    resolved = self.resolve(node, ts.target)
+                    if isinstance(resolved, str):
+                        label = f"event {event!r}" if event is not None else "an eventless transition"
+                        self.problems.append(f"{where}: {label} targets {resolved}")
+                        continue
+                    target = resolved
+                t = ChartTransition(node, event, target, ts.guard, tuple(ts.actions), ts.type == "internal")
+                node.transitions.append(t)
+                node.by_event.setdefault(event, []).append(t)
+
+    def resolve(self, source: Node, text: str) -> Node | str:
+        """The node `text` names from `source`; or the problem, as text, when there is none."""
+        if text in self.nodes:
+            return self.nodes[text]
+        if "." not in text:
+            anc = source.parent
+            while anc is not None:
+                for child in anc.children:
+                    if child.name == text:
+                        return child
+                anc = anc.parent
+            matches = self._by_name.get(text, [])
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                paths = [m.path for m in matches]
+                return f"ambiguous state {text!r}: candidates {paths}; write the full path"
+        close = difflib.get_close_matches(text, [*self.nodes, *self._by_name], n=3)
+        hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+        return f"unknown state {text!r}{hint}"
+
+    def node(self, path: str) -> Node | None:
+        return self.nodes.get(path)
