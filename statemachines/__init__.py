@@ -34,6 +34,7 @@ from statemachines.errors import (
     StateMachineError,
     StorageError,
     StorageUnavailable,
+    TimeOutOfRange,
     TokenInvalid,
     UnknownMachine,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "SystemClock",
+    "TimeOutOfRange",
     "TokenInvalid",
     "Transition",
     "UnknownMachine",

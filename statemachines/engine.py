@@ -26,6 +26,7 @@ from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
 from statemachines.durable import DurableMixin
 from statemachines.durations import Duration, parse_duration
+from statemachines.names import MAX_NAME_LENGTH
 from statemachines.records import (
     ACTIVE,
     APPLIED,
@@ -50,7 +51,7 @@ from statemachines.rows import (
 )
 
 DEFAULT_URL = "sqlite:///statemachines.db"
-MAX_ID_LENGTH = 200
+MAX_ID_LENGTH = MAX_NAME_LENGTH  # one limit for every name: definitions declare none longer
 
 
 def resolve_url(url: str | None) -> str:

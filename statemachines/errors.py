@@ -23,10 +23,6 @@ class DefinitionError(StateMachineError, ValueError):
         super().__init__(f"{what} {name!r} is invalid ({len(self.problems)} problems):\n{lines}")
 
 
-class InvalidDuration(StateMachineError, ValueError):
-    """A duration string is not a number and a unit (`500ms`, `20s`, `15m`, `24h`, `7d`)."""
-
-
 class UnknownMachine(StateMachineError, LookupError):
     """No definition with this name is registered with the engine."""
 
@@ -148,3 +144,15 @@ class ConfigurationError(StateMachineError, ValueError):
 
 class InvalidArgument(StateMachineError, ValueError):
     """An argument (instance id, event name, limit, ...) is malformed."""
+
+
+# Bounds: durations, points in time --------------------------------------------------------------
+class InvalidDuration(InvalidArgument):
+    """A duration is not a number and a unit (`500ms`, `20s`, `15m`, `24h`, `7d`), or is not
+    positive, finite and at most 100 years. In a definition it is reported as one of the
+    `DefinitionError` problems; given to a call (`token(ttl=...)`) it is an `InvalidArgument`."""
+
+
+class TimeOutOfRange(StateMachineError, OverflowError):
+    """The clock plus a duration (a timer's deadline, a lease, a token's expiry) is past the
+    last representable time (year 9999): the clock is wrong. Nothing was written."""
