@@ -51,9 +51,8 @@ def find_problems(
         problems.append(f"callable {missing!r} is not in the registry{did_you_mean(missing, candidates)}")
     used_events = {ev for st in states.values() for ev in st.on}
     for event in sorted(set(spec.events) - used_events):
-        problems.append(
-            f"payload schema declared for event {event!r}, which no state handles{did_you_mean(event, used_events)}"
-        )
+        suggestion = did_you_mean(event, used_events)
+        problems.append(f"payload schema declared for event {event!r}, which no state handles{suggestion}")
     return problems
 
 

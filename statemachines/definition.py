@@ -301,9 +301,9 @@ def _duration_text(value: Duration) -> str:
     try:
         return format_duration(value)
     except InvalidDuration:
-        if isinstance(value, str) or isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+        if isinstance(value, str | bool) or not isinstance(value, timedelta | int | float):
             return str(value)
-        if isinstance(value, int) and not isinstance(value, timedelta):
+        if isinstance(value, int):
             return f"{value}s"  # an int of any size is reported as too long, or not positive
         seconds = value.total_seconds() if isinstance(value, timedelta) else value
         if not math.isfinite(seconds):

@@ -23,6 +23,9 @@ Duration = str | timedelta | int | float
 #: The longest duration anywhere (timers, leases, retry delays, token ttls): 100 years.
 MAX_DURATION = timedelta(days=36525)
 
+#: The longest an engine waits for a database lock: one day (SQLite keeps it in a C int of ms).
+MAX_BUSY_TIMEOUT = timedelta(days=1)
+
 
 def parse_duration(value: Duration, *, maximum: timedelta = MAX_DURATION) -> timedelta:
     """Turn a duration (text, timedelta, or a number of seconds) into a positive timedelta of at
@@ -50,16 +53,18 @@ def parse_duration(value: Duration, *, maximum: timedelta = MAX_DURATION) -> tim
     if seconds < 0.001:  # durations are kept in whole milliseconds
         raise InvalidDuration(f"duration must be at least 1ms, got {_short(value)}")
     if seconds > maximum.total_seconds():
-        raise InvalidDuration(
-            f"duration {_short(value)} is longer than the maximum of {format_seconds(maximum.total_seconds())}"
-            + (" (100 years)" if maximum == MAX_DURATION else "")
-        )
+        limit = format_seconds(maximum.total_seconds()) + (" (100 years)" if maximum == MAX_DURATION else "")
+        raise InvalidDuration(f"duration {_short(value)} is longer than the maximum of {limit}")
     return timedelta(seconds=seconds)
 
 
 def deadline(now: datetime, duration: Duration) -> datetime:
     """`now + duration`, or `TimeOutOfRange` when that is past the last representable time."""
-    delta = parse_duration(duration)
+    return later(now, parse_duration(duration))
+
+
+def later(now: datetime, delta: timedelta) -> datetime:
+    """`now + delta` for an already checked delta; `TimeOutOfRange` past the year 9999."""
     try:
         return now + delta
     except OverflowError:

@@ -6,7 +6,7 @@ allowed there, because that is what a person debugging a stuck order needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class StateMachineError(Exception):
@@ -96,12 +96,22 @@ class PayloadInvalid(StateMachineError, ValueError):
 
 
 class ContextInvalid(StateMachineError, ValueError):
-    """A context (given to `start` or produced by actions) fails the context model."""
+    """A context (given to `start` or produced by actions) fails the context model, or could not
+    be stored as JSON and read back. After actions, `event` and `callbacks` (the guards and
+    actions that ran, in order) say what produced it."""
 
-    def __init__(self, machine: str, detail: str) -> None:
+    def __init__(
+        self, machine: str, detail: str, *, event: str | None = None, callbacks: Sequence[str] = ()
+    ) -> None:
         self.machine = machine
         self.detail = detail
-        super().__init__(f"context of machine {machine!r} is invalid: {detail}")
+        self.event = event
+        self.callbacks = list(callbacks)
+        after = ""
+        if event is not None:
+            ran = ", ".join(self.callbacks) or "no callbacks"
+            after = f" after event {event!r} (ran: {ran})"
+        super().__init__(f"context of machine {machine!r} is invalid{after}: {detail}")
 
 
 class ActionFailed(StateMachineError):
