@@ -7,6 +7,7 @@ from collections.abc import Collection
 from statemachines.durations import parse_duration
 from statemachines.errors import InvalidDuration
 from statemachines.names import (
+    MAX_NAME_LENGTH,
     MODEL_ATTRIBUTE_EVENTS,
     WILDCARD_STATES,
     closest,
@@ -93,7 +94,10 @@ def _name_problems(name: str, st: StateSpec) -> list[str]:
     if name in WILDCARD_STATES:
         problems.append(f"{where} is reserved: the transitions library reads it as a wildcard")
     for event in st.on:
-        problem = name_problem(f"{where}: an event", event)
+        # `done.<effect>`/`error.<effect>`: the effect's name is the one limited (checked below),
+        # and one without such an effect is reported as never firing.
+        is_result = event.startswith(("done.", "error."))
+        problem = name_problem(f"{where}: an event", event, len(event) if is_result else MAX_NAME_LENGTH)
         if problem is None and event in MODEL_ATTRIBUTE_EVENTS:
             problem = f"{where}: event {event!r} is reserved: the transitions library keeps the state in it"
         problems.append(problem or _reserved_event_problem(where, event, st))

@@ -34,14 +34,13 @@ def storable(text: str) -> bool:
     return True
 
 
-def name_problem(what: str, name: str) -> str | None:
-    """Why `name` cannot be used as the name of `what` ("state", "event 'X' of state 'a'"...)."""
+def name_problem(what: str, name: str, limit: int = MAX_NAME_LENGTH) -> str | None:
+    """Why `name` cannot be used as the name of `what` ("a state", "state 'a': an event"...)."""
     if not name.strip():
         return f"{what} has an empty name"
-    if len(name) > MAX_NAME_LENGTH:
+    if len(name) > limit:
         return (
-            f"{what} {name[:40]!r}... is {len(name)} characters long;"
-            f" names are limited to {MAX_NAME_LENGTH} characters"
+            f"{what} {name[:40]!r}... is {len(name)} characters long; names are limited to {limit} characters"
         )
     if not storable(name):
         return f"{what} {name[:40]!r} contains NUL or a lone surrogate, which databases cannot store"
