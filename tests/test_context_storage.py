@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from statemachines import ContextInvalid, Engine, PayloadInvalid, machine, state, transition
+from statemachines import ContextInvalid, Effect, Engine, PayloadInvalid, Retry, machine, state, transition
 
 
 class Reading(BaseModel):
@@ -188,3 +188,32 @@ def test_history_of_refused_payloads_stays_valid_json(eng: Engine) -> None:
     eng.send("p1", "NOTE", {"x": 1.5})
     text = json.dumps([r.payload for r in eng.history("p1")], allow_nan=False)
     assert json.loads(text)[-1] == {"x": 1.5}
+
+
+# Effect results ----------------------------------------------------------------------------------
+
+
+def measure(ctx: dict, call) -> dict:
+    return {"reading": math.nan}
+
+
+def test_an_effect_returning_nan_is_a_failed_attempt_and_its_result_is_not_stored(engine: Engine) -> None:
+    engine.register(
+        machine(
+            "probe",
+            initial="measuring",
+            states={
+                "measuring": state(
+                    effect=Effect(measure, retry=Retry(max_attempts=2)), on={"done.measure": "measured"}
+                ),
+                "measured": state(final=True),
+            },
+        )
+    )
+    engine.start("probe", instance_id="m1")
+    assert engine.run_due() == 1
+    [attempt] = engine.effect_attempts("m1")
+    assert not attempt.ok
+    assert "Out of range float values" in (attempt.error or "")
+    assert engine.get("m1").state == "measuring"
+    json.dumps([r.payload for r in engine.history("m1")], allow_nan=False)
