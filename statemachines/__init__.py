@@ -37,6 +37,7 @@ from statemachines.errors import (
     StepLimitExceeded,
     StorageError,
     StorageUnavailable,
+    TimeOutOfRange,
     TokenInvalid,
     UnknownMachine,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "SystemClock",
+    "TimeOutOfRange",
     "TokenInvalid",
     "Transition",
     "UnknownMachine",

@@ -17,7 +17,7 @@ from persistence import Database, Store
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.compiled import CompiledMachine, Step
-from statemachines.durations import parse_duration
+from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
 from statemachines.rows import (
     CONTEXT,
@@ -117,7 +117,7 @@ class Applier:
         """Arm the timers and effects of a state just entered (its entry is history `seq`)."""
         labels = cm.timers.get(state)
         if labels:
-            timers = [(f"after.{x}", now + parse_duration(x)) for x in labels]
+            timers = [(f"after.{x}", deadline(now, x)) for x in labels]
             self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers)
         effects = cm.effects.get(state)
         if effects:
@@ -159,7 +159,7 @@ class Applier:
         self.set_status(cur, row, FAILED, event, FAILED_OUTCOME, now, reason=reason, payload=payload)
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: this runs per event
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: this runs per event
 
 
 def to_json(event: str, payload: Any) -> str:
@@ -191,7 +191,7 @@ def apply_or_fail(
     cur.execute("SAVEPOINT sm_internal_event")
     try:
         outcome = applier.apply(cur, cm, row, event, payload, None, actor, now)
-    except (errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid) as exc:
+    except (errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid, errors.TimeOutOfRange) as exc:
         cur.execute("ROLLBACK TO SAVEPOINT sm_internal_event")
         applier.fail(cur, row, event, f"{type(exc).__name__}: {exc}", now, payload)
         return None

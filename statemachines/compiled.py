@@ -26,12 +26,13 @@ from statemachines.errors import (
     PayloadInvalid,
 )
 from statemachines.records import Event
+from statemachines.storable import Unstorable, dumps, model_round_trip, model_text, short_errors
 
 
 class _Run:
     """The model `transitions` moves for one event: state, context copy, event, what was taken."""
 
-    __slots__ = ("_ctx", "_ctx_json", "_model", "event", "state", "taken", "where")
+    __slots__ = ("_ctx", "_ctx_json", "_model", "event", "ran", "state", "taken", "where")
 
     def __init__(self, state: str, ctx_json: str, model: type[BaseModel] | None, event: Event):
         self.state = state
@@ -41,6 +42,7 @@ class _Run:
         self.event = event
         self.taken: Transition | None = None
         self.where = "transition"
+        self.ran: list[str] = []  # every guard and action run, for errors about the context
 
     @property
     def ctx(self) -> Any:
@@ -79,6 +81,7 @@ def _wrap(fn: Callable[..., Any], where: str, *, is_guard: bool = False) -> Call
     def call(event_data: Any) -> Any:
         run: _Run = event_data.model
         run.where = where
+        run.ran.append(where)
         result = fn(run.ctx, run.event)
         return bool(result) if is_guard else None
 
@@ -160,35 +163,50 @@ class CompiledMachine:
         return ev is not None and state in ev.transitions
 
     def validate_payload(self, event: str, payload: Any) -> Any:
+        """The payload the schema makes of it; a model must be storable JSON (no NaN/Infinity)."""
         schema = self.schemas.get(event)
         if schema is None:
-            return {} if payload is None else payload
-        try:
-            if isinstance(payload, schema):
-                return schema.model_validate(payload.model_dump())
-            return schema.model_validate(payload if payload is not None else {})
-        except ValidationError as exc:
-            raise PayloadInvalid(event, _short(exc)) from None
+            value = {} if payload is None else payload
+        else:
+            try:
+                if isinstance(payload, schema):
+                    payload = payload.model_dump()
+                value = schema.model_validate(payload if payload is not None else {})
+            except ValidationError as exc:
+                raise PayloadInvalid(event, short_errors(exc)) from None
+            except RecursionError:
+                raise PayloadInvalid(event, "nested too deeply") from None
+        if isinstance(value, BaseModel):
+            try:
+                model_text(value)
+            except Unstorable as exc:
+                raise PayloadInvalid(event, str(exc)) from None
+        return value
 
     def new_context(self, context: Any) -> tuple[Any, str]:
-        """Validate a context given to `start`; returns (object, JSON)."""
+        """Validate a context given to `start`; returns (object, JSON), the JSON proven to read
+        back into the context model (or, without one, to be plain JSON without NaN/Infinity)."""
         if self.model is None:
             if isinstance(context, BaseModel):
-                context = context.model_dump(mode="json")
+                context = json.loads(self._stored(context))
             if context is not None and not isinstance(context, Mapping):
                 raise ContextInvalid(
                     self.name,
                     f"a machine without a context model takes a dict, got {type(context).__name__}",
                 )
             ctx = dict(context or {})
-            return ctx, self._dump(ctx)
+            return ctx, self._stored(ctx)
         try:
             if isinstance(context, self.model):
                 context = context.model_dump()
             ctx = self.model.model_validate(context if context is not None else {})
+            return model_round_trip(self.model, ctx)
         except ValidationError as exc:
-            raise ContextInvalid(self.name, _short(exc)) from None
-        return ctx, ctx.model_dump_json()
+            raise ContextInvalid(self.name, short_errors(exc)) from None
+        except RecursionError:
+            raise ContextInvalid(self.name, "nested too deeply") from None
+        except Unstorable as exc:
+            raise ContextInvalid(self.name, str(exc)) from None
 
     def enter_initial(self, ctx_json: str, event: Event) -> Step:
         run = _Run(self.definition.spec.initial, ctx_json, self.model, event)
@@ -220,22 +238,21 @@ class CompiledMachine:
             return Step(source, run.state, internal, run._ctx_json, None)
         ctx = run._ctx
         if self.model is None:
-            return Step(source, run.state, internal, self._dump(ctx), ctx)
+            return Step(source, run.state, internal, self._stored(ctx, run), ctx)
         try:
-            checked = self.model.model_validate_json(ctx.model_dump_json(warnings=False))
-        except ValidationError as exc:
-            raise ContextInvalid(self.name, _short(exc)) from None
-        except Exception as exc:  # unserialisable values assigned by an action
-            raise ContextInvalid(self.name, str(exc)) from None
-        return Step(source, run.state, internal, checked.model_dump_json(), checked)
+            checked, text = model_round_trip(self.model, ctx)
+        except Unstorable as exc:
+            raise ContextInvalid(self.name, str(exc), event=run.event.name, callbacks=run.ran) from None
+        return Step(source, run.state, internal, text, checked)
 
-    def _dump(self, ctx: Any) -> str:
+    def _stored(self, ctx: Any, run: _Run | None = None) -> str:
+        """JSON of a context without a model (or of a model given for one): storable or refused."""
         try:
-            return json.dumps(ctx, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise ContextInvalid(self.name, f"not JSON-serialisable: {exc}") from None
-        except RecursionError:
-            raise ContextInvalid(self.name, "nested too deeply to store as JSON") from None
+            return model_text(ctx) if isinstance(ctx, BaseModel) else dumps(ctx)
+        except Unstorable as exc:
+            if run is None:
+                raise ContextInvalid(self.name, str(exc)) from None
+            raise ContextInvalid(self.name, str(exc), event=run.event.name, callbacks=run.ran) from None
 
 
 class _FakeEventData:
@@ -246,6 +263,3 @@ class _FakeEventData:
     def __init__(self, model: _Run) -> None:
         self.model = model
 
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())

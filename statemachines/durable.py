@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from persistence import Conflict
 from statemachines import errors, tokens
 from statemachines.checks import RESERVED_PREFIXES
-from statemachines.durations import Duration, parse_duration
+from statemachines.durations import Duration, deadline
 from statemachines.effects import run_due_effects
 from statemachines.records import ACTIVE, FAILED, PendingEffect, PendingTimer, Snapshot, Status
 from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS, snapshot_from_row
@@ -125,7 +125,7 @@ class DurableMixin:
         allowed = self._compiled(row[MACHINE]).allowed.get(row[STATE], [])
         if event not in allowed:
             raise errors.EventNotAllowed(instance_id, row[STATE], event, allowed)
-        expires = self.clock.now() + parse_duration(ttl)
+        expires = deadline(self.clock.now(), ttl)
         return tokens.issue(key, instance_id, event, row[ENTERED_SEQ], expires)
 
     def send_token(  # type: ignore[misc]

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from statemachines.apply import apply_or_fail
-from statemachines.durations import parse_duration
+from statemachines.durations import MAX_DURATION, deadline, parse_duration
 from statemachines.records import ACTIVE
 from statemachines.rows import ENTERED_SEQ, STATUS
 from statemachines.spec import EffectSpec, RetrySpec
@@ -65,10 +65,13 @@ def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = N
     Exponential (`initial * backoff**(failures-1)`, capped at `max`), plus up to `jitter` of
     itself on top: jitter only ever delays, so an attempt never runs before its schedule.
     """
-    base = parse_duration(retry.initial).total_seconds() * retry.backoff ** max(failures - 1, 0)
-    base = min(base, parse_duration(retry.max).total_seconds())
+    cap = parse_duration(retry.max).total_seconds()
+    try:
+        base = min(parse_duration(retry.initial).total_seconds() * retry.backoff ** max(failures - 1, 0), cap)
+    except OverflowError:  # backoff ** failures past the largest float: long past the cap
+        base = cap
     extra = base * retry.jitter * (rng or random).random()
-    return timedelta(seconds=base + extra)
+    return timedelta(seconds=min(base + extra, MAX_DURATION.total_seconds()))
 
 
 def effect_spec(cm: CompiledMachine, state: str, name: str) -> EffectSpec | None:
@@ -97,8 +100,7 @@ def _claim(engine: Engine, limit: int) -> list[_Claimed]:
         for row in engine.schedule.claim_effects(cur, now, limit, sorted(engine._machines)):
             eid, iid, machine, seq, state, name, key, attempt, round_start, ctx = row
             spec = effect_spec(engine._compiled(machine), state, name)
-            lease = parse_duration(spec.lease if spec else "5m")
-            engine.schedule.start_attempt(cur, eid, now + lease, now)
+            engine.schedule.start_attempt(cur, eid, deadline(now, spec.lease if spec else "5m"), now)
             out.append(_Claimed(eid, iid, machine, seq, state, name, key, attempt + 1, round_start, ctx))
     return out
 
@@ -120,7 +122,7 @@ def _run(engine: Engine, item: _Claimed) -> None:
             else json.loads(item.context_json)
         )
         result = fn(ctx, EffectCall(item.key, item.attempt, item.instance_id, item.name, item.state))
-        result_json = json.dumps(result, separators=(",", ":"))
+        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
     except Exception as exc:  # the effect's own failure: recorded and retried, never raised
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
     duration_ms = (time.perf_counter() - t0) * 1000
@@ -163,7 +165,7 @@ def _finish(
         retry = spec.retry if spec else RetrySpec(max_attempts=1)
         failures = item.attempt - item.round_start
         if failures < retry.max_attempts:
-            next_at = now + backoff_delay(retry, failures)
+            next_at = deadline(now, backoff_delay(retry, failures))
             sched.finish_effect(cur, item.effect_id, "pending", next_at, error, None, now)
             return
         sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)

@@ -25,7 +25,8 @@ from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
 from statemachines.durable import DurableMixin
-from statemachines.durations import Duration, parse_duration
+from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
+from statemachines.names import MAX_NAME_LENGTH
 from statemachines.records import (
     ACTIVE,
     APPLIED,
@@ -50,7 +51,7 @@ from statemachines.rows import (
 )
 
 DEFAULT_URL = "sqlite:///statemachines.db"
-MAX_ID_LENGTH = 200
+MAX_ID_LENGTH = MAX_NAME_LENGTH  # one limit for every name: definitions declare none longer
 
 
 def resolve_url(url: str | None) -> str:
@@ -75,11 +76,12 @@ class Engine(DurableMixin):
     ) -> None:
         self.url = resolve_url(url)
         self.clock: Clock = clock or SystemClock()
+        busy = parse_duration(busy_timeout, maximum=MAX_BUSY_TIMEOUT)
         try:
             self.db = Database(
                 self.url,
                 sqlite_synchronous=sqlite_synchronous,
-                busy_timeout_ms=int(parse_duration(busy_timeout).total_seconds() * 1000),
+                busy_timeout_ms=int(busy.total_seconds() * 1000),
             )
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -25,6 +25,7 @@ from statemachines import (
     state,
     transition,
 )
+from statemachines.durations import parse_duration
 from statemachines.tokens import SECRET_ENV
 
 SECRET = "test-secret-0123456789abcdef"
@@ -138,6 +139,21 @@ def test_token_works_until_just_before_its_expiry(engine, clock):
 def test_expired_token_is_rejected_and_nothing_changes(engine, clock):
     token = engine.token("a1", "APPROVE", ttl="24h")
     clock.advance("24h")
+    assert "expired" in rejects(engine, token).reason
+
+
+@pytest.mark.parametrize("ttl", ["500ms", "1s", "1500ms"])
+def test_a_token_issued_just_before_a_whole_second_lives_at_least_its_ttl(engine, clock, ttl):
+    clock.set(datetime(2030, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC))
+    token = engine.token("a1", "APPROVE", ttl=ttl)
+    clock.advance(parse_duration(ttl) - timedelta(microseconds=1))
+    assert engine.send_token(token).state == "approved"
+
+
+def test_a_token_expires_less_than_a_second_after_its_ttl(engine, clock):
+    clock.set(datetime(2030, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC))
+    token = engine.token("a1", "APPROVE", ttl="500ms")
+    clock.advance("1500ms")
     assert "expired" in rejects(engine, token).reason
 
 

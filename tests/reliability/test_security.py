@@ -398,7 +398,10 @@ storable = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=200
 )
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    # JSON values: no NaN/Infinity, which payloads refuse (PayloadInvalid) because JSON cannot hold them
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
+    ),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4),
     max_leaves=15,
 )
