@@ -47,9 +47,9 @@ class Worker:
 
     def run_once(self) -> int:
         """One round: due timers, then due effects. Returns the number of items handled."""
-        done = fire_due_timers(self.engine, self.batch)
+        done = fire_due_timers(self.engine.runtime, self.batch)
         if not self.stopping:
-            done += run_due_effects(self.engine, self.batch, lambda: self.stopping)
+            done += run_due_effects(self.engine.runtime, self.batch, lambda: self.stopping)
         self.processed += done
         return done
 

@@ -273,7 +273,7 @@ def test_send_racing_a_worker_that_fires_the_same_instance_timer_never_deadlocks
     sender = threading.Thread(target=send)
     sender.start()
     assert in_action.wait(10)
-    fired = fire_due_timers(engine)
+    fired = fire_due_timers(engine.runtime)
     sender.join(10)
     assert outcome["send"] == "b"
     assert fired == 0 or engine.run_due() == 0
