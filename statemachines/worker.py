@@ -68,6 +68,13 @@ class Worker:
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, self.max_idle)
                 self._stop.wait(self.max_idle)
                 continue
+            except Exception:
+                # Rows are handled one by one (a bad row fails alone), so this is a bug or a
+                # permanent database error: log it and go on after a pause; never die, or the
+                # timers and effects of every machine would stop.
+                log.exception("round failed; retrying in %.1fs", self.max_idle)
+                self._stop.wait(self.max_idle)
+                continue
             if done:
                 pause = self.idle
                 if self.engine.db.dialect == "sqlite":
