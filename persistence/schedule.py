@@ -31,6 +31,11 @@ _SQL = {
     " :name, :key, 'pending', 0, 0, :now, :now)",
     "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
     " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
+    # PostgreSQL: both of the above in one round trip (a data-modifying CTE); leaving a state
+    # runs this on every transition, armed rows or not.
+    "disarm_pg": "WITH dropped AS (DELETE FROM sm_timers WHERE instance_id = :id)"
+    " UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
     "start_attempt": "UPDATE sm_effects SET status = 'running', attempt = attempt + 1,"
     " lease_until = :lease_until, updated_at = :now WHERE id = :effect_id",
     # A kept result is delivered, not produced again: the attempt count does not move.
@@ -117,9 +122,6 @@ class Schedule:
                  "event": event, "fire_at": self.db.ts(fire_at)},
             )  # fmt: skip
 
-    def delete_timers(self, cur: Any, instance_id: str) -> None:
-        cur.execute(self.sql["delete_timers"], {"id": instance_id})
-
     def delete_timer(self, cur: Any, timer_id: int, instance_id: str, entered_seq: int) -> None:
         params = {"timer_id": timer_id, "id": instance_id, "entered_seq": entered_seq}
         cur.execute(self.sql["delete_timer"], params)
@@ -160,8 +162,15 @@ class Schedule:
                  "name": name, "key": key, "now": self.db.ts(now)},
             )  # fmt: skip
 
-    def cancel_effects(self, cur: Any, instance_id: str, now: datetime) -> None:
-        cur.execute(self.sql["cancel_effects"], {"id": instance_id, "now": self.db.ts(now)})
+    def disarm(self, cur: Any, instance_id: str, now: datetime) -> None:
+        """Drop every timer and cancel every live effect of an instance (it leaves its state):
+        indexed by instance id, so cheap when there is nothing to drop."""
+        params = {"id": instance_id, "now": self.db.ts(now)}
+        if self.db.dialect == "postgresql":
+            cur.execute(self.sql["disarm_pg"], params)
+        else:
+            cur.execute(self.sql["delete_timers"], params)
+            cur.execute(self.sql["cancel_effects"], params)
 
     def claim_effects(
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]

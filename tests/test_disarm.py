@@ -17,7 +17,11 @@ def checkout(version_with_effect: bool, charge=None, *, timer: bool = False):
     return machine(
         "checkout",
         initial="paying",
-        states={"paying": state(**paying), "paid": state(final=True), "abandoned": state(on={"BACK": "paying"})},
+        states={
+            "paying": state(**paying),
+            "paid": state(final=True),
+            "abandoned": state(on={"BACK": "paying"}),
+        },
     )
 
 

@@ -52,7 +52,11 @@ def test_result_arriving_while_another_effect_failed_the_instance_is_delivered_o
     engine.retry("s1")
     engine.run_due()
     snap = engine.get("s1")
-    assert (snap.state, snap.status, snap.context) == ("shipped", "completed", {"done.ship": {"parcel": "P-1"}})
+    assert (snap.state, snap.status, snap.context) == (
+        "shipped",
+        "completed",
+        {"done.ship": {"parcel": "P-1"}},
+    )
     assert ships == [1]  # delivered, not shipped twice
     assert [r.event for r in engine.history("s1")] == ["start", "error.charge", "retry", "done.ship"]
 

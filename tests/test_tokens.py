@@ -218,7 +218,10 @@ def test_guard_refused_token_is_spent_and_the_refusal_is_in_the_history(db_url, 
         machine(
             "guarded",
             initial="a",
-            states={"a": state(on={"GO": transition("b", guard=lambda ctx, event: False)}), "b": state(final=True)},
+            states={
+                "a": state(on={"GO": transition("b", guard=lambda ctx, event: False)}),
+                "b": state(final=True),
+            },
         )
     )
     eng.start("guarded", instance_id="g1")

@@ -128,7 +128,9 @@ def test_kept_result_that_is_not_json_fails_alone_and_the_others_still_run(engin
         engine.start("a", instance_id=iid)
     rt = engine.runtime
     with rt.transaction() as cur:  # a kept result for a1, damaged in storage
-        cur.execute(rt.db.sql("UPDATE sm_effects SET result = :r WHERE instance_id = :id"), {"r": "{oops", "id": "a1"})
+        cur.execute(
+            rt.db.sql("UPDATE sm_effects SET result = :r WHERE instance_id = :id"), {"r": "{oops", "id": "a1"}
+        )
     engine.run_due()
     assert engine.get("a2").state == "done"
     assert engine.get("a1").status == "failed"
