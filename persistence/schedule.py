@@ -47,7 +47,8 @@ _SQL = {
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt"
     " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
     " AND i.status = 'active' AND i.entered_seq = sm_effects.entered_seq)",
-    "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - 1, lease_until = NULL"
+    "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - :counted,"
+    " lease_until = NULL"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
     "lock_effect": "SELECT status, attempt, round_start FROM sm_effects WHERE id = :effect_id",
     "finish_effect": "UPDATE sm_effects SET status = :status, next_at = :next_at, lease_until = NULL,"
@@ -213,9 +214,11 @@ class Schedule:
         cur.execute(self.sql["fail_effect"], {"effect_id": effect_id, "error": error, "now": self.db.ts(now)})
         return cur.rowcount == 1
 
-    def release_effect(self, cur: Any, effect_id: int, attempt: int) -> None:
-        """Give back a claimed effect that was never started (a worker stopping)."""
-        cur.execute(self.sql["release_effect"], {"effect_id": effect_id, "attempt": attempt})
+    def release_effect(self, cur: Any, effect_id: int, attempt: int, counted: bool = True) -> None:
+        """Give back a claimed effect that was never started (a worker stopping, a lease lost);
+        `counted`: the claim counted an attempt (not so for delivering a kept result)."""
+        params = {"effect_id": effect_id, "attempt": attempt, "counted": int(counted)}
+        cur.execute(self.sql["release_effect"], params)
 
     def lock_effect(self, cur: Any, effect_id: int) -> tuple[Any, ...] | None:
         """(status, attempt, round_start); the caller's transaction already serialises it."""

@@ -55,7 +55,7 @@ class EffectCall:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claimed:
+class ClaimedEffect:
     effect_id: int
     instance_id: str
     machine: str
@@ -91,16 +91,16 @@ def run_due_effects(rt: Runtime, limit: int = 20, should_stop: Callable[[], bool
     (results delivered included, effects skipped because they were no longer ours excluded).
 
     `should_stop` is asked between effects; claimed effects not yet started are given back."""
-    claimed = _claim(rt, limit)
+    claimed = claim(rt, limit)
     done = 0
     for position, item in enumerate(claimed):
         if should_stop is not None and should_stop():
             with rt.transaction() as cur:
                 for rest in claimed[position:]:
-                    rt.schedule.release_effect(cur, rest.effect_id, rest.attempt)
+                    rt.schedule.release_effect(cur, rest.effect_id, rest.attempt, rest.kept_result is None)
             return done
         try:
-            done += _run(rt, item)
+            done += run_claimed(rt, item)
         except Exception as exc:
             if is_storage_failure(exc):
                 raise
@@ -109,13 +109,15 @@ def run_due_effects(rt: Runtime, limit: int = 20, should_stop: Callable[[], bool
     return done
 
 
-def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
+def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
+    """Claim up to `limit` due effects (status `running`, a first lease each) in one transaction;
+    a row that cannot even be claimed (its lease overflows...) is failed alone."""
     now = rt.clock.now()
-    out: list[_Claimed] = []
+    out: list[ClaimedEffect] = []
     bad: list[tuple[int, str, str, Exception]] = []
     with rt.transaction() as cur:
         for row in rt.schedule.claim_effects(cur, now, limit, rt.served()):
-            eid, iid, machine, seq, state, name, key, attempt, round_start, ctx, kept = row
+            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept = row
             try:
                 spec = effect_spec(rt.compiled(machine), state, name)
                 lease = parse_duration(spec.lease if spec else DEFAULT_LEASE)
@@ -131,14 +133,14 @@ def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
             else:
                 rt.schedule.start_delivery(cur, eid, until, now)
             out.append(
-                _Claimed(eid, iid, machine, seq, state, name, key, attempt, round_start, ctx, lease, kept)
+                ClaimedEffect(eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept)
             )
     for eid, iid, name, exc in bad:
         _quarantine(rt, eid, iid, name, exc)
     return out
 
 
-def _start(rt: Runtime, item: _Claimed) -> bool:
+def _start(rt: Runtime, item: ClaimedEffect) -> bool:
     """The effect's own lease starts now; False (and the claim given back) when it is no
     longer ours to run: taken over after the claim's lease ran out, cancelled, or its instance
     failed or left the state meanwhile."""
@@ -146,12 +148,12 @@ def _start(rt: Runtime, item: _Claimed) -> bool:
     with rt.transaction() as cur:
         if rt.schedule.renew_lease(cur, item.effect_id, item.attempt, now + item.lease, now):
             return True
-        rt.schedule.release_effect(cur, item.effect_id, item.attempt)
+        rt.schedule.release_effect(cur, item.effect_id, item.attempt, item.kept_result is None)
     log.info("effect %s on %s is no longer ours to run; skipped", item.name, item.instance_id)
     return False
 
 
-def _run(rt: Runtime, item: _Claimed) -> int:
+def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
     """Run (or deliver) one claimed effect; returns 1, or 0 when it was skipped."""
     if not _start(rt, item):
         return 0
@@ -190,7 +192,7 @@ def _finish(
     rt: Runtime,
     cm: CompiledMachine,
     spec: EffectSpec | None,
-    item: _Claimed,
+    item: ClaimedEffect,
     started: datetime | None,
     duration_ms: float,
     result_json: str | None,
@@ -238,7 +240,7 @@ def _notify(
     rt: Runtime,
     cur: Any,
     cm: CompiledMachine,
-    item: _Claimed,
+    item: ClaimedEffect,
     event: str,
     payload: Any,
     now: datetime,

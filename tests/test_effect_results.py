@@ -121,3 +121,27 @@ def test_cancelling_a_failed_instance_drops_its_held_result(engine):
     assert engine.status("s1").effects == []
     assert engine.run_due() == 0
     assert engine.history("s1")[-1].event == "cancel"
+
+
+def test_kept_result_given_back_by_a_stopping_worker_keeps_its_attempt_count(engine):
+    from statemachines.effects import run_due_effects
+
+    ships: list[int] = []
+
+    def charge(ctx: dict, call) -> dict:
+        raise ConnectionError("bank down")
+
+    def ship(ctx: dict, call) -> dict:
+        ships.append(call.attempt)
+        engine.run_due()
+        return {"parcel": "P-1"}
+
+    engine.register(shipping_machine(ship, charge))
+    engine.start("shipping", instance_id="s1")
+    engine.run_due(batch=1)
+    engine.retry("s1")
+    assert run_due_effects(engine.runtime, 10, should_stop=lambda: True) == 0  # claimed, given back
+    effects = {e.name: (e.status, e.attempt) for e in engine.status("s1").effects}
+    assert effects == {"ship": ("pending", 1), "charge": ("pending", 1)}
+    engine.run_due()
+    assert (engine.get("s1").state, ships) == ("shipped", [1])

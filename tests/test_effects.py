@@ -237,7 +237,7 @@ def test_expired_lease_is_retried_with_the_same_key_and_the_next_attempt(engine,
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    [claimed] = effects_mod._claim(engine.runtime, 10)  # a worker claims it, then dies: never finishes
+    [claimed] = effects_mod.claim(engine.runtime, 10)  # a worker claims it, then dies: never finishes
     assert (claimed.key, claimed.attempt) == ('["p1",1,"charge"]', 1)
     assert engine.status("p1").effects[0].status == "running"
     clock.advance("30s")
@@ -250,7 +250,7 @@ def test_running_effect_is_not_retried_while_its_lease_holds(engine, clock):
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    effects_mod._claim(engine.runtime, 10)
+    effects_mod.claim(engine.runtime, 10)
     clock.advance(timedelta(seconds=30) - US)
     assert engine.run_due() == 0
     assert fn.calls == []
@@ -260,10 +260,10 @@ def test_effect_taken_over_after_its_claim_lease_ran_out_is_skipped_by_the_first
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    [slow] = effects_mod._claim(engine.runtime, 10)  # worker A claims, then stalls before starting
+    [slow] = effects_mod.claim(engine.runtime, 10)  # worker A claims, then stalls before starting
     clock.advance("31s")
     assert engine.run_due() == 1  # worker B takes it over and completes: paid
-    assert effects_mod._run(engine.runtime, slow) == 0  # worker A wakes up: no longer its to run
+    assert effects_mod.run_claimed(engine.runtime, slow) == 0  # worker A wakes up: no longer its to run
     assert [c[1] for c in fn.calls] == [2]
     assert engine.get("p1").state == "paid"
 
@@ -301,9 +301,9 @@ def test_effect_cancelled_between_claim_and_start_does_not_run(engine):
     fn = Provider()
     engine.register(payment_machine(fn))
     engine.start("pay", instance_id="p1")
-    [claimed] = effects_mod._claim(engine.runtime, 10)
+    [claimed] = effects_mod.claim(engine.runtime, 10)
     engine.send("p1", "CANCEL")  # the state is left before the worker gets to the effect
-    assert effects_mod._run(engine.runtime, claimed) == 0
+    assert effects_mod.run_claimed(engine.runtime, claimed) == 0
     assert fn.calls == []
     assert [r.event for r in engine.history("p1")] == ["start", "CANCEL"]
 
@@ -438,7 +438,7 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
         )
     )
     engine.start("race", instance_id="r1")
-    [claimed] = effects_mod._claim(engine.runtime, 10)
+    [claimed] = effects_mod.claim(engine.runtime, 10)
     outcome: dict[str, object] = {}
 
     def send() -> None:
@@ -450,7 +450,7 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
     sender = threading.Thread(target=send)
     sender.start()
     assert in_action.wait(10)
-    effects_mod._run(engine.runtime, claimed)
+    effects_mod.run_claimed(engine.runtime, claimed)
     sender.join(10)
     assert outcome["send"] == "cancelled"
     assert [r.event for r in engine.history("r1")] == ["start", "CANCEL"]
