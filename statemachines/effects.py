@@ -276,7 +276,10 @@ def _quarantine(rt: Runtime, effect_id: int, instance_id: str, name: str, exc: E
             failed = rt.schedule.fail_effect(cur, effect_id, reason, now)
             if failed and row is not None and row[STATUS] == ACTIVE:
                 rt.applier.fail(cur, row, f"error.{name}", reason, now)
+        return
     except Exception as again:
         if is_storage_failure(again):
             raise
-        log.error("effect %s on %s could not even be marked failed: %s", name, instance_id, again)
+        log.error("effect %s on %s: failing its instance failed too: %s", name, instance_id, again)
+    with rt.transaction() as cur:  # at least take the row out of the claims
+        rt.schedule.fail_effect(cur, effect_id, reason, now)

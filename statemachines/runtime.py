@@ -8,14 +8,12 @@ engine). It holds no logic beyond looking things up.
 from __future__ import annotations
 
 import reprlib
-import sqlite3
-import sys
 from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Database, DatabaseError, Store
-from persistence.database import Transaction
+from persistence import Database, Store
+from persistence.database import Transaction, is_transient
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
@@ -62,12 +60,10 @@ class Runtime:
 
 
 def is_storage_failure(exc: BaseException) -> bool:
-    """True for errors of the database itself (a lost connection, a deadlock, a refused
-    statement), as opposed to errors of one row's content.
+    """True for transient errors of the database itself (a lost connection, a lock timeout, a
+    deadlock), as opposed to errors of one row (its content, or a statement the database refuses
+    for that row, such as a unique key taken).
 
-    Workers handle a bad row by itself and go on with the others; a storage failure is never
-    blamed on a row: it ends the transaction and the worker retries the round later."""
-    if isinstance(exc, DatabaseError | errors.StorageError | sqlite3.Error):
-        return True
-    psycopg = sys.modules.get("psycopg")
-    return psycopg is not None and isinstance(exc, psycopg.Error)
+    Workers handle a bad row by itself and go on with the others; a transient storage failure is
+    never blamed on a row: it ends the transaction and the worker retries the round later."""
+    return isinstance(exc, errors.StorageUnavailable) or is_transient(exc)

@@ -40,7 +40,15 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
                 if is_storage_failure(exc):
                     raise  # the database's fault, not the row's: the whole round is retried
                 cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
-                _quarantine(rt, cur, timer, exc, now)
+                try:
+                    _quarantine(rt, cur, timer, exc, now)
+                except Exception as again:
+                    if is_storage_failure(again):
+                        raise
+                    # Even failing the instance fails: drop the timer rather than loop on it.
+                    cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
+                    rt.schedule.delete_timer(cur, timer[0], timer[1], timer[2])
+                    log.error("timer %s on %s dropped: %s", timer[4], timer[1], again, exc_info=again)
             cur.execute(f"RELEASE SAVEPOINT {_ROW_SAVEPOINT}")
     return len(claimed)
 

@@ -156,3 +156,36 @@ def test_worker_loop_outlives_an_unexpected_error_in_a_round(engine, monkeypatch
     worker = Worker(engine, idle=0.001, max_idle=0.001)
     assert worker.run(install_signals=False, max_rounds=3) == 1
     assert engine.get("a1").state == "done"
+
+
+def test_timer_whose_transition_the_database_refuses_fails_alone(engine, clock):
+    """A statement the database refuses for one row (here a unique effect key already taken) is
+    that row's problem, not a reason to roll back the whole batch."""
+    from statemachines.apply import effect_key
+
+    calls = Calls()
+    calls.__name__ = "work"
+    engine.register(
+        machine(
+            "t",
+            initial="waiting",
+            states={
+                "waiting": state(after={"1h": "working"}),
+                "working": state(effect=Effect(calls), on={"done.work": "done"}),
+                "done": state(final=True),
+            },
+        )
+    )
+    engine.start("t", instance_id="t1")
+    engine.start("t", instance_id="t2")
+    rt = engine.runtime
+    with rt.transaction() as cur:  # a stored row already holds the key t1's next entry will need
+        taken = [("work", effect_key("t1", 2, "work"))]
+        rt.schedule.arm_effects(cur, "x", "t", 1, "working", taken, clock.now())
+    clock.advance("1h")
+    engine.run_due()
+    assert engine.get("t2").state == "done"
+    bad = engine.get("t1")
+    assert (bad.state, bad.status) == ("waiting", "failed")
+    assert "could not be processed" in engine.history("t1")[-1].reason
+    assert engine.run_due() == 0
