@@ -253,3 +253,10 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, psycopg.Error):
         return DatabaseError(str(exc).strip())
     return exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` (a driver error or one of ours) says "the database, not this statement":
+    a lost connection, a lock timeout, a deadlock. Retrying later may succeed; blaming the row
+    being processed would be wrong."""
+    return isinstance(_translate(exc), DatabaseUnavailable)

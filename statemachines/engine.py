@@ -15,16 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store, migrate
+from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
 from persistence.database import Transaction
-from persistence.schedule import Schedule
-from statemachines import errors
-from statemachines.apply import Applier
+from statemachines import callbacks, durable, errors
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
-from statemachines.durable import DurableMixin
+from statemachines.durable import EffectAttempt
 from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
 from statemachines.names import MAX_NAME_LENGTH
 from statemachines.records import (
@@ -36,6 +34,7 @@ from statemachines.records import (
     Event,
     Record,
     Snapshot,
+    Status,
 )
 from statemachines.rows import (
     CONTEXT,
@@ -49,6 +48,7 @@ from statemachines.rows import (
     replay_receipt,
     snapshot_from_row,
 )
+from statemachines.runtime import Runtime
 
 DEFAULT_URL = "sqlite:///statemachines.db"
 MAX_ID_LENGTH = MAX_NAME_LENGTH  # one limit for every name: definitions declare none longer
@@ -62,8 +62,12 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-class Engine(DurableMixin):
-    """Applies events to machine instances stored in SQLite (default) or PostgreSQL."""
+class Engine:
+    """Applies events to machine instances stored in SQLite (default) or PostgreSQL.
+
+    The facade: it checks arguments and tells the story of one event; the parts it shares with
+    timers, effects and tokens (database, statements, clock, registered machines) are its
+    `runtime`, which those modules receive instead of the engine."""
 
     def __init__(
         self,
@@ -75,7 +79,6 @@ class Engine(DurableMixin):
         busy_timeout: Duration = "30s",
     ) -> None:
         self.url = resolve_url(url)
-        self.clock: Clock = clock or SystemClock()
         busy = parse_duration(busy_timeout, maximum=MAX_BUSY_TIMEOUT)
         try:
             self.db = Database(
@@ -87,11 +90,20 @@ class Engine(DurableMixin):
             raise errors.ConfigurationError(str(exc)) from exc
         self.db.error_hook = _typed_storage_error
         migrate(self.db)
-        self.store = Store(self.db)
-        self.schedule = Schedule(self.db)
-        self._applier = Applier(self.db, self.store, self.schedule)
+        self.runtime = Runtime(self.db, clock or SystemClock())
+        self.store = self.runtime.store
+        self.schedule = self.runtime.schedule
+        self._applier = self.runtime.applier
         self._secret = secret
-        self._machines: dict[str, CompiledMachine] = {}
+        self._machines = self.runtime.machines
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.runtime.clock = clock
 
     # Definitions ---------------------------------------------------------------------------------
     def register(self, definition: Definition) -> Definition:
@@ -125,10 +137,7 @@ class Engine(DurableMixin):
         return MachineSpec.model_validate_json(text)
 
     def _compiled(self, name: str) -> CompiledMachine:
-        compiled = self._machines.get(name) if isinstance(name, str) else None
-        if compiled is None:
-            raise errors.UnknownMachine(name if isinstance(name, str) else reprlib.repr(name), self._machines)
-        return compiled
+        return self.runtime.compiled(name)
 
     # Events --------------------------------------------------------------------------------------
     def start(
@@ -167,7 +176,16 @@ class Engine(DurableMixin):
                 )
                 self._applier.arm(cur, cm, iid, step.target, 1, now)
         except Conflict:
-            raise errors.InstanceExists(iid) from None
+            # The id, most likely; but say so only if it is: a clash on another unique key
+            # (an effect key) is a storage problem, not an existing instance.
+            with self._read() as cur:
+                exists = self.store.get_instance(cur, iid) is not None
+            if exists:
+                raise errors.InstanceExists(iid) from None
+            raise errors.StorageError(
+                f"starting instance {iid!r} conflicted with a stored row other than an instance"
+                " (an effect key of an older format?)"
+            ) from None
         return Snapshot(
             iid,
             machine,
@@ -242,7 +260,7 @@ class Engine(DurableMixin):
                 cur, row, CANCELLED, "cancel", CANCELLED, now,
                 reason=reason, payload={"reason": reason}, actor=actor,
             )  # fmt: skip
-            self._applier.disarm(cur, instance_id, True, True, now)
+            self._applier.disarm(cur, instance_id, now)
         model = self._model_of(row[MACHINE])
         return Snapshot(
             instance_id,
@@ -295,18 +313,57 @@ class Engine(DurableMixin):
         return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
 
     def _model_of(self, machine: str) -> type[BaseModel] | None:
-        compiled = self._machines.get(machine)
-        return compiled.model if compiled else None
+        return self.runtime.model_of(machine)
+
+    # Durable time --------------------------------------------------------------------------------
+    def run_due(self, *, batch: int = 100) -> int:
+        """Fire due timers and run due effects until nothing is due at the clock's now.
+
+        Returns timers fired plus effect attempts made (results delivered included). Work that
+        becomes due during the call (an effect armed by a timer it fired) runs in the same call.
+        """
+        return durable.run_due(self.runtime, batch)
+
+    def status(self, instance_id: str) -> Status:
+        """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""
+        return durable.status(self.runtime, _check_id(instance_id))
+
+    def effect_attempts(self, instance_id: str) -> list[EffectAttempt]:
+        """Every effect attempt of an instance, with its duration and error."""
+        return durable.effect_attempts(self.runtime, _check_id(instance_id))
+
+    def retry(self, instance_id: str, *, actor: str | None = None) -> Snapshot:
+        """Redrive a `failed` instance: back to `active`, failed effects re-armed now, results
+        that arrived while it was failed delivered, due timers fire again; audited (`retried`)."""
+        _check_id(instance_id)
+        _check_text(actor, "actor")
+        return durable.retry(self.runtime, instance_id, actor)
+
+    # Callback tokens -----------------------------------------------------------------------------
+    def token(self, instance_id: str, event: str, ttl: Duration = "7d") -> str:
+        """A signed callback token that lets its bearer send `event` once, while the instance
+        stays in its current state entry, until `ttl` has passed."""
+        _check_id(instance_id)
+        if isinstance(event, str):
+            check_not_reserved(event)
+        return callbacks.issue_token(self.runtime, self._secret, instance_id, event, ttl)
+
+    def send_token(self, token: str, payload: Any = None, *, actor: str | None = None) -> Snapshot:
+        """Apply the event a token was issued for; forged, expired, stale or reused tokens raise
+        `TokenInvalid` and change nothing. A guard refusing the event spends the token (the
+        refusal is in the history) and raises `GuardRejected`."""
+        _check_text(actor, "actor")
+        return callbacks.redeem_token(self.runtime, self._secret, token, payload, actor)
 
     def close(self) -> None:
         self.db.close()
 
     def _tx(self) -> Transaction:
         """A write transaction whose storage errors are already the engine's typed errors."""
-        return self.db.transaction()
+        return self.runtime.transaction()
 
     def _read(self) -> Transaction:
-        return self.db.read()
+        return self.runtime.read()
 
 
 def _typed_storage_error(exc: BaseException) -> BaseException:

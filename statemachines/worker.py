@@ -47,9 +47,9 @@ class Worker:
 
     def run_once(self) -> int:
         """One round: due timers, then due effects. Returns the number of items handled."""
-        done = fire_due_timers(self.engine, self.batch)
+        done = fire_due_timers(self.engine.runtime, self.batch)
         if not self.stopping:
-            done += run_due_effects(self.engine, self.batch, lambda: self.stopping)
+            done += run_due_effects(self.engine.runtime, self.batch, lambda: self.stopping)
         self.processed += done
         return done
 
@@ -66,6 +66,13 @@ class Worker:
                 done = self.run_once()
             except StorageUnavailable as exc:
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, self.max_idle)
+                self._stop.wait(self.max_idle)
+                continue
+            except Exception:
+                # Rows are handled one by one (a bad row fails alone), so this is a bug or a
+                # permanent database error: log it and go on after a pause; never die, or the
+                # timers and effects of every machine would stop.
+                log.exception("round failed; retrying in %.1fs", self.max_idle)
                 self._stop.wait(self.max_idle)
                 continue
             if done:

@@ -44,7 +44,7 @@ def test_subscription_trial_reminder_renewal_and_expiry(engine, clock):
 def test_subscription_reminder_mail_carries_the_effect_key(engine, clock):
     subscription.run(engine, clock, prefix="key-")
     carol = engine.get("key-carol").context
-    assert carol.reminders == ["key-carol:2:send_trial_reminder"]
+    assert carol.reminders == ['["key-carol",2,"send_trial_reminder"]']
     assert subscription.mailer.sent[carol.reminders[0]]["to"] == "carol@example.com"
 
 
@@ -81,7 +81,7 @@ def test_flaky_payment_succeeds_after_retries_on_the_backoff_schedule(engine, cl
     out = flaky_payment.run(engine, clock)
     flaky = out["pay-flaky"]
     assert (flaky["state"], flaky["status"], flaky["error"]) == ("paid", "completed", None)
-    assert flaky["charge_id"] == flaky_payment.provider.charges["pay-flaky:1:charge_card"]["charge_id"]
+    assert flaky["charge_id"] == flaky_payment.provider.charges['["pay-flaky",1,"charge_card"]']["charge_id"]
     assert [(a["attempt"], a["ok"]) for a in flaky["attempts"]] == [(1, False), (2, False), (3, True)]
     assert_on_schedule(flaky["attempts"])
 

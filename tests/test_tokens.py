@@ -15,6 +15,7 @@ from statemachines import (
     Effect,
     Engine,
     EventNotAllowed,
+    GuardRejected,
     InstanceClosed,
     InvalidArgument,
     ManualClock,
@@ -223,6 +224,32 @@ def test_token_with_an_invalid_payload_raises_and_stays_usable(db_url, clock, mo
         eng.send_token(token, {"cents": "lots"})
     assert len(eng.history("t1")) == 1
     assert eng.send_token(token, {"cents": 5}).state == "b"
+    eng.close()
+
+
+def test_guard_refused_token_is_spent_and_the_refusal_is_in_the_history(db_url, clock, monkeypatch):
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    eng = Engine(db_url, clock=clock, secret=SECRET)
+    eng.register(
+        machine(
+            "guarded",
+            initial="a",
+            states={
+                "a": state(on={"GO": transition("b", guard=lambda ctx, event: False)}),
+                "b": state(final=True),
+            },
+        )
+    )
+    eng.start("guarded", instance_id="g1")
+    token = eng.token("g1", "GO")
+    with pytest.raises(GuardRejected):
+        eng.send_token(token, actor="pat")
+    last = eng.history("g1")[-1]
+    assert (last.event, last.outcome, last.actor) == ("GO", "rejected", "pat")
+    assert "GuardRejected" in last.reason
+    with pytest.raises(TokenInvalid, match="used"):  # spent: a refusal is an answer, not a retry
+        eng.send_token(token)
+    assert eng.get("g1").state == "a"
     eng.close()
 
 
