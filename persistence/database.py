@@ -190,7 +190,7 @@ class Transaction:
     runs once per event.
     """
 
-    __slots__ = ("_conn", "_db", "_write")
+    __slots__ = ("_conn", "_db", "_outermost", "_write")
 
     def __init__(self, db: Database, write: bool) -> None:
         self._db = db
@@ -199,14 +199,19 @@ class Transaction:
     def __enter__(self) -> Any:
         db = self._db
         self._conn = None
-        held = _open.__dict__.setdefault("held", set())
-        if db.identity in held:
+        held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
+        open_write = held.get(db.identity)
+        # A read inside a read is harmless (it ends the outer read's snapshot at worst); anything
+        # inside a write transaction, or a write inside a read, is not.
+        self._outermost = open_write is None
+        if not self._outermost and (open_write or self._write):
             error = ReentrantTransaction(
                 "this thread already has a transaction open on this database"
                 " (the engine was called from inside an action or a guard)"
             )
             raise (db.error_hook(error) if db.error_hook is not None else error) from None
-        held.add(db.identity)
+        if self._outermost:
+            held[db.identity] = self._write
         try:
             conn = self._conn = db.connection()
             cur = conn.cursor()
@@ -223,7 +228,8 @@ class Transaction:
                     self._conn.commit()
                 elif self._write:
                     self._conn.execute("COMMIT")
-                _open.held.discard(self._db.identity)
+                if self._outermost:
+                    del _open.held[self._db.identity]
                 return
             except BaseException as commit_error:
                 exc = commit_error
@@ -231,7 +237,8 @@ class Transaction:
 
     def _fail(self, exc: BaseException) -> None:
         db = self._db
-        _open.held.discard(db.identity)
+        if self._outermost:
+            _open.held.pop(db.identity, None)
         if self._conn is not None:
             db._rollback(self._conn)
         translated = translate(exc)

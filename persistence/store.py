@@ -47,6 +47,8 @@ _SQL = {
     # Already the latest (excluded.revision is max + 1): nothing to write, so a process that
     # starts and registers what is current changes nothing.
     " WHERE sm_definitions.revision < excluded.revision - 1",
+    # Two-key form: a lock space of its own, apart from the migrations' one-key advisory lock.
+    "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
@@ -90,6 +92,15 @@ class Store:
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
+        """Store a definition version as the latest of its machine (revision = max + 1).
+
+        PostgreSQL: the insert computes max + 1 on its statement's snapshot, so two processes
+        registering two versions at once (a rolling deploy) would both get the same revision and
+        "the latest" would be either. A transaction-scoped advisory lock on the machine name
+        makes the second insert start after the first commits, so it sees the first's row.
+        (SQLite: BEGIN IMMEDIATE already serialises writers.)"""
+        if self.db.dialect == "postgresql":
+            cur.execute(self.sql["lock_definitions"], {"name": name})
         cur.execute(
             self.sql["insert_definition"],
             {"name": name, "same_name": name, "version": version, "spec": spec, "now": self.db.ts(now)},

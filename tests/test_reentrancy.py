@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 import statemachines
+from persistence import Database
+from persistence.errors import ReentrantTransaction
 from statemachines import (
     ActionFailed,
     Effect,
@@ -206,3 +208,33 @@ def test_an_effect_may_call_the_engine_it_runs_outside_any_transaction(engine: E
     engine.run_due()
     assert engine.get("outer").state == "idle"
     assert engine.get("other").context == {"n": 1}
+
+
+# the rule at the storage layer -----------------------------------------------------------------
+
+
+def test_storage_refuses_any_transaction_inside_a_write_transaction(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        with db.transaction():
+            with pytest.raises(ReentrantTransaction), db.read():
+                pass
+            with pytest.raises(ReentrantTransaction), db.transaction():
+                pass
+    finally:
+        db.close()
+
+
+def test_storage_refuses_a_write_inside_a_read_but_allows_a_read(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        with db.read():
+            with db.read() as cur:
+                cur.execute("SELECT 1")
+                assert cur.fetchone()[0] == 1
+            with pytest.raises(ReentrantTransaction), db.transaction():
+                pass
+        with db.transaction() as cur:  # all closed again
+            cur.execute("SELECT 1")
+    finally:
+        db.close()
