@@ -136,3 +136,16 @@ def test_postgresql_without_psycopg_says_how_to_install_it(monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` raises ImportError
     with pytest.raises(ConfigurationError, match=r"pip install 'statemachines\[postgres\]'"):
         Engine("postgresql://user@localhost/db")
+
+
+def test_the_cli_without_psycopg_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from statemachines.cli import main
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    code = main(["--db", "postgresql://user@localhost/db", "instances"])
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert "pip install 'statemachines[postgres]'" in err
+    assert "ModuleNotFoundError" not in out + err
