@@ -20,7 +20,13 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from persistence.errors import Conflict, DatabaseError, DatabaseUnavailable, UnsupportedDatabase
+from persistence.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    ReentrantTransaction,
+    UnsupportedDatabase,
+)
+from persistence.translate import translate
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 WAL_AUTOCHECKPOINT_PAGES = 10_000
@@ -52,6 +58,13 @@ class Database:
             self.synchronous = sync
         elif backend == "postgresql":
             self.dialect = "postgresql"
+            try:
+                import psycopg  # noqa: F401  (fail here, with advice, not at the first query)
+            except ImportError:
+                raise UnsupportedDatabase(
+                    f"{url!r} needs the PostgreSQL driver psycopg, which is not installed:"
+                    " pip install 'statemachines[postgres]'"
+                ) from None
             # libpq gets the URL as written (minus the SQLAlchemy driver suffix): re-rendering it
             # through SQLAlchemy turns `%20` into `+`, which libpq does not decode in `options`.
             self.conninfo = "postgresql://" + url.split("://", 1)[1]
@@ -60,6 +73,13 @@ class Database:
                 f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
             )
         self.busy_timeout_ms = busy_timeout_ms
+        #: What "the same database" means for the re-entrancy check: two `Database` objects (two
+        #: engines) on one file or one server+schema would deadlock each other just the same.
+        self.identity = (
+            ("sqlite", os.path.realpath(self.path))
+            if self.dialect == "sqlite"
+            else ("postgresql", self.conninfo)
+        )
         #: Maps a `DatabaseError` to the exception callers should see (the engine's own types).
         self.error_hook: Callable[[BaseException], BaseException] | None = None
         self._ts_cache: tuple[datetime | None, Any] = (None, None)
@@ -120,7 +140,7 @@ class Database:
 
             return psycopg.connect(self.conninfo, autocommit=False, connect_timeout=10)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def discard(self) -> None:
         """Drop this thread's connection (after a connection error, or on close)."""
@@ -151,15 +171,26 @@ class Database:
             self.discard()
 
 
+#: The databases (by `Database.identity`) this thread has a transaction open on. An action or a
+#: guard runs inside its event's transaction; if it calls the engine again, a second transaction
+#: on the same database from the same thread either breaks the first (SQLite: the nested BEGIN
+#: fails and its rollback ends the outer transaction) or commits in the middle of it
+#: (PostgreSQL: a second connection), or waits for the first forever (a row lock held by this
+#: very thread). So it is refused before it touches the database.
+_open = threading.local()
+
+
 class Transaction:
     """`with db.transaction() as cur:` commits on success and rolls back on any exception.
 
     Driver errors come out as `DatabaseError` subclasses (passed through the database's
     `error_hook`, which lets the engine raise its own types); anything else (an action's error)
-    comes out unchanged. A class, not a generator: this runs once per event.
+    comes out unchanged. Opening one while the thread already has one open on the same database
+    raises `ReentrantTransaction` and leaves the open one alone. A class, not a generator: this
+    runs once per event.
     """
 
-    __slots__ = ("_conn", "_db", "_write")
+    __slots__ = ("_conn", "_db", "_outermost", "_write")
 
     def __init__(self, db: Database, write: bool) -> None:
         self._db = db
@@ -168,6 +199,19 @@ class Transaction:
     def __enter__(self) -> Any:
         db = self._db
         self._conn = None
+        held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
+        open_write = held.get(db.identity)
+        # A read inside a read is harmless (it ends the outer read's snapshot at worst); anything
+        # inside a write transaction, or a write inside a read, is not.
+        self._outermost = open_write is None
+        if not self._outermost and (open_write or self._write):
+            error = ReentrantTransaction(
+                "this thread already has a transaction open on this database"
+                " (the engine was called from inside an action or a guard)"
+            )
+            raise (db.error_hook(error) if db.error_hook is not None else error) from None
+        if self._outermost:
+            held[db.identity] = self._write
         try:
             conn = self._conn = db.connection()
             cur = conn.cursor()
@@ -184,6 +228,8 @@ class Transaction:
                     self._conn.commit()
                 elif self._write:
                     self._conn.execute("COMMIT")
+                if self._outermost:
+                    del _open.held[self._db.identity]
                 return
             except BaseException as commit_error:
                 exc = commit_error
@@ -191,9 +237,11 @@ class Transaction:
 
     def _fail(self, exc: BaseException) -> None:
         db = self._db
+        if self._outermost:
+            _open.held.pop(db.identity, None)
         if self._conn is not None:
             db._rollback(self._conn)
-        translated = _translate(exc)
+        translated = translate(exc)
         if isinstance(translated, DatabaseUnavailable):
             db.discard()
         if translated is exc and not isinstance(exc, DatabaseError):
@@ -219,44 +267,8 @@ def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
             time.sleep(0.01)
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """Map driver exceptions to ours; leave everything else alone."""
-    if isinstance(exc, DatabaseError):
-        return exc
-    if isinstance(exc, sqlite3.IntegrityError):
-        return Conflict(str(exc))
-    if isinstance(exc, sqlite3.OperationalError):
-        msg = str(exc).lower()
-        if "locked" in msg or "busy" in msg or "unable to open" in msg or "disk i/o" in msg:
-            return DatabaseUnavailable(str(exc))
-        return DatabaseError(str(exc))
-    if isinstance(exc, sqlite3.Error):
-        return DatabaseError(str(exc))
-    try:
-        import psycopg
-        from psycopg import errors as pg
-    except ImportError:  # pragma: no cover - PostgreSQL extra not installed
-        return exc
-    if isinstance(exc, pg.UniqueViolation):
-        return Conflict(str(exc))
-    if isinstance(
-        exc,
-        psycopg.OperationalError
-        | pg.SerializationFailure
-        | pg.DeadlockDetected
-        | pg.AdminShutdown
-        | pg.CannotConnectNow,
-    ):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    if isinstance(exc, psycopg.InterfaceError):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    if isinstance(exc, psycopg.Error):
-        return DatabaseError(str(exc).strip())
-    return exc
-
-
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` (a driver error or one of ours) says "the database, not this statement":
     a lost connection, a lock timeout, a deadlock. Retrying later may succeed; blaming the row
     being processed would be wrong."""
-    return isinstance(_translate(exc), DatabaseUnavailable)
+    return isinstance(translate(exc), DatabaseUnavailable)

@@ -33,6 +33,23 @@ def _create(tables: list[Table]) -> Callable[[Database, Any], None]:
     return step
 
 
+def _add_column(table: str, column: str, sql_type: str) -> Callable[[Database, Any], None]:
+    """Add a nullable column to a table created by an earlier step.
+
+    Step 1 creates the tables from the current models, so on a fresh database the column is
+    already there: the step then does nothing. Columns are only ever added, never dropped."""
+
+    def step(db: Database, cur: Any) -> None:
+        if db.dialect == "postgresql":
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+            return
+        cur.execute(f"PRAGMA table_info({table})")
+        if column not in {row[1] for row in cur.fetchall()}:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+    return step
+
+
 #: Step N brings the schema from version N-1 to N. Append; never edit a released step.
 MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _create(
@@ -48,6 +65,8 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
             t.TokenUseRow.__table__,  # type: ignore[list-item]
         ]
     ),
+    # 2: idempotency receipts remember the request their key was used for.
+    _add_column("sm_receipts", "fingerprint", "TEXT"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

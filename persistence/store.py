@@ -17,14 +17,19 @@ INSTANCE_COLUMNS = (
 )
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
-# On PostgreSQL a row lock that had to wait re-reads the locked row (so `last_seq` is fresh) but
-# not the receipt subquery; a receipt missed that way fails on its unique key and the engine
-# retries the event, which then finds it.
+# The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
+# Used as is on SQLite only, where BEGIN IMMEDIATE has taken the write lock before this statement
+# starts, so its receipt subqueries see every committed receipt. On PostgreSQL (READ COMMITTED) a
+# statement that waits for the row lock re-reads the locked row once granted, but evaluates its
+# subqueries on the snapshot taken before it waited: a receipt committed meanwhile by the very
+# send it waited for would be missed. There the receipt is read by a statement of its own, after
+# the lock (see `Store.lock_instance`).
+_RECEIPT = "(SELECT r.{column} FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
 _LOCK = (
-    f"SELECT {INSTANCE_COLUMNS},"
-    " (SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
-    " FROM sm_instances i WHERE i.id = :id"
+    f"SELECT {INSTANCE_COLUMNS}, {_RECEIPT.format(column='result')},"
+    f" {_RECEIPT.format(column='fingerprint')} FROM sm_instances i WHERE i.id = :id"
 )
+_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE i.id = :id"
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
@@ -42,6 +47,8 @@ _SQL = {
     # Already the latest (excluded.revision is max + 1): nothing to write, so a process that
     # starts and registers what is current changes nothing.
     " WHERE sm_definitions.revision < excluded.revision - 1",
+    # Two-key form: a lock space of its own, apart from the migrations' one-key advisory lock.
+    "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
     "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
@@ -54,8 +61,9 @@ _SQL = {
     " VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context, :actor, :now,"
     " :outcome, :reason)",
     "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
-    "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at)"
-    " VALUES (:id, :key, :seq, :result, :now)",
+    "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
+    " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
+    "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
 }
 
 
@@ -76,16 +84,23 @@ class Store:
             for new_state in (False, True)
             for new_status in (False, True)
         }
-        self.sql["lock"] = db.sql(_LOCK + (" FOR UPDATE" if pg else ""))
+        self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
-        no_key = _LOCK.replace(
-            "(SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)", "NULL"
-        )
-        self.sql["lock_no_key"] = db.sql(no_key + (" FOR UPDATE" if pg else ""))
+        self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
+        self._receipt_after_lock = pg
         self._list_cache: dict[tuple[bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
+        """Store a definition version as the latest of its machine (revision = max + 1).
+
+        PostgreSQL: the insert computes max + 1 on its statement's snapshot, so two processes
+        registering two versions at once (a rolling deploy) would both get the same revision and
+        "the latest" would be either. A transaction-scoped advisory lock on the machine name
+        makes the second insert start after the first commits, so it sees the first's row.
+        (SQLite: BEGIN IMMEDIATE already serialises writers.)"""
+        if self.db.dialect == "postgresql":
+            cur.execute(self.sql["lock_definitions"], {"name": name})
         cur.execute(
             self.sql["insert_definition"],
             {"name": name, "same_name": name, "version": version, "spec": spec, "now": self.db.ts(now)},
@@ -101,12 +116,24 @@ class Store:
 
     # instances -------------------------------------------------------------------------------
     def lock_instance(self, cur: Any, instance_id: str, key: str | None) -> tuple[Any, ...] | None:
-        """The instance row locked for update, plus the receipt recorded for `key` (or None)."""
+        """The instance row locked for update, then the receipt recorded for `key` (its result
+        and fingerprint, or None, None): the receipt is read after the lock is granted, so a send
+        that waited for a concurrent one with the same key finds that one's receipt."""
         if key is None:
             cur.execute(self.sql["lock_no_key"], {"id": instance_id})
-        else:
+            return cur.fetchone()
+        if not self._receipt_after_lock:
             cur.execute(self.sql["lock"], {"id": instance_id, "key": key})
-        return cur.fetchone()
+            return cur.fetchone()
+        # PostgreSQL: a statement of its own, so a snapshot taken after the lock was granted.
+        # Paid only by sends with a key.
+        cur.execute(self.sql["lock_no_key"], {"id": instance_id})
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(self.sql["receipt"], {"id": instance_id, "key": key})
+        receipt = cur.fetchone()
+        return row if receipt is None else (*row[:-2], *receipt)
 
     def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:
         cur.execute(self.sql["get_instance"], {"id": instance_id})
@@ -251,9 +278,17 @@ class Store:
         return cur.fetchall()
 
     def insert_receipt(
-        self, cur: Any, instance_id: str, key: str, seq: int, result: str, now: datetime
+        self,
+        cur: Any,
+        instance_id: str,
+        key: str,
+        seq: int,
+        result: str,
+        now: datetime,
+        fingerprint: str | None = None,
     ) -> None:
         cur.execute(
             self.sql["insert_receipt"],
-            {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now)},
-        )
+            {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now),
+             "fingerprint": fingerprint},
+        )  # fmt: skip

@@ -89,6 +89,10 @@ class ReceiptRow(SQLModel, table=True):
     seq: int
     result: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=_ts())
+    #: The request the key was first used for (event + payload hash), so that the key sent with
+    #: another request is refused instead of answered with this result. NULL on receipts written
+    #: before schema version 2: those replay without the check.
+    fingerprint: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class TimerRow(SQLModel, table=True):

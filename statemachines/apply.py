@@ -30,6 +30,7 @@ from statemachines.rows import (
     VERSION,
     applied_receipt,
     rejected_receipt,
+    request_fingerprint,
 )
 
 #: History outcome of an instance put into status `failed` (an effect exhausted without a
@@ -69,7 +70,8 @@ class Applier:
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
             )  # fmt: skip
             if key is not None:
-                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now)
+                fingerprint = request_fingerprint(event, payload_json)
+                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now, fingerprint)
             return err
         return self._write(cur, cm, row, seq, event, payload_json, actor, now, key, step)
 
@@ -112,7 +114,8 @@ class Applier:
             self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
         )  # fmt: skip
         if key is not None:
-            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)
+            fingerprint = request_fingerprint(event, payload_json)
+            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now, fingerprint)
         return snap
 
     def arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:

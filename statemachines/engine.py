@@ -17,7 +17,9 @@ from pydantic import BaseModel
 
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
 from persistence.database import Transaction
+from persistence.errors import ReentrantTransaction
 from statemachines import callbacks, durable, errors
+from statemachines.apply import to_json
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
@@ -40,10 +42,13 @@ from statemachines.rows import (
     CONTEXT,
     CREATED,
     DEF_VERSION,
+    FINGERPRINT,
     MACHINE,
+    RECEIPT,
     STATE,
     STATUS,
     VERSION,
+    check_fingerprint,
     record_from_row,
     replay_receipt,
     snapshot_from_row,
@@ -233,8 +238,8 @@ class Engine:
             if row is None:
                 raise errors.InstanceNotFound(iid)
             cm = self._compiled(row[MACHINE])
-            if row[-1] is not None:
-                return replay_receipt(self.db, row[-1], cm.model)
+            if row[RECEIPT] is not None:
+                return _replay(self.db, cm, row, event, payload, key)
             if row[STATUS] != ACTIVE:
                 raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
             outcome = self._applier.apply(cur, cm, row, event, payload, key, actor, self.clock.now())
@@ -366,10 +371,26 @@ class Engine:
         return self.runtime.read()
 
 
+def _replay(
+    db: Database, cm: CompiledMachine, row: tuple[Any, ...], event: str, payload: Any, key: str
+) -> Snapshot:
+    """The recorded result of a key already used, if this is the request it was used for."""
+    if row[FINGERPRINT] is not None:
+        payload_json = to_json(event, cm.validate_payload(event, payload))
+        check_fingerprint(row[0], key, row[FINGERPRINT], event, payload_json)
+    return replay_receipt(db, row[RECEIPT], cm.model)
+
+
 def _typed_storage_error(exc: BaseException) -> BaseException:
     """Storage errors as engine errors; `Conflict` stays for the callers that resolve it."""
     if isinstance(exc, Conflict):
         return exc
+    if isinstance(exc, ReentrantTransaction):
+        return errors.ReentrantCall(
+            "the engine was called from inside an action or a guard, which runs inside its"
+            " event's transaction; nothing was written by that call. Actions may only change the"
+            " context: send events to other instances from an effect, or after send() returns"
+        )
     if isinstance(exc, DatabaseUnavailable):
         return errors.StorageUnavailable(str(exc))
     if isinstance(exc, DatabaseError):

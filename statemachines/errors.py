@@ -128,7 +128,11 @@ class ActionFailed(StateMachineError):
 
 
 class StorageError(StateMachineError):
-    """The database refused an operation (schema, constraint, SQL error)."""
+    """The database refused an operation (schema, constraint, a value too large, SQL error).
+
+    Permanent: the same call fails the same way again. Only `StorageUnavailable` is retryable."""
+
+    retryable = False
 
 
 class StorageUnavailable(StorageError):
@@ -184,3 +188,31 @@ class InvalidDuration(InvalidArgument):
 class TimeOutOfRange(StateMachineError, OverflowError):
     """The clock plus a duration (a timer's deadline, a lease, a token's expiry) is past the
     last representable time (year 9999): the clock is wrong. Nothing was written."""
+
+
+# Idempotency and re-entrancy -----------------------------------------------------------------
+class IdempotencyKeyReused(StateMachineError, ValueError):
+    """An idempotency key already recorded for one request was sent with a different one.
+
+    A key names one request (an event and its payload), as with Stripe's `Idempotency-Key`:
+    returning the first result for a different request would silently drop the second."""
+
+    def __init__(self, instance_id: str, key: str, first_event: str, event: str) -> None:
+        self.instance_id = instance_id
+        self.key = key
+        self.first_event = first_event
+        self.event = event
+        what = f"event {event!r}" + (" with a different payload" if first_event == event else "")
+        super().__init__(
+            f"idempotency key {key!r} of instance {instance_id!r} was first used for event"
+            f" {first_event!r}; it was sent again with {what}. Use a new key for a new request"
+        )
+
+
+class ReentrantCall(StateMachineError):
+    """The engine was called from inside an action or a guard (on the same thread and database).
+
+    An action runs inside its event's transaction: a nested call would write in the middle of
+    it (or wait for it forever), so it is refused before anything is written, and the outer
+    event fails as a whole (`ActionFailed`, with this as its cause). Actions may only change
+    the context: send events to other instances from an effect, or after `send` returns."""

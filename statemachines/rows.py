@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -22,7 +23,10 @@ from statemachines.records import Record, Snapshot
     CREATED,
     UPDATED,
     LAST_SEQ,
-) = range(11)
+    # Added by `Store.lock_instance`: the receipt of the idempotency key, if one was given.
+    RECEIPT,
+    FINGERPRINT,
+) = range(13)
 
 
 def snapshot_from_row(db: Database, row: tuple[Any, ...], model: Any) -> Snapshot:
@@ -106,3 +110,22 @@ def _snapshot_fields(snap: Snapshot) -> dict[str, Any]:
         "created_at": snap.created_at.isoformat(),
         "updated_at": snap.updated_at.isoformat(),
     }
+
+
+def request_fingerprint(event: str, payload_json: str) -> str:
+    """What an idempotency key is bound to: the event, and a hash of the payload as stored
+    (canonical JSON: keys sorted, so `{"a": 1, "b": 2}` and `{"b": 2, "a": 1}` are one request).
+
+    The event is kept in clear so that a mismatch can name the first request."""
+    canonical = json.dumps(json.loads(payload_json), sort_keys=True, separators=(",", ":"))
+    return f"{event} sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def check_fingerprint(iid: str, key: str, recorded: str | None, event: str, payload_json: str) -> None:
+    """Refuse a key sent with another request than the one it was first used for.
+
+    Receipts written before fingerprints were recorded (`recorded` is None) replay unchecked."""
+    if recorded is None or recorded == request_fingerprint(event, payload_json):
+        return
+    first_event = recorded.rpartition(" sha256:")[0]
+    raise errors.IdempotencyKeyReused(iid, key, first_event, event)
