@@ -1,7 +1,8 @@
 """The `statemachines` command: start, send, inspect, draw and run machine instances.
 
-Every failure prints one line, `error: ...`, on stderr: exit 2 for a usage mistake (bad option,
-bad JSON, unknown --app), 1 for everything the engine refuses or cannot do. No tracebacks unless
+Every failure prints `error: ...` on stderr, one line (a broken definition's problems follow it,
+one per line): exit 2 for a usage mistake (bad option or value, bad JSON, unknown --app, a worker
+with no machines), 1 for everything the engine refuses or cannot do. No tracebacks unless
 STATEMACHINES_DEBUG=1.
 """
 
@@ -9,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from statemachines import cli_output as out
-from statemachines.cli_app import CommandError, UsageError, load_app, one_line
+from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
 from statemachines.definition import Definition
+from statemachines.durations import parse_duration
 from statemachines.engine import Engine
-from statemachines.errors import StateMachineError, UnknownMachine
+from statemachines.errors import DefinitionError, StateMachineError, UnknownMachine
 from statemachines.loading import load_definition
 
 DIAGRAM_SUFFIXES = (".dot", ".gv", ".svg", ".png", ".pdf", ".mmd")
@@ -57,15 +61,51 @@ def _global_options(parent: bool) -> _Parser:
     return p
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(text)
+# Argument types: every number and duration is checked here, so a bad value is a usage mistake
+# (exit 2, argparse's message) and never reaches the engine as an OverflowError or a busy loop.
+MAX_ROWS = 2**63 - 1  # --limit/--offset: what a database integer holds
+MAX_BATCH = 10_000  # items a worker claims per round
+MAX_PAUSE = 3600.0  # seconds a worker may sleep while idle
+MAX_TTL = timedelta(days=36_500)  # 100 years: a token's lifetime
+
+
+def _int_in(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected {low} to {high}")
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"  # argparse names the type in its error
     return parse
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds in (0, MAX_PAUSE]: `inf` and `nan` are refused (nan would busy-loop)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_PAUSE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: expected seconds > 0 and <= {MAX_PAUSE:g}"
+        )
+    return value
+
+
+def _ttl(text: str) -> str:
+    """A duration (`15m`, `24h`, `7d`) of at most MAX_TTL; the engine parses it again."""
+    try:
+        value = parse_duration(text)
+    except StateMachineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except OverflowError:
+        value = MAX_TTL * 2
+    if value > MAX_TTL:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_TTL.days}d")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine")
     p.add_argument("--state")
     p.add_argument("--status", choices=("active", "completed", "cancelled", "failed"))
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=_int_in(0, MAX_ROWS), default=100, metavar="N")
+    p.add_argument("--offset", type=_int_in(0, MAX_ROWS), default=0, metavar="N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("cancel", "cancel an instance (its state is kept, its timers and effects dropped)")
     p.add_argument("instance_id", metavar="ID")
@@ -122,7 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("token", "issue a signed, single-use callback token for one event (needs $STATEMACHINES_SECRET)")
     p.add_argument("instance_id", metavar="ID")
     p.add_argument("event")
-    p.add_argument("--ttl", default="7d", help="how long the token is valid (default 7d)")
+    p.add_argument(
+        "--ttl",
+        type=_ttl,
+        default="7d",
+        help=f"how long the token is valid (default 7d, at most {MAX_TTL.days}d)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='print JSON: {"token": ..., "instance": ..., "event": ...}'
+    )
     p = cmd("send-token", "apply the event a callback token was issued for")
     p.add_argument("token")
     p.add_argument("--payload", help="event payload as JSON (or @file.json)")
@@ -133,12 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance", metavar="ID", help="draw this instance's run on top of its definition")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; format by suffix")
     p = cmd("worker", "fire due timers and run due effects until stopped")
-    p.add_argument("--batch", type=_positive(int), default=100, metavar="N", help="items claimed per round")
     p.add_argument(
-        "--idle", type=_positive(float), default=0.5, metavar="SECONDS", help="first sleep when idle"
+        "--batch",
+        type=_int_in(1, MAX_BATCH),
+        default=100,
+        metavar="N",
+        help=f"items claimed per round (1-{MAX_BATCH})",
     )
     p.add_argument(
-        "--max-idle", type=_positive(float), default=5.0, metavar="SECONDS", help="longest sleep when idle"
+        "--idle", type=_seconds, default=0.5, metavar="SECONDS", help="first sleep when idle (default 0.5)"
+    )
+    p.add_argument(
+        "--max-idle",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_PAUSE:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     return parser
@@ -207,8 +264,15 @@ def run_command(args: argparse.Namespace) -> int:
             setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
     if args.command == "diagram":
         _check_diagram_args(args.name, args.instance, Path(args.output))
+    if args.command == "worker":
+        _check_worker_args(args)
     engine, loaded = open_engine(args)
     try:
+        if args.command == "worker" and not loaded:
+            raise UsageError(
+                "the worker has no machines to serve: load their definitions with --app module[:attr]"
+                " or --definition FILE (timers and effects of other machines are left alone)"
+            )
         return _dispatch(engine, loaded, args)
     except UnknownMachine as exc:
         hint = "" if loaded else " (load it with --app module:attr or --definition FILE)"
@@ -245,14 +309,30 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
     elif c == "retry":
         _print_snapshot(engine.retry(args.instance_id, actor=args.actor), args.json)
     elif c == "token":
-        print(engine.token(args.instance_id, args.event, ttl=args.ttl))
+        token = engine.token(args.instance_id, args.event, ttl=args.ttl)
+        if args.json:
+            print(
+                out.to_json(
+                    {"token": token, "instance": args.instance_id, "event": args.event, "ttl": args.ttl}
+                )
+            )
+        else:
+            print(token)
     elif c == "send-token":
         _print_snapshot(engine.send_token(args.token, args.payload, actor=args.actor), args.json)
     elif c == "worker":
         from statemachines.worker import main as run_worker
 
-        run_worker(engine, args)  # returns how many items it processed, not an exit status
+        run_worker(engine, args, sorted(loaded))  # returns how many items it processed, not an exit status
     return 0
+
+
+def _check_worker_args(args: argparse.Namespace) -> None:
+    """--max-idle defaults to 5 s (or --idle when that is longer); given, it must be >= --idle."""
+    if args.max_idle is None:
+        args.max_idle = max(5.0, args.idle)
+    elif args.max_idle < args.idle:
+        raise UsageError(f"--max-idle {args.max_idle:g} is shorter than --idle {args.idle:g}")
 
 
 def _check_diagram_args(name: str | None, instance: str | None, path: Path) -> None:
@@ -297,30 +377,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return run_command(args)
     except UsageError as exc:
-        return _fail(one_line(exc), 2)
+        return _fail(one_line(exc), code=2)
+    except DefinitionError as exc:  # a headline, then every problem on its own line
+        return _fail(*error_lines(exc), code=1)
     except (StateMachineError, CommandError) as exc:
-        return _fail(one_line(exc), 1)
+        return _fail(one_line(exc), code=1)
     except BrokenPipeError:  # `statemachines history X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1)
+        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", code=1)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", code=130)
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("STATEMACHINES_DEBUG"):
             raise
         return _fail(
-            f"internal error: {type(exc).__name__}: {one_line(exc)} (STATEMACHINES_DEBUG=1 shows more)", 1
+            f"internal error: {type(exc).__name__}: {one_line(exc)} (STATEMACHINES_DEBUG=1 shows more)",
+            code=1,
         )
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, *details: str, code: int) -> int:
+    """`error: message` on stderr, then each detail (a definition's problems) on its own line."""
     if os.environ.get("STATEMACHINES_DEBUG") and sys.exc_info()[0] is not None:
         import traceback
 
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
+    for detail in details:
+        print(f"  - {detail}", file=sys.stderr)
     return code
 
 
