@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from statemachines import cli_output as out
 from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
+from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, MAX_TTL, int_in, seconds, ttl
 from statemachines.definition import Definition
-from statemachines.durations import parse_duration
 from statemachines.engine import Engine
 from statemachines.errors import DefinitionError, StateMachineError, UnknownMachine
 from statemachines.loading import load_definition
@@ -59,53 +57,6 @@ def _global_options(parent: bool) -> _Parser:
         help="a YAML/JSON definition file (repeatable)",
     )
     return p
-
-
-# Argument types: every number and duration is checked here, so a bad value is a usage mistake
-# (exit 2, argparse's message) and never reaches the engine as an OverflowError or a busy loop.
-MAX_ROWS = 2**63 - 1  # --limit/--offset: what a database integer holds
-MAX_BATCH = 10_000  # items a worker claims per round
-MAX_PAUSE = 3600.0  # seconds a worker may sleep while idle
-MAX_TTL = timedelta(days=36_500)  # 100 years: a token's lifetime
-
-
-def _int_in(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected {low} to {high}")
-        return value
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    """A finite number of seconds in (0, MAX_PAUSE]: `inf` and `nan` are refused (nan would busy-loop)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_PAUSE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range: expected seconds > 0 and <= {MAX_PAUSE:g}"
-        )
-    return value
-
-
-def _ttl(text: str) -> str:
-    """A duration (`15m`, `24h`, `7d`) of at most MAX_TTL; the engine parses it again."""
-    try:
-        value = parse_duration(text)
-    except StateMachineError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    except OverflowError:
-        value = MAX_TTL * 2
-    if value > MAX_TTL:
-        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_TTL.days}d")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine")
     p.add_argument("--state")
     p.add_argument("--status", choices=("active", "completed", "cancelled", "failed"))
-    p.add_argument("--limit", type=_int_in(0, MAX_ROWS), default=100, metavar="N")
-    p.add_argument("--offset", type=_int_in(0, MAX_ROWS), default=0, metavar="N")
+    p.add_argument("--limit", type=int_in(0, MAX_ROWS), default=100, metavar="N")
+    p.add_argument("--offset", type=int_in(0, MAX_ROWS), default=0, metavar="N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("cancel", "cancel an instance (its state is kept, its timers and effects dropped)")
     p.add_argument("instance_id", metavar="ID")
@@ -164,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event")
     p.add_argument(
         "--ttl",
-        type=_ttl,
+        type=ttl,
         default="7d",
         help=f"how long the token is valid (default 7d, at most {MAX_TTL.days}d)",
     )
@@ -180,22 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", nargs="?", help="machine name (optional with --instance)")
     p.add_argument("--instance", metavar="ID", help="draw this instance's run on top of its definition")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; format by suffix")
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help=f"stop Graphviz after this long (default 60, at most {MAX_SECONDS:g})",
+    )
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",
-        type=_int_in(1, MAX_BATCH),
+        type=int_in(1, MAX_BATCH),
         default=100,
         metavar="N",
         help=f"items claimed per round (1-{MAX_BATCH})",
     )
     p.add_argument(
-        "--idle", type=_seconds, default=0.5, metavar="SECONDS", help="first sleep when idle (default 0.5)"
+        "--idle", type=seconds, default=0.5, metavar="SECONDS", help="first sleep when idle (default 0.5)"
     )
     p.add_argument(
         "--max-idle",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
-        help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_PAUSE:g})",
+        help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_SECONDS:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     return parser
@@ -305,7 +263,7 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
     elif c == "cancel":
         _print_snapshot(engine.cancel(args.instance_id, args.reason, actor=args.actor), args.json)
     elif c == "diagram":
-        print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output)))
+        print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output), args.timeout))
     elif c == "retry":
         _print_snapshot(engine.retry(args.instance_id, actor=args.actor), args.json)
     elif c == "token":
@@ -345,7 +303,12 @@ def _check_diagram_args(name: str | None, instance: str | None, path: Path) -> N
 
 
 def draw_diagram(
-    engine: Engine, loaded: Mapping[str, Definition], name: str | None, instance: str | None, path: Path
+    engine: Engine,
+    loaded: Mapping[str, Definition],
+    name: str | None,
+    instance: str | None,
+    path: Path,
+    timeout: float | None = None,
 ) -> Path:
     """Write a definition diagram (or an instance's run) to `path`, format by suffix."""
     _check_diagram_args(name, instance, path)
@@ -367,7 +330,7 @@ def draw_diagram(
         assert name is not None
         source = loaded.get(name) or engine.stored_spec(name)
         drawing = diagrams.to_mermaid(source) if mermaid else diagrams.draw(source)
-    return Path(diagrams.save(drawing, path))
+    return Path(diagrams.save(drawing, path, timeout=timeout))
 
 
 # Entry point -------------------------------------------------------------------------------------

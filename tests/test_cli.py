@@ -178,6 +178,7 @@ def started(capsys: Cap, sqlite_url: str) -> str:
         (["diagram", "order-lifecycle", "-o", "out.txt"], 2, "unknown diagram format"),
         (["diagram", "-o", "out.svg"], 2, "NAME or --instance"),
         (["worker", "--batch", "0"], 2, "--batch"),
+        (["diagram", "order-lifecycle", "-o", "x.svg", "--timeout", "nan"], 2, "argument --timeout"),
     ],
 )
 def test_error_paths(capsys: Cap, started: str, argv: list[str], code: int, needle: str) -> None:
@@ -305,6 +306,20 @@ def test_diagram_svg(capsys: Cap, started: str, tmp_path: Path, needs_dot: str) 
 def test_diagram_of_unknown_machine(capsys: Cap, started: str, tmp_path: Path) -> None:
     res = run(capsys, "--db", started, "diagram", "nope", "-o", str(tmp_path / "x.dot"))
     assert "unknown machine 'nope'" in assert_one_line_error(*res, 1)
+
+
+def test_diagram_timeout_is_one_line_error(
+    capsys: Cap, started: str, tmp_path: Path, needs_dot: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def too_slow(argv: list[str], **kwargs: object) -> None:
+        assert kwargs["timeout"] == 2.5
+        raise subprocess.TimeoutExpired(argv, 2.5)
+
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    out = tmp_path / "x.svg"
+    res = run(capsys, "--db", started, "diagram", "order-lifecycle", "-o", str(out), "--timeout", "2.5")
+    assert "did not finish within 2.5s" in assert_one_line_error(*res, 1)
+    assert not out.exists()
 
 
 def test_worker_once(capsys: Cap, started: str) -> None:
