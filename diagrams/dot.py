@@ -17,6 +17,8 @@ from diagrams.run import Run, numbers
 FONT = "Helvetica"
 INITIAL_ID = "__initial__"
 NOTE_ID = "__rejected__"
+SHARED_ID = "__shared"  # + a number: the note naming a shared transition's sources
+MAX_SHARED_NAMES = 8
 MAX_NOTE_LINES = 15
 
 # (fill, border, text in the label) of the current state, by instance status
@@ -40,7 +42,7 @@ def esc(text: Any) -> str:
     """Text for inside an HTML-like label: markup characters as entities, control chars as spaces."""
     out = []
     for ch in str(text):
-        if ch in "&<>\"'":
+        if ch in "&<>\"'[]":
             out.append(f"&#{ord(ch)};")
         elif ord(ch) < 32 or ord(ch) == 127:
             out.append(" ")
@@ -68,10 +70,17 @@ def to_digraph(chart: Chart, run: Run | None = None) -> graphviz.Digraph:
     for node in chart.nodes.values():
         g.node(node.id, **_node_attrs(chart, node, run))
     _initial(g, chart, run)
+    groups = chart.shared_edges()
+    grouped = {e.index for group in groups for e in group}
     for edge in chart.external_edges:
-        g.edge(
-            chart.nodes[edge.source].id, chart.nodes[edge.target or edge.source].id, **_edge_attrs(edge, run)
-        )
+        if edge.index not in grouped:
+            g.edge(
+                chart.nodes[edge.source].id,
+                chart.nodes[edge.target or edge.source].id,
+                **_edge_attrs(edge, run),
+            )
+    for number, group in enumerate(groups):
+        _shared(g, chart, group, f"{SHARED_ID}{number}", run)
     if run is not None:
         _extra_edges(g, chart, run)
         _rejected_note(g, chart, run)
@@ -175,6 +184,40 @@ def _edge_attrs(edge: Edge, run: Run | None) -> dict[str, str]:
             attrs.update(color=DIM_LINE, fontcolor=DIM_TEXT)
     attrs["label"] = _edge_label(lines)
     return attrs
+
+
+def _shared(g: graphviz.Digraph, chart: Chart, group: list[Edge], note: str, run: Run | None) -> None:
+    """One transition taken from many states: a note naming the sources, one labelled arrow.
+
+    No arrow from each source: dot's layout time explodes with many long arrows into one state
+    (100 states with `RESET -> first` never finish, even through a junction point), and the
+    arrows would hide the machine's real shape. The note lists the sources (the first
+    MAX_SHARED_NAMES, then a count).
+    """
+    first = group[0]
+    sources = list(dict.fromkeys(e.source for e in group))
+    shown = ", ".join(esc(name) for name in sources[:MAX_SHARED_NAMES])
+    more = f" and {len(sources) - MAX_SHARED_NAMES} more" if len(sources) > MAX_SHARED_NAMES else ""
+    rows = [
+        _row(f"<B>from {len(sources)} states</B>", ' ALIGN="LEFT"'),
+        _row(f'<FONT POINT-SIZE="8">{shown}{esc(more)}</FONT>', ' ALIGN="LEFT" BALIGN="LEFT"'),
+    ]
+    taken = sorted(seq for e in group for seq in (run.taken.get(e.index, []) if run else []))
+    style = {"color": DIM_LINE, "fontcolor": DIM_TEXT} if run is not None and not taken else {}
+    g.node(note, label=_table(rows), shape="note", fontsize="9", **style)
+    attrs = _edge_attrs(first, None)
+    if run is not None:
+        if taken:
+            attrs.update(color=TAKEN, fontcolor=TAKEN, penwidth="2.2")
+        else:
+            attrs.update(color=DIM_LINE, fontcolor=DIM_TEXT)
+        if taken:
+            lines = [esc(first.title)]
+            if first.detail:
+                lines.append(f'<FONT POINT-SIZE="8">{esc(first.detail)}</FONT>')
+            lines.append(f"<B>{esc(numbers(taken))}</B>")
+            attrs["label"] = _edge_label(lines)
+    g.edge(note, chart.nodes[first.target or first.source].id, **attrs)
 
 
 def _initial(g: graphviz.Digraph, chart: Chart, run: Run | None) -> None:

@@ -11,9 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from diagrams.errors import NotDrawable
 from statemachines.checks import timer_event
 from statemachines.definition import Definition
+from statemachines.errors import DefinitionError
 from statemachines.spec import EffectSpec, MachineSpec, StateSpec
+
+SHARED_MIN = 5  # sources of one shared transition drawn through a junction (see Chart.shared_edges)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,20 @@ class Chart:
     def external_edges(self) -> list[Edge]:
         return [e for e in self.edges if e.target is not None]
 
+    def shared_edges(self, min_sources: int = SHARED_MIN) -> list[list[Edge]]:
+        """Groups of external edges that differ only in their source ("cancel from anywhere").
+
+        Graphviz lays out N labelled arrows into one state in time that explodes with N (100
+        states with `RESET -> first` never finish), so the DOT view draws a group as one labelled
+        arrow from a note naming the sources. Groups of fewer than `min_sources` stay
+        plain arrows; order follows the first edge of each group.
+        """
+        groups: dict[tuple[Any, ...], list[Edge]] = {}
+        for e in self.external_edges:
+            if e.target != e.source:  # a self-loop stays on its own state
+                groups.setdefault((e.event, e.target, e.guard, e.actions, e.timer), []).append(e)
+        return [g for g in groups.values() if len({e.source for e in g}) >= min_sources]
+
     def internal_edges(self, state: str) -> list[Edge]:
         return [e for e in self.edges if e.target is None and e.source == state]
 
@@ -99,14 +119,22 @@ class Chart:
 
 
 def as_spec(definition_or_spec: Any) -> MachineSpec:
-    """Accept what users hold: a `Definition`, a `MachineSpec`, or its plain dict (parsed YAML/JSON)."""
+    """Accept what users hold: a `Definition`, a `MachineSpec`, or its plain dict (parsed YAML/JSON).
+
+    A malformed dict is a `DefinitionError` listing every problem, like `Definition.from_dict`.
+    """
     if isinstance(definition_or_spec, Definition):
         return definition_or_spec.spec
     if isinstance(definition_or_spec, MachineSpec):
         return definition_or_spec
     if isinstance(definition_or_spec, Mapping):
-        return MachineSpec.model_validate(dict(definition_or_spec))
-    raise TypeError(
+        name = definition_or_spec.get("name")
+        try:
+            return MachineSpec.model_validate(dict(definition_or_spec))
+        except ValidationError as exc:
+            problems = [f"{'.'.join(map(str, e['loc'])) or 'definition'}: {e['msg']}" for e in exc.errors()]
+            raise DefinitionError(name if isinstance(name, str) else "?", problems) from None
+    raise NotDrawable(
         "expected a Definition (from machine(...)), a MachineSpec or a dict, "
         f"got {type(definition_or_spec).__name__}"
     )
@@ -114,6 +142,7 @@ def as_spec(definition_or_spec: Any) -> MachineSpec:
 
 def chart_of(definition_or_spec: Any) -> Chart:
     spec = as_spec(definition_or_spec)
+    _check_targets(spec)
     chart = Chart(spec.name, spec.initial, {})
     for i, (name, st) in enumerate(spec.states.items()):
         chart.nodes[name] = Node(
@@ -131,6 +160,19 @@ def chart_of(definition_or_spec: Any) -> Chart:
                     )
                 )
     return chart
+
+
+def _check_targets(spec: MachineSpec) -> None:
+    """Every arrow needs both ends: a spec dict drawn before it was ever registered may lack one."""
+    problems = [
+        f"state {name!r}: {trigger!r} goes to unknown state {t.target!r}"
+        for name, st in spec.states.items()
+        for trigger, group in [*st.on.items(), *((f"after {k}", g) for k, g in st.after.items())]
+        for t in group
+        if t.target is not None and t.target not in spec.states
+    ]
+    if problems:
+        raise DefinitionError(spec.name, problems)
 
 
 def _lines(st: StateSpec) -> tuple[str, ...]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from statemachines.effects import run_due_effects
-from statemachines.errors import StorageUnavailable
+from statemachines.errors import InvalidArgument, StorageUnavailable
 from statemachines.timers import fire_due_timers
 
 if TYPE_CHECKING:
@@ -27,8 +29,7 @@ SQLITE_BREATH = 0.005  # seconds between busy rounds on SQLite
 
 class Worker:
     def __init__(self, engine: Engine, *, batch: int = 100, idle: float = 0.5, max_idle: float = 5.0) -> None:
-        if batch < 1 or idle <= 0 or max_idle < idle:
-            raise ValueError("need batch >= 1 and 0 < idle <= max_idle")
+        _check_settings(batch, idle, max_idle)
         self.engine = engine
         self.batch = batch
         self.idle = idle
@@ -88,30 +89,54 @@ class Worker:
         return self.processed
 
 
+def _check_settings(batch: Any, idle: Any, max_idle: Any) -> None:
+    """Typed refusal of settings that would crash or spin: a NaN pause makes `wait` return at once."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 2**31:
+        raise InvalidArgument(f"batch must be an integer from 1 to {2**31}, got {batch!r}")
+    for name, value in (("idle", idle), ("max_idle", max_idle)):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise InvalidArgument(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    if max_idle < idle:
+        raise InvalidArgument(f"max_idle ({max_idle!r}) must be >= idle ({idle!r})")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=100, help="items claimed per round")
-    parser.add_argument("--idle", type=float, default=0.5, help="first pause (s) when idle")
-    parser.add_argument("--max-idle", type=float, default=5.0, help="longest pause (s) when idle")
-    parser.add_argument("--once", action="store_true", help="run everything due now, then exit")
+def configure_logging() -> None:
+    """INFO lines for the worker's own loggers; the `transitions` library stays at WARNING.
 
-
-def main(engine: Engine, args: argparse.Namespace) -> int:
-    """Entry point used by the CLI; returns the number of items processed."""
+    At INFO it logs every callback it runs ("Executed callback '<function ...>'"): noise, and
+    it would repeat user function reprs into production logs. Called by the CLI only: importing
+    `statemachines` never touches the root logger.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def main(engine: Engine, args: argparse.Namespace, machines: Sequence[str] = ()) -> int:
+    """Entry point used by the CLI; returns the number of items processed.
+
+    `machines` are the definitions loaded for it: only their timers and effects are claimed, so
+    the worker says which at start.
+    """
+    configure_logging()
+    log.info("serving machines: %s", ", ".join(machines) if machines else "none")
+    batch = getattr(args, "batch", 100)
     if getattr(args, "once", False):
-        count = engine.run_due(batch=getattr(args, "batch", 100))
+        count = engine.run_due(batch=batch)
         log.info("ran %d due items", count)
         return count
+    idle = getattr(args, "idle", 0.5)
     worker = Worker(
-        engine,
-        batch=getattr(args, "batch", 100),
-        idle=getattr(args, "idle", 0.5),
-        max_idle=getattr(args, "max_idle", 5.0),
+        engine, batch=batch, idle=idle, max_idle=getattr(args, "max_idle", None) or max(5.0, idle)
     )
     return worker.run()
