@@ -8,6 +8,7 @@ disappears. `python child.py MODE ARGS...` runs one by hand.
 Modes:
   send URL LOG IDS          crash test: send keyed BUSY events forever, logging each attempt
   work URL LOG BASE REF SPEED  crash test: run due timers and effects of TIMED until all are done
+  chartwork URL LOG BASE REF SPEED  chart crash test: the same for the parallel FANOUT statechart
   load URL OUT WID N SEED IDS  concurrency test: N keyed BUSY events, results written as JSON
   timers URL OUT STOP       concurrency test: fire due timers until the STOP file appears
 """
@@ -25,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reliability.chart_support import FANOUT
 from reliability.support import BUSY, TIMED, ScaledClock, plan
-from statemachines import Engine, EventRejected
+from statemachines import Definition, Engine, EventRejected
 from statemachines.effects import run_due_effects
 from statemachines.timers import fire_due_timers
 
@@ -78,10 +80,18 @@ def mode_send(url: str, log_path: str, ids_arg: str) -> int:
 
 
 def mode_work(url: str, log_path: str, base: str, ref: str, speed: str) -> int:
+    return _work(TIMED, url, log_path, base, ref, speed)
+
+
+def mode_chartwork(url: str, log_path: str, base: str, ref: str, speed: str) -> int:
+    return _work(FANOUT, url, log_path, base, ref, speed)
+
+
+def _work(definition: Definition, url: str, log_path: str, base: str, ref: str, speed: str) -> int:
     log = Log(log_path)
     clock = ScaledClock(datetime.fromisoformat(base), float(ref), float(speed))
     engine = Engine(url, clock=clock)
-    engine.register(TIMED)
+    engine.register(definition)
     log("L")
     while not orphaned():
         log("T")
@@ -142,7 +152,13 @@ def mode_timers(url: str, out: str, stop: str) -> int:
     return 0
 
 
-MODES = {"send": mode_send, "work": mode_work, "load": mode_load, "timers": mode_timers}
+MODES = {
+    "send": mode_send,
+    "work": mode_work,
+    "chartwork": mode_chartwork,
+    "load": mode_load,
+    "timers": mode_timers,
+}
 
 
 def run(mode: str, args: list[str], stderr_path: str, env: dict[str, str]) -> None:
