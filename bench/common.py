@@ -67,6 +67,21 @@ def pg_drop_schema(pg_url: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def fsync_us(samples: int = 100) -> float:
+    """Median microseconds of an fsync after a small write, in the temp directory: what a durable
+    commit costs on this disk at least (SQLite FULL and PostgreSQL pay it per commit)."""
+    import tempfile
+
+    times = []
+    with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as f:
+        for _ in range(samples):
+            f.write(b"x" * 100)
+            t0 = time.perf_counter()
+            os.fsync(f.fileno())
+            times.append((time.perf_counter() - t0) * 1e6)
+    return median(times)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
     ordered = sorted(values)

@@ -4,7 +4,8 @@
     python -m bench.run_all --quick    # a smoke run (under 5 minutes): small counts, indicative only
 
 Part 1 (`bench.harness`, items 1 and 2) runs on SQLite FULL, SQLite NORMAL and PostgreSQL, then
-items 3-6 (`bench.scale`, `bench.concurrency`, `bench.timers`, `bench.memory`). A section that
+items 3-6 (`bench.scale`, `bench.concurrency`, `bench.timers`, `bench.memory`), then issue 10's
+statechart event cost (`bench.statecharts`). A section that
 fails is reported with its error and the others still run. `--quick` writes
 `RESULTS.quick.md` / `results.quick.png` so it never overwrites the published figures.
 """
@@ -16,8 +17,6 @@ import os
 import platform
 import sqlite3
 import sys
-import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from bench.common import (
     Check,
     Section,
     Stopwatch,
+    fsync_us,
     loadavg,
     median,
     pg_drop_schema,
@@ -131,7 +131,7 @@ def machine_notes(pg_url: str) -> str:
             " sessions that run test suites and PostgreSQL crash tests: figures swing between rounds,"
             " ratios taken within a round are the ones to trust.",
             f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; {pg}.",
-            f"- fsync of a small write on this disk: {_fsync_us():.0f} us median (a laptop SSD or cloud"
+            f"- fsync of a small write on this disk: {fsync_us():.0f} us median (a laptop SSD or cloud"
             " volume is often 0.5-5 ms: there `synchronous=FULL` and PostgreSQL commits cost more,"
             " for everyone).",
             f"- Load average at the start: {loadavg()}.",
@@ -144,17 +144,6 @@ def _lines(path: str) -> list[str]:
         return Path(path).read_text().splitlines()
     except OSError:
         return []
-
-
-def _fsync_us() -> float:
-    times = []
-    with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as f:
-        for _ in range(100):
-            f.write(b"x" * 100)
-            t0 = time.perf_counter()
-            os.fsync(f.fileno())
-            times.append((time.perf_counter() - t0) * 1e6)
-    return median(times)
 
 
 def _guarded(name: str, fn: Callable[[], Section]) -> Section:
@@ -177,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run in under 5 minutes")
     p.add_argument("--pg-url", default=PG_URL)
     p.add_argument(
-        "--only", default="", help="comma-separated subset of: part1,scale,concurrency,timers,memory"
+        "--only",
+        default="",
+        help="comma-separated subset of: part1,scale,concurrency,timers,memory,statecharts",
     )
     args = p.parse_args(argv)
-    from bench import concurrency, memory, scale, timers
+    from bench import concurrency, memory, scale, statecharts, timers
 
     suffix = ".quick" if args.quick else ""
     md_path, png_path = HERE / f"RESULTS{suffix}.md", HERE / f"results{suffix}.png"
@@ -198,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "timers": lambda: timers.run(args.quick, args.pg_url),
         "memory": lambda: memory.run(args.quick),
+        "statecharts": lambda: statecharts.run(args.quick),
     }
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     sections = [_guarded(name, fn) for name, fn in jobs.items() if not only or name in only]
