@@ -45,6 +45,15 @@ class Run:
     rejected: list[Rejection] = field(default_factory=list)
     records: int = 0
     failure: str | None = None  # reason of the last `failed` record (an effect out of retries)
+    #: Statecharts: every active state (atomic or not) after the last record; flat: empty.
+    active: set[str] = field(default_factory=set)
+
+    @property
+    def active_states(self) -> set[str]:
+        """The states drawn as current: the whole active configuration, or the one current state."""
+        if self.active:
+            return self.active
+        return {self.current} if self.current is not None else set()
 
     @property
     def summary(self) -> str:
