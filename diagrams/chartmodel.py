@@ -68,3 +68,16 @@ def ancestors(chart: Chart, path: str) -> list[str]:
 def is_inside(chart: Chart, path: str, container: str) -> bool:
     """`path` is `container` or one of its descendants."""
     return path == container or path.startswith(container + ".")
+
+
+def drawn_source(chart: Chart, edge: Edge) -> str:
+    """Where an arrow is drawn from: its source, except for a join declared on an ancestor.
+
+    `identity: on={"done.state.identity.documents": "verified"}` is drawn from `documents` (the
+    state whose finishing raises the event), not from inside `identity`.
+    """
+    done = edge.event[len("done.state.") :] if edge.is_done else None
+    target = edge.target or edge.source
+    if done in chart.nodes and is_inside(chart, done, edge.source) and not is_inside(chart, target, done):
+        return done
+    return edge.source

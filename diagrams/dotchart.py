@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import graphviz
 
-from diagrams.chartmodel import is_inside
+from diagrams.chartmodel import drawn_source, is_inside
 from diagrams.dot import (
     CURRENT_STYLE,
     DIM_LINE,
@@ -159,10 +159,7 @@ def _end(chart: Chart, name: str, other: str | None, clip: str) -> tuple[str, di
 
 def _edge(g: graphviz.Digraph, chart: Chart, edge: Edge, run: Run | None) -> None:
     target = edge.target or edge.source
-    source = edge.source
-    done = edge.event[len("done.state.") :] if edge.is_done else None
-    if done in chart.nodes and is_inside(chart, done, source) and not is_inside(chart, target, done):
-        source = done  # drawn from the state that finished, not from inside its ancestor
+    source = drawn_source(chart, edge)
     tail, tail_attrs = _end(chart, source, target, "ltail")
     head, head_attrs = _end(chart, target, source, "lhead")
     attrs = edge_attrs(edge, run)

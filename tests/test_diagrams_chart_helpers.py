@@ -95,3 +95,47 @@ def kyc_definition() -> Definition:
             "withdrawn": state(final=True),
         },
     )
+
+
+def chart_history(definition: Definition, events: list[tuple[str, dict[str, Any]]], ctx: str = "{}") -> list[dict]:
+    """History records as the engine writes them (one per event, configuration after it), made by
+    running `definition` in memory with `CompiledChart`; a refused event becomes a rejected record."""
+    from statemachines import StateMachineError
+    from statemachines.chart import CompiledChart
+    from statemachines.records import Event
+
+    chart = CompiledChart(definition)
+    step = chart.enter_initial(ctx, Event("start", {}, "k1"))
+    records: list[dict[str, Any]] = [
+        {"seq": 1, "event": "start", "source": None, "target": step.state, "outcome": "applied",
+         "configuration": step.configuration},
+    ]  # fmt: skip
+    for name, payload in events:
+        seq = len(records) + 1
+        try:
+            new = chart.step(step.configuration, step.history, step.context_json, Event(name, payload, "k1"))
+        except StateMachineError as exc:
+            records.append({"seq": seq, "event": name, "source": step.state, "target": step.state,
+                            "outcome": "rejected", "reason": f"{type(exc).__name__}: {exc}",
+                            "configuration": step.configuration})  # fmt: skip
+            continue
+        records.append({"seq": seq, "event": name, "source": step.state, "target": new.state,
+                        "outcome": "applied", "configuration": new.configuration})  # fmt: skip
+        step = new
+    return records
+
+
+#: KYC: submitted; identity documents uploaded and verified; sanctions screened; credit scored
+#: low (manual, then approved); review paused and resumed through the history state.
+KYC_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("SUBMITTED", {}),
+    ("UPLOADED", {}),
+    ("APPROVE", {}),  # refused: no active state handles it yet
+    ("done.verify_id", {}),
+    ("done.screen", {}),
+    ("done.score", {}),
+    ("CREDIT_OK", {}),
+    ("APPROVE", {}),
+    ("PAUSE", {}),
+    ("RESUME", {}),
+]
