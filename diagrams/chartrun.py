@@ -101,7 +101,9 @@ def _event_edges(chart: Chart, before: set[str], after: set[str], event: str) ->
     atoms = [n for n in chart.nodes.values() if n.name in before and not chart.children(n.name)]
     for atom in atoms:
         for state in [atom.name, *ancestors(chart, atom.name)] if atom.known else [atom.name]:
-            candidates = [e for e in chart.edges if e.source == state and e.event == event and not e.eventless]
+            candidates = [
+                e for e in chart.edges if e.source == state and e.event == event and not e.eventless
+            ]
             if not candidates:
                 continue
             chosen = next((e for e in candidates if _lands(chart, e, after)), candidates[0])
@@ -157,8 +159,10 @@ def _done(chart: Chart, state: str, seen: set[str], entered: set[str]) -> bool:
     if node.kind == "parallel":
         finals = [[c.name for c in chart.children(r.name) if c.final] for r in chart.children(state)]
         regions = [r for r in chart.children(state) if r.kind != "history"]
-        return len(finals) == len(regions) and all(any(f in seen for f in group) for group in finals) and any(
-            f in entered for group in finals for f in group
+        return (
+            len(finals) == len(regions)
+            and all(any(f in seen for f in group) for group in finals)
+            and any(f in entered for group in finals for f in group)
         )
     return False
 

@@ -25,7 +25,6 @@ from diagrams.dot import (
     SHARED_ID,
     TAKEN,
     edge_attrs,
-    esc,
     initial_edge,
     label_rows,
     new_graph,
@@ -54,7 +53,9 @@ def anchor_id(node: Node) -> str:
 def chart_digraph(chart: Chart, run: Run | None = None) -> graphviz.Digraph:
     g = new_graph(chart, run)
     g.attr(compound="true")
-    loops = {e.index for e in chart.external_edges if e.source == e.target and chart.nodes[e.source].is_cluster}
+    loops = {
+        e.index for e in chart.external_edges if e.source == e.target and chart.nodes[e.source].is_cluster
+    }
     for node in chart.children(None):
         _add(g, chart, node, run)
     for node in chart.nodes.values():

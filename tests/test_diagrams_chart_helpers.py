@@ -69,7 +69,9 @@ def kyc_definition() -> Definition:
                         initial="scoring",
                         states={
                             "scoring": state(effect=Effect(score), on={"done.score": "scored"}),
-                            "scored": state(always=[transition("passed", guard=good_score), transition("manual")]),
+                            "scored": state(
+                                always=[transition("passed", guard=good_score), transition("manual")]
+                            ),
                             "manual": state(on={"CREDIT_OK": "passed"}),
                             "passed": state(final=True),
                         },
@@ -97,7 +99,9 @@ def kyc_definition() -> Definition:
     )
 
 
-def chart_history(definition: Definition, events: list[tuple[str, dict[str, Any]]], ctx: str = "{}") -> list[dict]:
+def chart_history(
+    definition: Definition, events: list[tuple[str, dict[str, Any]]], ctx: str = "{}"
+) -> list[dict]:
     """History records as the engine writes them (one per event, configuration after it), made by
     running `definition` in memory with `CompiledChart`; a refused event becomes a rejected record."""
     from statemachines import StateMachineError
