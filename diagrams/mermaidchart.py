@@ -40,9 +40,9 @@ def _scope(chart: Chart, edge: Edge) -> str | None:
     """The innermost compound (not parallel) state containing both ends of `edge`, or None (top)."""
     target = edge.target or edge.source
     for candidate in ancestors(chart, drawn_source(chart, edge)):
-        if is_inside(chart, target, candidate) and candidate != target:
-            if chart.nodes[candidate].kind == "compound":
-                return candidate
+        inside = is_inside(chart, target, candidate) and candidate != target
+        if inside and chart.nodes[candidate].kind == "compound":
+            return candidate
     return None
 
 
