@@ -122,19 +122,34 @@ def _follow_ups(
     changed = True
     while changed:
         changed = False
-        for edge in candidates:
-            if edge in taken or edge.source not in before | entered:
-                continue
-            if not (_lands(chart, edge, after) or _passes_on(chart, edge)):
-                continue
-            if edge.is_done and not _done(chart, edge.event[len("done.state.") :], before | entered, entered):
-                continue
-            if edge.eventless and edge.source in after and edge.target in before:
-                continue  # nothing moved: its guard held no more than before
-            taken.append(edge)
-            entered |= _entered(chart, edge, before, after)
-            changed = True
+        for settles in (True, False):  # arrows into the final configuration first, then passing ones
+            for edge in candidates:
+                if not _follows(chart, edge, before, after, entered, taken, settles):
+                    continue
+                taken.append(edge)
+                entered |= _entered(chart, edge, before, after)
+                changed = True
     return taken
+
+
+def _follows(
+    chart: Chart,
+    edge: Edge,
+    before: set[str],
+    after: set[str],
+    entered: set[str],
+    taken: list[Edge],
+    settles: bool,
+) -> bool:
+    if edge in taken or edge.source not in before | entered:
+        return False
+    if any(t.source == edge.source for t in taken):
+        return False  # its source has already been left by another arrow in this step
+    if not (_lands(chart, edge, after) if settles else _passes_on(chart, edge)):
+        return False
+    if edge.is_done and not _done(chart, edge.event[len("done.state.") :], before | entered, entered):
+        return False
+    return not (edge.eventless and edge.source in after and edge.target in before)  # nothing moved
 
 
 def _lands(chart: Chart, edge: Edge, after: set[str]) -> bool:
@@ -146,8 +161,17 @@ def _lands(chart: Chart, edge: Edge, after: set[str]) -> bool:
 
 
 def _passes_on(chart: Chart, edge: Edge) -> bool:
-    """The target is left again in the same step by an eventless arrow (a transient state)."""
-    return any(e.eventless and e.source == edge.target for e in chart.edges)
+    """The target may be left again in the same step: it has eventless arrows, or it is a final
+    child whose parent's `done.state` event is handled (a join)."""
+    target = chart.nodes[edge.target or edge.source]
+    if any(e.eventless and e.source == target.name for e in chart.edges):
+        return True
+    joins = {e.event[len("done.state.") :] for e in chart.edges if e.is_done}
+    return (
+        target.final
+        and target.parent is not None
+        and bool(joins & {target.parent, *ancestors(chart, target.name)})
+    )
 
 
 def _done(chart: Chart, state: str, seen: set[str], entered: set[str]) -> bool:
