@@ -33,17 +33,20 @@ class Edge:
     guard: str | None = None
     actions: tuple[str, ...] = ()
     timer: str | None = None  # the duration label of an `after` timer
+    eventless: bool = False  # statecharts: an `always` transition (`event` is "")
 
     @property
     def title(self) -> str:
-        """The trigger as a reader says it: `PAYMENT_RECEIVED` or `after 7d`."""
+        """The trigger as a reader says it: `PAYMENT_RECEIVED`, `after 7d`, `[guard]` or `always`."""
+        if self.eventless:
+            return f"[{self.guard}]" if self.guard else "always"
         return f"after {self.timer}" if self.timer is not None else self.event
 
     @property
     def detail(self) -> str:
         """`[guard] / action, action`, or '' when the transition has neither."""
         parts = []
-        if self.guard:
+        if self.guard and not self.eventless:
             parts.append(f"[{self.guard}]")
         if self.actions:
             parts.append("/ " + ", ".join(self.actions))
@@ -57,6 +60,11 @@ class Edge:
     def is_error(self) -> bool:
         return self.event.startswith("error.")
 
+    @property
+    def is_done(self) -> bool:
+        """A statechart's join: `done.state.X`, raised when X reaches a final state."""
+        return self.event.startswith("done.state.")
+
 
 @dataclass(frozen=True)
 class Node:
@@ -67,6 +75,22 @@ class Node:
     known: bool = True  # False: seen in a run's history but not in this definition
     lines: tuple[str, ...] = ()  # entry/exit actions and effects; internal transitions are edges
     description: str | None = None
+    # Statecharts (diagrams.chartmodel): `name` is the full dotted path, `label` the state's own name.
+    kind: str = "atomic"  # atomic, final, compound, parallel or history
+    parent: str | None = None  # the parent's full path; None at the top level
+    label: str | None = None  # None: the name itself
+    deep: bool = False  # a deep history pseudo-state
+    default: str | None = None  # a history pseudo-state's default (full path)
+
+    @property
+    def shown(self) -> str:
+        """The name drawn on the state: its own name, not its dotted path."""
+        return self.label if self.label is not None else self.name
+
+    @property
+    def is_cluster(self) -> bool:
+        """Compound and parallel states are drawn as containers of their children."""
+        return self.kind in ("compound", "parallel")
 
 
 @dataclass
@@ -75,6 +99,11 @@ class Chart:
     initial: str
     nodes: dict[str, Node]
     edges: list[Edge] = field(default_factory=list)
+    is_chart: bool = False  # nested, parallel or history states: drawn with clusters
+
+    def children(self, parent: str | None) -> list[Node]:
+        """The states directly inside `parent` (None: the top level), in declaration order."""
+        return [n for n in self.nodes.values() if n.parent == parent and n.known]
 
     @property
     def external_edges(self) -> list[Edge]:
@@ -142,11 +171,15 @@ def as_spec(definition_or_spec: Any) -> MachineSpec:
 
 def chart_of(definition_or_spec: Any) -> Chart:
     spec = as_spec(definition_or_spec)
+    if spec.is_chart:
+        from diagrams.chartmodel import statechart_of
+
+        return statechart_of(spec)
     _check_targets(spec)
     chart = Chart(spec.name, spec.initial, {})
     for i, (name, st) in enumerate(spec.states.items()):
         chart.nodes[name] = Node(
-            name, f"s{i}", name == spec.initial, st.final, True, _lines(st), st.description
+            name, f"s{i}", name == spec.initial, st.final, True, lines_of(st), st.description
         )
     for name, st in spec.states.items():
         for event, group in st.on.items():
@@ -175,7 +208,7 @@ def _check_targets(spec: MachineSpec) -> None:
         raise DefinitionError(spec.name, problems)
 
 
-def _lines(st: StateSpec) -> tuple[str, ...]:
+def lines_of(st: StateSpec) -> tuple[str, ...]:
     lines = [f"entry / {a}" for a in st.on_enter]
     lines += [f"exit / {a}" for a in st.on_exit]
     lines += [_effect_line(e) for e in st.effects]

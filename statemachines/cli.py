@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 
 from statemachines import cli_output as out
 from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
-from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, MAX_TTL, int_in, seconds, ttl
+from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, int_in, seconds, ttl
 from statemachines.definition import Definition
+from statemachines.durations import MAX_DURATION
 from statemachines.engine import Engine
 from statemachines.errors import DefinitionError, StateMachineError, UnknownMachine
 from statemachines.loading import load_definition
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl",
         type=ttl,
         default="7d",
-        help=f"how long the token is valid (default 7d, at most {MAX_TTL.days}d)",
+        help=f"how long the token is valid (default 7d, at most {MAX_DURATION.days}d)",
     )
     p.add_argument(
         "--json", action="store_true", help='print JSON: {"token": ..., "instance": ..., "event": ...}'

@@ -214,7 +214,7 @@ class Engine:
         idempotency_key: str | None = None,
         actor: str | None = None,
     ) -> Snapshot:
-        """Apply one event atomically; see DESIGN.md "send" for the exact steps."""
+        """Apply one event atomically; see docs/design.md ("send") for the exact steps."""
         _check_id(instance_id)
         _check_name(event, "event")
         _check_text(actor, "actor")

@@ -1,6 +1,7 @@
 // Parse Mermaid text with Mermaid's own parser (the `mermaid` npm package, under jsdom).
 // stdin: a JSON list of diagram texts. stdout: a JSON list, one result per text:
-//   {"ok": true, "states": {id: [descriptions...]}, "relations": [[from, to, title], ...]}
+//   {"ok": true, "states": {id: [descriptions...]}, "relations": [[from, to, title], ...],
+//    "parents": {id: composite id or null}, "regions": {composite id: number of `--` regions}}
 //   {"ok": false, "error": "Parse error on line ..."}
 // Labels are returned as Mermaid stores them (entity codes encoded as `ﬂ°°59¶ß`).
 // The packages are looked up in $STATEMACHINES_NPM_DIR (see .ci/run).
@@ -27,7 +28,22 @@ for (const text of JSON.parse(input)) {
     const states = {};
     for (const [id, st] of diagram.db.getStates()) states[id] = st.descriptions ?? [];
     const relations = diagram.db.getRelations().map((r) => [r.id1, r.id2, r.relationTitle ?? '']);
-    results.push({ ok: true, states, relations });
+    const parents = {};
+    const regions = {};
+    const walk = (doc, parent) => {
+      for (const stmt of doc ?? []) {
+        if (stmt.stmt !== 'state') continue;
+        if (stmt.type === 'divider') {
+          regions[parent] = (regions[parent] ?? 0) + 1;
+          walk(stmt.doc, parent);
+          continue;
+        }
+        if (!(stmt.id in parents)) parents[stmt.id] = parent;
+        walk(stmt.doc, stmt.id);
+      }
+    };
+    walk(diagram.db.getRootDocV2().doc, null);
+    results.push({ ok: true, states, relations, parents, regions });
   } catch (err) {
     results.push({ ok: false, error: String(err?.message ?? err) });
   }
