@@ -191,9 +191,8 @@ def test_an_initial_state_on_a_state_without_children_is_a_definition_error() ->
 
 
 def test_a_history_without_default_is_a_definition_error() -> None:
-    problem = only_problem(
-        initial="a", states={"a": state(initial="b", states={"b": state(), "h": history()}, on={"GO": "a.h"})}
-    )
+    problem = only_problem(initial="a", states={
+        "a": state(initial="b", states={"b": state(), "h": history()}, on={"GO": "a.h"})})
     assert "history 'a.h' has no default" in problem
 
 
@@ -222,12 +221,8 @@ def test_a_final_state_with_children_is_a_definition_error() -> None:
 
 
 def test_a_final_state_with_transitions_is_a_definition_error() -> None:
-    problem = only_problem(
-        initial="a",
-        states={
-            "a": state(initial="b", states={"b": state(final=True, always=[transition("c")]), "c": state()})
-        },
-    )
+    problem = only_problem(initial="a", states={"a": state(initial="b", states={
+        "b": state(final=True, always=[transition("c")]), "c": state()})})
     assert "final state 'a.b' has outgoing transitions" in problem
 
 
@@ -258,9 +253,8 @@ def test_an_unreachable_nested_state_is_a_definition_error() -> None:
 
 
 def test_an_unguarded_targetless_eventless_transition_is_a_definition_error() -> None:
-    problem = only_problem(
-        initial="a", states={"a": state(initial="b", states={"b": state(always=[transition(None)])})}
-    )
+    problem = only_problem(initial="a", states={"a": state(initial="b", states={
+        "b": state(always=[transition(None)])})})
     assert "would loop forever" in problem
 
 
