@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from statemachines import Engine, ManualClock, loads_definition
+from statemachines import Engine, ManualClock, load_definition, loads_definition
 from statemachines.examples import enrich, kyc
 
 CHECK_LEAVES = ("checks.identity.verifying", "checks.sanctions.screening", "checks.credit.scoring")
@@ -223,3 +223,7 @@ def test_statechart_examples_round_trip_through_yaml_with_their_registry(module,
     original = getattr(module, definition)
     loaded = loads_definition(yaml.safe_dump(original.to_dict(), sort_keys=False), module.registry)
     assert loaded.version == original.version
+
+
+def test_kyc_yaml_is_the_same_machine_as_the_python_definition():
+    assert load_definition(kyc.YAML_PATH, kyc.registry).version == kyc.kyc.version

@@ -26,11 +26,15 @@ The providers are simulated and deterministic: `Applicant.fail_first` says how m
 of each check fail before it succeeds (`None`: it never succeeds). They count by `call.attempt`
 (stored in the database), so a scenario behaves the same in one process or in several workers.
 
+The same machine as data: `kyc.yaml` next to this file (`YAML_PATH`), loaded with `registry`
+(`load_definition(YAML_PATH, registry)`); the tests check both have the same version.
+
 Run the scenario: `python -m statemachines.examples.kyc`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -53,6 +57,7 @@ from statemachines import (
 RETRY = Retry(max_attempts=10, initial="1m", backoff=4.0, max="1d")
 DEADLINE = "3d"
 CHECKS = ("identity", "sanctions", "credit")
+YAML_PATH = Path(__file__).with_name("kyc.yaml")
 
 
 class Applicant(BaseModel):
