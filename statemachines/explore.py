@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from statemachines.checks import outgoing
-from statemachines.definition import Definition
 from pydantic import ValidationError
 
+from statemachines.checks import outgoing
+from statemachines.definition import Definition
 from statemachines.errors import (
     ContextInvalid,
     EventRejected,
@@ -73,8 +73,10 @@ class Report:
         ]
 
     def __str__(self) -> str:
-        how = "guards evaluated on the given context" if self.mode == "concrete" else (
-            "guards not evaluated (every outcome tried), actions not run"
+        how = (
+            "guards evaluated on the given context"
+            if self.mode == "concrete"
+            else ("guards not evaluated (every outcome tried), actions not run")
         )
         scope = "complete" if self.complete else f"within {self.depth} events or the size limit"
         lines = [f"machine {self.machine!r}: explored to depth {self.depth} ({how}; {scope})"]
@@ -82,7 +84,9 @@ class Report:
         lines += [f"  - {p}" for p in problems] if problems else ["  no problems found"]
         lines += [f"  note: {n}" for n in self.not_explored]
         if self.not_explored:
-            lines.append("  note: unreachable states and transitions are not reported when events went unsent")
+            lines.append(
+                "  note: unreachable states and transitions are not reported when events went unsent"
+            )
         return "\n".join(lines)
 
 
@@ -111,7 +115,9 @@ def explore(
     elif isinstance(definition, Definition):
         spec = definition.spec
     else:
-        raise InvalidArgument(f"explore() takes a Definition or a MachineSpec, got {type(definition).__name__}")
+        raise InvalidArgument(
+            f"explore() takes a Definition or a MachineSpec, got {type(definition).__name__}"
+        )
     concrete = context is not None
     guards = _Valuation()
     if concrete:
@@ -360,7 +366,9 @@ class _Search:
         report.reached = [s for s in runner.states if s in self.active]
         if not self.unsent:  # else what lies behind an unsent event would look unreachable
             report.unreachable_states = [s for s in runner.states if s not in self.active]
-            report.unreachable_transitions = [_arrow(a) for a in dict.fromkeys(runner.arrows) if a not in self.taken]
+            report.unreachable_transitions = [
+                _arrow(a) for a in dict.fromkeys(runner.arrows) if a not in self.taken
+            ]
         report.dead_ends = [
             _config(c)
             for c in sorted(self.expanded)

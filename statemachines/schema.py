@@ -118,12 +118,13 @@ def definition_schema() -> dict[str, Any]:
         retry["properties"][key].pop("type")
         retry["properties"][key]["anyOf"] = [{"type": "string"}, {"type": "number", "minimum": 0}]
 
-    for title, body in (("Machine", machine), ("State", st), ("TransitionObject", tr), ("EffectObject", effect),
-                        ("Retry", retry), ("History", defs["History"])):  # fmt: skip
-        body["title"] = title.removesuffix("Object")
+    bodies = [machine, st, tr, effect, retry, defs["History"]]
+    titles = ["Machine", "State", "Transition", "Effect", "Retry", "History"]
+    for title, body in zip(titles, bodies, strict=True):
+        body["title"] = title
         for prop, value in body["properties"].items():
             value.pop("title", None)
-            value["description"] = DESCRIPTIONS[(body["title"], prop)]
+            value["description"] = DESCRIPTIONS[(title, prop)]
     defs.pop("Machine")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
