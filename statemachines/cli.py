@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_SECONDS:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line: machine, instance, event, outcome...",
+    )
     return parser
 
 
