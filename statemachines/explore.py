@@ -259,7 +259,7 @@ class _ChartRunner(_Runner):
     def _moved(self, step: Any) -> _Moved:
         node: Node = (step.configuration, tuple(sorted(step.history.items())), step.context_json)
         arrows = tuple((t.source, t.event, t.target) for t in step.transitions)
-        return _Moved(node, arrows, step.done, step.active)
+        return _Moved(node, arrows, step.done, step.active | set(step.entered))  # entered: left at once too
 
     def events(self, node: Node) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
