@@ -217,7 +217,9 @@ class _FlatRunner(_Runner):
         return _Moved(node, arrows, step.target in self.final_states, frozenset([step.target]))
 
     def events(self, node: Node) -> dict[str, set[str]]:
-        return {e: {t.guard for t in g if t.guard} for e, g in outgoing(self.specs[node[0][0]])}
+        st = self.specs[node[0][0]]
+        effects = {e.name for e in st.effects}
+        return {e: {t.guard for t in g if t.guard} for e, g in outgoing(st) if _sendable(e, effects)}
 
 
 class _ChartRunner(_Runner):
@@ -263,8 +265,12 @@ class _ChartRunner(_Runner):
 
     def events(self, node: Node) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
-        for n in sorted(self.chart.active_nodes(node[0]), key=lambda n: n.order):
+        active = sorted(self.chart.active_nodes(node[0]), key=lambda n: n.order)
+        effects = {e.name for n in active for e in n.spec.effects}
+        for n in active:
             for event, group in outgoing(n.spec):
+                if not _sendable(event, effects):
+                    continue
                 found.setdefault(event, set(self.eventless_guards)).update(t.guard for t in group if t.guard)
         return found
 
@@ -386,6 +392,14 @@ class _Search:
             report.no_final = [_config(c) for c in sorted(self.expanded) if c not in can_finish]
         report.errors = [*report.errors, *self.errors]
         report.not_explored = list(self.skipped)
+
+
+def _sendable(event: str, effects: set[str]) -> bool:
+    """Whether an event can happen in a state: `done.<x>`/`error.<x>` only as the result of an
+    effect `x` the state runs (`done.state.<id>` is the statechart's own, never sent); the rest
+    (events, timers) always."""
+    kind, _, name = event.partition(".")
+    return kind not in ("done", "error") or name in effects
 
 
 def _config(configuration: tuple[str, ...]) -> str:

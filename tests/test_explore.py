@@ -10,7 +10,10 @@ from statemachines.examples.orders import orders
 from statemachines.explore import explore
 
 ORDER = {"order_id": "A1", "total": 40}
-PAYLOADS = {"PAYMENT_RECEIVED": [{"amount": 10}, {"amount": 40}], "SHIPPED": {"carrier": "c", "tracking": "t"}}
+PAYLOADS = {
+    "PAYMENT_RECEIVED": [{"amount": 10}, {"amount": 40}],
+    "SHIPPED": {"carrier": "c", "tracking": "t"},
+}
 
 
 def noop(ctx, event):
@@ -81,7 +84,9 @@ def test_states_that_can_never_finish_are_reported() -> None:
 
 
 def test_a_machine_without_final_states_is_not_asked_to_finish() -> None:
-    m = machine("forever", initial="on", states={"on": state(on={"FLIP": "off"}), "off": state(on={"FLIP": "on"})})
+    m = machine(
+        "forever", initial="on", states={"on": state(on={"FLIP": "off"}), "off": state(on={"FLIP": "on"})}
+    )
     assert explore(m).problems == []
 
 

@@ -50,9 +50,7 @@ def test_run_until_idle_stops_before_until(engine: Engine, clock: ManualClock) -
 
 
 def test_run_until_idle_gives_up_on_a_timer_that_rearms_forever(engine: Engine) -> None:
-    ticking = machine(
-        "ticking", initial="on", states={"on": state(after={"1h": transition("on")})}
-    )
+    ticking = machine("ticking", initial="on", states={"on": state(after={"1h": transition("on")})})
     engine.register(ticking)
     engine.start("ticking", instance_id="t")
     with pytest.raises(NotIdle, match="still not idle after 5 rounds"):
