@@ -89,6 +89,10 @@ class Database:
         self._ts_cache: tuple[datetime | None, Any] = (None, None)
         self._local = threading.local()
 
+    @property
+    def in_memory(self) -> bool:
+        return self.serial is not None
+
     # SQL text ------------------------------------------------------------------------------------
     def sql(self, text: str) -> str:
         """Convert `:name` parameters to the driver's style (once, at statement build time)."""

@@ -191,6 +191,12 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
         raise
     except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse
         raise CommandError(f"cannot open database {args.db!r}: {type(exc).__name__}: {exc}") from None
+    if engine.db.in_memory:  # it would be empty, and gone when the command ends
+        engine.close()
+        raise CommandError(
+            f"--db {args.db!r} is an in-memory database, which lives only as long as one process:"
+            " give the command a SQLite file or PostgreSQL"
+        )
     try:
         for d in loaded.values():
             engine.register(d)

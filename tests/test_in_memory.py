@@ -113,3 +113,15 @@ def test_a_closed_in_memory_engine_says_its_data_is_gone() -> None:
     eng.close()
     with pytest.raises(StorageError, match="closed"):
         eng.instances()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", ":memory:"])
+def test_the_cli_refuses_an_in_memory_database_it_would_lose(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statemachines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--db", url, "instances"]) == 1
+    assert "in-memory database" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
