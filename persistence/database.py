@@ -46,11 +46,12 @@ class Database:
         if backend == "sqlite":
             self.dialect = "sqlite"
             self.path = parsed.database or ":memory:"
-            if self.path == ":memory:":
-                raise UnsupportedDatabase(
-                    "in-memory SQLite cannot be shared between connections; use a file path"
-                )
-            sync = sqlite_synchronous.upper()
+            #: In memory (`sqlite://`, `:memory:`): one private database per `Database`, on one
+            #: connection that every thread shares, one transaction at a time (`serial`); it lives
+            #: as long as this object. A memory database is per connection, so per-thread
+            #: connections would each see an empty one.
+            self.serial = threading.RLock() if self.path == ":memory:" else None
+            sync = str(sqlite_synchronous).upper()
             if sync not in SQLITE_SYNCHRONOUS:
                 raise UnsupportedDatabase(
                     f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, got {sqlite_synchronous!r}"
@@ -58,6 +59,7 @@ class Database:
             self.synchronous = sync
         elif backend == "postgresql":
             self.dialect = "postgresql"
+            self.serial = None
             try:
                 import psycopg  # noqa: F401  (fail here, with advice, not at the first query)
             except ImportError:
@@ -76,14 +78,20 @@ class Database:
         #: What "the same database" means for the re-entrancy check: two `Database` objects (two
         #: engines) on one file or one server+schema would deadlock each other just the same.
         self.identity = (
-            ("sqlite", os.path.realpath(self.path))
-            if self.dialect == "sqlite"
-            else ("postgresql", self.conninfo)
+            ("postgresql", self.conninfo)
+            if self.dialect == "postgresql"
+            else ("sqlite", f":memory:{id(self)}")
+            if self.serial is not None
+            else ("sqlite", os.path.realpath(self.path))
         )
         #: Maps a `DatabaseError` to the exception callers should see (the engine's own types).
         self.error_hook: Callable[[BaseException], BaseException] | None = None
         self._ts_cache: tuple[datetime | None, Any] = (None, None)
         self._local = threading.local()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.serial is not None
 
     # SQL text ------------------------------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -111,6 +119,8 @@ class Database:
 
     # Connections ---------------------------------------------------------------------------------
     def connection(self) -> Any:
+        if self.serial is not None:
+            return self._memory_connection()
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -142,15 +152,39 @@ class Database:
         except Exception as exc:
             raise translate(exc) from exc
 
+    def _memory_connection(self) -> sqlite3.Connection:
+        conn = getattr(self, "_memory", None)
+        if conn is None:
+            if getattr(self, "_closed", False):
+                raise DatabaseError("this in-memory database was closed: its data is gone")
+            try:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            except Exception as exc:
+                raise translate(exc) from exc
+            self._memory = conn
+        return conn
+
     def discard(self) -> None:
-        """Drop this thread's connection (after a connection error, or on close)."""
+        """Drop this thread's connection (after a connection error, or on close).
+
+        An in-memory database keeps its one connection: dropping it would drop the data."""
+        if self.serial is not None:
+            return
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
             with suppress(Exception):
                 conn.close()
 
-    close = discard
+    def close(self) -> None:
+        """Close this thread's connection; an in-memory database is gone once closed."""
+        if self.serial is not None:
+            conn, self._memory, self._closed = getattr(self, "_memory", None), None, True
+            if conn is not None:
+                with suppress(Exception):
+                    conn.close()
+            return
+        self.discard()
 
     def transaction(self) -> Transaction:
         """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN."""
@@ -212,6 +246,8 @@ class Transaction:
             raise (db.error_hook(error) if db.error_hook is not None else error) from None
         if self._outermost:
             held[db.identity] = self._write
+            if db.serial is not None:
+                db.serial.acquire()
         try:
             conn = self._conn = db.connection()
             cur = conn.cursor()
@@ -230,6 +266,8 @@ class Transaction:
                     self._conn.execute("COMMIT")
                 if self._outermost:
                     del _open.held[self._db.identity]
+                    if self._db.serial is not None:
+                        self._db.serial.release()
                 return
             except BaseException as commit_error:
                 exc = commit_error
@@ -237,10 +275,12 @@ class Transaction:
 
     def _fail(self, exc: BaseException) -> None:
         db = self._db
-        if self._outermost:
-            _open.held.pop(db.identity, None)
         if self._conn is not None:
             db._rollback(self._conn)
+        if self._outermost:
+            _open.held.pop(db.identity, None)
+            if db.serial is not None:
+                db.serial.release()
         translated = translate(exc)
         if isinstance(translated, DatabaseUnavailable):
             db.discard()

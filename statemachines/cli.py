@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"stop Graphviz after this long (default 60, at most {MAX_SECONDS:g})",
     )
+    p = cmd("lint", "explore the loaded definitions' event sequences: unreachable transitions, dead ends")
+    p.add_argument("names", metavar="NAME", nargs="*", help="only these machines (default: every one loaded)")
+    p.add_argument("--depth", type=int_in(0, 1000), default=20, metavar="N", help="events per sequence (20)")
+    p.add_argument("--context", help="evaluate guards and run actions on this context (JSON or @file)")
+    p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
+    cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",
@@ -157,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_SECONDS:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line: machine, instance, event, outcome...",
+    )
     return parser
 
 
@@ -179,6 +191,12 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
         raise
     except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse
         raise CommandError(f"cannot open database {args.db!r}: {type(exc).__name__}: {exc}") from None
+    if engine.db.in_memory:  # it would be empty, and gone when the command ends
+        engine.close()
+        raise CommandError(
+            f"--db {args.db!r} is an in-memory database, which lives only as long as one process:"
+            " give the command a SQLite file or PostgreSQL"
+        )
     try:
         for d in loaded.values():
             engine.register(d)
@@ -218,9 +236,13 @@ def run_command(args: argparse.Namespace) -> int:
         from statemachines.demo import run_demo
 
         return run_demo(args.db)
-    for option in ("context", "payload"):  # argument mistakes first, before touching the database
+    for option in ("context", "payload", "payloads"):  # argument mistakes first, before the database
         if hasattr(args, option):
             setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
+    if args.command in ("lint", "schema"):  # about definitions: no database
+        from statemachines.cli_lint import run_lint, run_schema
+
+        return run_lint(args) if args.command == "lint" else run_schema()
     if args.command == "diagram":
         _check_diagram_args(args.name, args.instance, Path(args.output))
     if args.command == "worker":

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from statemachines.apply import apply_or_fail
 from statemachines.durations import MAX_DURATION, later, parse_duration
+from statemachines.logs import action
 from statemachines.records import ACTIVE, FAILED
 from statemachines.rows import ENTERED_SEQ, STATUS
 from statemachines.runtime import Runtime, is_storage_failure
@@ -152,7 +153,8 @@ def _start(rt: Runtime, item: ClaimedEffect) -> bool:
         if rt.schedule.renew_lease(cur, item.effect_id, item.attempt, later(now, item.lease), now):
             return True
         rt.schedule.release_effect(cur, item.effect_id, item.attempt, item.kept_result is None)
-    log.info("effect %s on %s is no longer ours to run; skipped", item.name, item.instance_id)
+    facts = action("effect", item.machine, item.instance_id, item.name, "skipped", attempt=item.attempt)
+    log.info("effect %s on %s is no longer ours to run; skipped", item.name, item.instance_id, extra=facts)
     return False
 
 
@@ -183,9 +185,11 @@ def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
     except Exception as exc:  # the effect's own failure: recorded and retried, never raised
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
     duration_ms = (time.perf_counter() - t0) * 1000
+    facts = action("effect", item.machine, item.instance_id, item.name, "ok" if error is None else "failed",
+                   attempt=item.attempt, duration_ms=round(duration_ms, 3), error=error)  # fmt: skip
     log.info(
         "effect %s attempt %d on %s: %s (%.1f ms)", item.name, item.attempt, item.instance_id,
-        "ok" if error is None else error, duration_ms,
+        "ok" if error is None else error, duration_ms, extra=facts,
     )  # fmt: skip
     _finish(rt, cm, spec, item, started, duration_ms, result_json, error)
     return 1
@@ -271,7 +275,8 @@ def _quarantine(rt: Runtime, effect_id: int, instance_id: str, name: str, exc: E
     hot loop. Never raises for the row's sake: the worker goes on with the others."""
     reason = f"effect {name!r} could not be processed by the worker: {type(exc).__name__}: {exc}"
     reason = reason[:MAX_ERROR_LENGTH]
-    log.error("effect %s on %s: %s", name, instance_id, reason, exc_info=exc)
+    facts = action("effect", None, instance_id, name, "error", error=reason)
+    log.error("effect %s on %s: %s", name, instance_id, reason, exc_info=exc, extra=facts)
     now = rt.clock.now()
     try:
         with rt.transaction() as cur:

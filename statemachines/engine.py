@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import reprlib
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
 from persistence.database import Transaction
 from persistence.errors import ReentrantTransaction
-from statemachines import callbacks, durable, errors
+from statemachines import callbacks, due, durable, errors
 from statemachines.apply import to_json
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
@@ -101,6 +102,12 @@ class Engine:
         self._applier = self.runtime.applier
         self._secret = secret
         self._machines = self.runtime.machines
+
+    @classmethod
+    def in_memory(cls, clock: Clock | None = None, *, secret: str | bytes | None = None) -> Engine:
+        """An engine on a private in-memory SQLite database (`Engine("sqlite://")`): the same
+        semantics as a file, gone when the engine is closed. For tests and experiments."""
+        return cls("sqlite://", clock=clock, secret=secret)
 
     @property
     def clock(self) -> Clock:
@@ -328,6 +335,11 @@ class Engine:
         becomes due during the call (an effect armed by a timer it fired) runs in the same call.
         """
         return durable.run_due(self.runtime, batch)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest timer or effect of the machines registered here comes due; None
+        when nothing is armed. `run_due` at that instant has work to do."""
+        return due.next_due(self.runtime)
 
     def status(self, instance_id: str) -> Status:
         """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""

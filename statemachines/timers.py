@@ -11,10 +11,12 @@ into `failed` with the reason; the other timers of the batch still fire, and the
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from statemachines.apply import apply_or_fail
+from statemachines.logs import action
 from statemachines.records import ACTIVE
 from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS
 from statemachines.runtime import Runtime, is_storage_failure
@@ -55,10 +57,13 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
 
 def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
     timer_id, iid, entered_seq, state, event = timer
+    started = time.perf_counter()
     row = rt.store.lock_instance(cur, iid, None)
     if row is None or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
         rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
-        log.info("timer %s on %s is stale (state left); dropped", event, iid)
+        machine = row[MACHINE] if row is not None else None
+        facts = action("timer", machine, iid, event, "stale", started, state=state)
+        log.info("timer %s on %s is stale (state left); dropped", event, iid, extra=facts)
         return
     if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
         return
@@ -68,7 +73,9 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes
         # the timer (still due) fire again instead of leaving the instance stuck.
         rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
-    log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome))
+    facts = action("timer", cm.name, iid, event, _outcome(outcome), started, state=state,
+                   target=getattr(outcome, "state", None))  # fmt: skip
+    log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome), extra=facts)
 
 
 def _quarantine(rt: Runtime, cur: Any, timer: tuple[Any, ...], exc: Exception, now: datetime) -> None:
@@ -76,7 +83,8 @@ def _quarantine(rt: Runtime, cur: Any, timer: tuple[Any, ...], exc: Exception, n
     fires it again once the cause is fixed); without an instance to fail, the timer goes."""
     timer_id, iid, entered_seq, state, event = timer
     reason = f"timer {event} could not be processed: {type(exc).__name__}: {exc}"
-    log.error("timer %s on %s in %s: %s", event, iid, state, reason, exc_info=exc)
+    facts = action("timer", None, iid, event, "error", state=state, error=reason)
+    log.error("timer %s on %s in %s: %s", event, iid, state, reason, exc_info=exc, extra=facts)
     row = rt.store.lock_instance(cur, iid, None)
     if row is not None and row[STATUS] == ACTIVE:
         rt.applier.fail(cur, row, event, reason, now)
@@ -89,3 +97,10 @@ def _describe(outcome: object) -> str:
         return "instance failed"
     state = getattr(outcome, "state", None)
     return f"now in {state}" if state is not None else f"rejected ({type(outcome).__name__})"
+
+
+def _outcome(outcome: object) -> str:
+    """The word for a log field: fired, rejected (a guard said no), or failed (the instance)."""
+    if outcome is None:
+        return "failed"
+    return "fired" if getattr(outcome, "state", None) is not None else "rejected"

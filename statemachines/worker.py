@@ -3,7 +3,8 @@
 Claims work in batches, sleeps with a growing back-off while idle, stops gracefully on
 SIGTERM/SIGINT (the effect in flight finishes and is recorded; claimed but unstarted effects are
 given back), survives database restarts (the failed round is retried after a pause), and logs
-one line per action. Run as many as you like side by side: claims never overlap.
+one line per action: text, or JSON with `--log-format json` (statemachines.logs). Run as many
+as you like side by side: claims never overlap.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from statemachines.effects import run_due_effects
 from statemachines.errors import InvalidArgument, StorageUnavailable
+from statemachines.logs import configure_logging
 from statemachines.timers import fire_due_timers
 
 if TYPE_CHECKING:
@@ -111,24 +113,13 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def configure_logging() -> None:
-    """INFO lines for the worker's own loggers; the `transitions` library stays at WARNING.
-
-    At INFO it logs every callback it runs ("Executed callback '<function ...>'"): noise, and
-    it would repeat user function reprs into production logs. Called by the CLI only: importing
-    `statemachines` never touches the root logger.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)
-
-
 def main(engine: Engine, args: argparse.Namespace, machines: Sequence[str] = ()) -> int:
     """Entry point used by the CLI; returns the number of items processed.
 
     `machines` are the definitions loaded for it: only their timers and effects are claimed, so
     the worker says which at start.
     """
-    configure_logging()
+    configure_logging(getattr(args, "log_format", "text"))
     log.info("serving machines: %s", ", ".join(machines) if machines else "none")
     batch = getattr(args, "batch", 100)
     if getattr(args, "once", False):
