@@ -11,10 +11,12 @@ from typing import Any
 
 from persistence.database import Database
 
-INSTANCE_COLUMNS = (
+# Written by a flat instance's insert; `chart` (statecharts only) is read with them.
+_FLAT_COLUMNS = (
     "id, machine, definition_version, state, context, status, version, entered_seq,"
     " created_at, updated_at, last_seq"
 )
+INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
 # The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
@@ -51,7 +53,7 @@ _SQL = {
     "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
-    "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
+    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
@@ -60,7 +62,17 @@ _SQL = {
     "insert_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS})"
     " VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context, :actor, :now,"
     " :outcome, :reason)",
-    "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
+    "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
+    " ORDER BY seq",
+    # Statecharts: their own statements, so flat events never name the chart columns.
+    "insert_chart_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
+    " :dv, :state, :context, :status, 1, 0, :now, :now, 1, :chart)",
+    "insert_chart_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS},"
+    " configuration) VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context,"
+    " :actor, :now, :outcome, :reason, :configuration)",
+    "delete_chart_state": "DELETE FROM sm_chart_states WHERE instance_id = :id AND state = :state",
+    "insert_chart_state": "INSERT INTO sm_chart_states (instance_id, state, machine, entered_seq)"
+    " VALUES (:id, :state, :machine, :entered_seq)",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -84,11 +96,22 @@ class Store:
             for new_state in (False, True)
             for new_status in (False, True)
         }
+        self._chart_updates = {
+            (new_state, new_status): db.sql(
+                _UPDATE.format(
+                    changed="chart = :chart, "
+                    + ("state = :state, " if new_state else "")
+                    + ("status = :status, " if new_status else "")
+                )
+            )
+            for new_state in (False, True)
+            for new_status in (False, True)
+        }
         self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
         self._receipt_after_lock = pg
-        self._list_cache: dict[tuple[bool, bool, bool], str] = {}
+        self._list_cache: dict[tuple[bool, bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
@@ -210,17 +233,26 @@ class Store:
         status: str | None,
         limit: int,
         offset: int,
+        charts: bool = True,
     ) -> list[tuple[Any, ...]]:
-        shape = (machine is not None, state is not None, status is not None)
+        """A page of instances in (created_at, id) order. With `state` and `charts`, an instance
+        matches when that state is active at any depth: a flat row whose state it is, or a chart
+        instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
+        False (a machine known to be flat) keeps the single-index query."""
+        shape = (machine is not None, state is not None, status is not None, charts and state is not None)
         sql = self._list_cache.get(shape)
         if sql is None:
-            where = [
-                c
-                for c, on in zip(
-                    ("machine = :machine", "state = :state", "status = :status"), shape, strict=True
+            conditions = ("machine = :machine", "state = :state", "status = :status")
+            if shape[3]:  # state matched at any depth: the state condition becomes an id set
+                in_machine = " AND machine = :machine" if machine is not None else ""
+                conditions = (
+                    conditions[0],
+                    "id IN (SELECT id FROM sm_instances WHERE state = :state AND chart IS NULL"
+                    f"{in_machine} UNION ALL SELECT instance_id FROM sm_chart_states"
+                    f" WHERE state = :state{in_machine})",
+                    conditions[2],
                 )
-                if on
-            ]
+            where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
                 text += " WHERE " + " AND ".join(where)
@@ -292,3 +324,93 @@ class Store:
             {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now),
              "fingerprint": fingerprint},
         )  # fmt: skip
+
+    # statecharts -----------------------------------------------------------------------------
+    def insert_chart_instance(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        dv: str,
+        state: str,
+        context: str,
+        status: str,
+        chart: str,
+        now: datetime,
+    ) -> None:
+        """A chart instance: `state` is the summary, `chart` the active states and history
+        memory, `entered_seq` 0 (entries are per state, in `chart` and `sm_chart_states`)."""
+        cur.execute(
+            self.sql["insert_chart_instance"],
+            {"id": instance_id, "machine": machine, "dv": dv, "state": state, "context": context,
+             "status": status, "chart": chart, "now": self.db.ts(now)},
+        )  # fmt: skip
+
+    def update_chart_instance(
+        self,
+        cur: Any,
+        instance_id: str,
+        dv: str,
+        state: str | None,
+        context: str,
+        status: str | None,
+        chart: str,
+        version: int,
+        seq: int,
+        now: datetime,
+    ) -> None:
+        """Write an applied chart step; `state`/`status` None mean unchanged."""
+        cur.execute(
+            self._chart_updates[state is not None, status is not None],
+            {"id": instance_id, "dv": dv, "state": state, "context": context, "status": status,
+             "chart": chart, "version": version, "entered_seq": 0, "seq": seq,
+             "now": self.db.ts(now)},
+        )  # fmt: skip
+
+    def insert_chart_history(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        seq: int,
+        event: str,
+        source: str | None,
+        target: str,
+        payload: str,
+        context: str,
+        actor: str | None,
+        now: datetime,
+        outcome: str,
+        reason: str | None,
+        configuration: str,
+    ) -> None:
+        """A history record of a chart instance: `configuration` is the JSON list of its active
+        atomic states after the event."""
+        cur.execute(
+            self.sql["insert_chart_history"],
+            {"id": instance_id, "machine": machine, "seq": seq, "event": event, "source": source,
+             "target": target, "payload": payload, "context": context, "actor": actor,
+             "now": self.db.ts(now), "outcome": outcome, "reason": reason,
+             "configuration": configuration},
+        )  # fmt: skip
+
+    def move_chart_states(
+        self,
+        cur: Any,
+        instance_id: str,
+        machine: str,
+        exited: list[str],
+        entered: list[str],
+        entered_seq: int,
+    ) -> None:
+        """Keep `sm_chart_states` in step: delete the states exited, insert those entered."""
+        if exited:
+            cur.executemany(
+                self.sql["delete_chart_state"], [{"id": instance_id, "state": s} for s in exited]
+            )
+        if entered:
+            cur.executemany(
+                self.sql["insert_chart_state"],
+                [{"id": instance_id, "state": s, "machine": machine, "entered_seq": entered_seq}
+                 for s in entered],
+            )  # fmt: skip
