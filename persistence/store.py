@@ -16,7 +16,7 @@ _FLAT_COLUMNS = (
     "id, machine, definition_version, state, context, status, version, entered_seq,"
     " created_at, updated_at, last_seq"
 )
-INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"
+INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"  # `chart`: statecharts, see persistence.chart_store
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
 # The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
@@ -35,7 +35,7 @@ _LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
-_UPDATE = (
+UPDATE_INSTANCE = (
     "UPDATE sm_instances SET {changed}context = :context, version = :version,"
     " entered_seq = :entered_seq, last_seq = :seq, definition_version = :dv, updated_at = :now"
     " WHERE id = :id"
@@ -64,15 +64,6 @@ _SQL = {
     " :outcome, :reason)",
     "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " ORDER BY seq",
-    # Statecharts: their own statements, so flat events never name the chart columns.
-    "insert_chart_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
-    " :dv, :state, :context, :status, 1, 0, :now, :now, 1, :chart)",
-    "insert_chart_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS},"
-    " configuration) VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context,"
-    " :actor, :now, :outcome, :reason, :configuration)",
-    "delete_chart_state": "DELETE FROM sm_chart_states WHERE instance_id = :id AND state = :state",
-    "insert_chart_state": "INSERT INTO sm_chart_states (instance_id, state, machine, entered_seq)"
-    " VALUES (:id, :state, :machine, :entered_seq)",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -88,19 +79,8 @@ class Store:
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
         self._updates = {
             (new_state, new_status): db.sql(
-                _UPDATE.format(
+                UPDATE_INSTANCE.format(
                     changed=("state = :state, " if new_state else "")
-                    + ("status = :status, " if new_status else "")
-                )
-            )
-            for new_state in (False, True)
-            for new_status in (False, True)
-        }
-        self._chart_updates = {
-            (new_state, new_status): db.sql(
-                _UPDATE.format(
-                    changed="chart = :chart, "
-                    + ("state = :state, " if new_state else "")
                     + ("status = :status, " if new_status else "")
                 )
             )
@@ -324,93 +304,3 @@ class Store:
             {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now),
              "fingerprint": fingerprint},
         )  # fmt: skip
-
-    # statecharts -----------------------------------------------------------------------------
-    def insert_chart_instance(
-        self,
-        cur: Any,
-        instance_id: str,
-        machine: str,
-        dv: str,
-        state: str,
-        context: str,
-        status: str,
-        chart: str,
-        now: datetime,
-    ) -> None:
-        """A chart instance: `state` is the summary, `chart` the active states and history
-        memory, `entered_seq` 0 (entries are per state, in `chart` and `sm_chart_states`)."""
-        cur.execute(
-            self.sql["insert_chart_instance"],
-            {"id": instance_id, "machine": machine, "dv": dv, "state": state, "context": context,
-             "status": status, "chart": chart, "now": self.db.ts(now)},
-        )  # fmt: skip
-
-    def update_chart_instance(
-        self,
-        cur: Any,
-        instance_id: str,
-        dv: str,
-        state: str | None,
-        context: str,
-        status: str | None,
-        chart: str,
-        version: int,
-        seq: int,
-        now: datetime,
-    ) -> None:
-        """Write an applied chart step; `state`/`status` None mean unchanged."""
-        cur.execute(
-            self._chart_updates[state is not None, status is not None],
-            {"id": instance_id, "dv": dv, "state": state, "context": context, "status": status,
-             "chart": chart, "version": version, "entered_seq": 0, "seq": seq,
-             "now": self.db.ts(now)},
-        )  # fmt: skip
-
-    def insert_chart_history(
-        self,
-        cur: Any,
-        instance_id: str,
-        machine: str,
-        seq: int,
-        event: str,
-        source: str | None,
-        target: str,
-        payload: str,
-        context: str,
-        actor: str | None,
-        now: datetime,
-        outcome: str,
-        reason: str | None,
-        configuration: str,
-    ) -> None:
-        """A history record of a chart instance: `configuration` is the JSON list of its active
-        atomic states after the event."""
-        cur.execute(
-            self.sql["insert_chart_history"],
-            {"id": instance_id, "machine": machine, "seq": seq, "event": event, "source": source,
-             "target": target, "payload": payload, "context": context, "actor": actor,
-             "now": self.db.ts(now), "outcome": outcome, "reason": reason,
-             "configuration": configuration},
-        )  # fmt: skip
-
-    def move_chart_states(
-        self,
-        cur: Any,
-        instance_id: str,
-        machine: str,
-        exited: list[str],
-        entered: list[str],
-        entered_seq: int,
-    ) -> None:
-        """Keep `sm_chart_states` in step: delete the states exited, insert those entered."""
-        if exited:
-            cur.executemany(
-                self.sql["delete_chart_state"], [{"id": instance_id, "state": s} for s in exited]
-            )
-        if entered:
-            cur.executemany(
-                self.sql["insert_chart_state"],
-                [{"id": instance_id, "state": s, "machine": machine, "entered_seq": entered_seq}
-                 for s in entered],
-            )  # fmt: skip

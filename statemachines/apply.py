@@ -30,7 +30,6 @@ from statemachines.rows import (
     STATUS,
     VERSION,
     applied_receipt,
-    configuration_of,
     rejected_receipt,
     request_fingerprint,
 )
@@ -163,16 +162,12 @@ class Applier:
         seq = row[LAST_SEQ] + 1
         self.store.set_status(cur, row[0], status, seq, now)
         payload_json = json.dumps(payload if payload is not None else {})
-        configuration = configuration_of(row)
-        if configuration is None:
-            self.store.insert_history(
-                cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
-                payload_json, row[CONTEXT], actor, now, outcome, reason,
-            )  # fmt: skip
+        if row[CHART] is not None:
+            self.charts.audit(cur, row, seq, event, payload_json, actor, now, outcome, reason)
             return
-        self.store.insert_chart_history(
+        self.store.insert_history(
             cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
-            payload_json, row[CONTEXT], actor, now, outcome, reason, json.dumps(list(configuration)),
+            payload_json, row[CONTEXT], actor, now, outcome, reason,
         )  # fmt: skip
 
     def fail(

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from persistence import Database, Store
+from persistence.chart_store import ChartStore
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import to_json
@@ -64,7 +65,8 @@ class ChartApplier:
 
     def __init__(self, db: Database, store: Store, schedule: Schedule) -> None:
         self.db = db
-        self.store = store
+        self.store = store  # what chart and flat instances share: sequence numbers, receipts
+        self.rows = ChartStore(db)  # what is the statecharts' own
         self.schedule = schedule
 
     def start(
@@ -74,7 +76,7 @@ class ChartApplier:
         status = COMPLETED if step.done else ACTIVE
         active = {path: 1 for path in _in_order(cm, step.active)}
         dv = cm.definition.version
-        self.store.insert_chart_instance(
+        self.rows.insert_chart_instance(
             cur,
             iid,
             cm.name,
@@ -85,11 +87,11 @@ class ChartApplier:
             chart_json(active, step.history),
             now,
         )
-        self.store.insert_chart_history(
+        self.rows.insert_chart_history(
             cur, iid, cm.name, 1, "start", None, step.state, "{}", step.context_json, actor, now,
             APPLIED, None, _compact(list(step.configuration)),
         )  # fmt: skip
-        self.store.move_chart_states(cur, iid, cm.name, [], list(active), 1)
+        self.rows.move_chart_states(cur, iid, cm.name, [], list(active), 1)
         if status == ACTIVE:
             self.arm(cur, cm, iid, active, 1, now)
         return Snapshot(
@@ -131,7 +133,7 @@ class ChartApplier:
             step = cm.step(configuration, history, row[CONTEXT], Event(event, value, iid, actor, key, now))
         except errors.EventRejected as err:
             self.store.bump_seq(cur, iid, seq)
-            self.store.insert_chart_history(
+            self.rows.insert_chart_history(
                 cur, iid, row[MACHINE], seq, event, row[STATE], row[STATE], payload_json,
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
                 _compact(list(configuration)),
@@ -166,19 +168,19 @@ class ChartApplier:
         gone = [p for p in active if p in exited]
         came = [p for p, s in new_active.items() if s == seq and p in entered]
         version = row[VERSION] + 1
-        self.store.update_chart_instance(
+        self.rows.update_chart_instance(
             cur, iid, cm.definition.version,
             step.state if step.state != row[STATE] else None,
             step.context_json,
             status if status != row[STATUS] else None,
             chart_json(new_active, step.history), version, seq, now,
         )  # fmt: skip
-        self.store.insert_chart_history(
+        self.rows.insert_chart_history(
             cur, iid, cm.name, seq, event, row[STATE], step.state, payload_json, step.context_json,
             actor, now, APPLIED, None, _compact(list(step.configuration)),
         )  # fmt: skip
         if gone or came:
-            self.store.move_chart_states(cur, iid, cm.name, gone, came, seq)
+            self.rows.move_chart_states(cur, iid, cm.name, gone, came, seq)
         if status != ACTIVE:
             self.schedule.disarm(cur, iid, now)  # a top-level final state: nothing waits any more
         else:
@@ -194,6 +196,26 @@ class ChartApplier:
             fingerprint = request_fingerprint(event, payload_json)
             self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now, fingerprint)
         return snap
+
+    def audit(
+        self,
+        cur: Any,
+        row: tuple[Any, ...],
+        seq: int,
+        event: str,
+        payload_json: str,
+        actor: str | None,
+        now: datetime,
+        outcome: str,
+        reason: str | None,
+    ) -> None:
+        """A history record that leaves the chart instance where it is (`cancel`, `retry`,
+        failing it): its configuration is the current one."""
+        configuration = atomic_states(chart_of(row)["active"])  # type: ignore[index]
+        self.rows.insert_chart_history(
+            cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE], payload_json, row[CONTEXT],
+            actor, now, outcome, reason, _compact(list(configuration)),
+        )  # fmt: skip
 
     def arm(
         self, cur: Any, cm: CompiledChart, iid: str, states: Iterable[str], seq: int, now: datetime
