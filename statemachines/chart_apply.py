@@ -48,9 +48,17 @@ from statemachines.rows import (
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def chart_json(active: Mapping[str, int], history: Mapping[str, Iterable[str]]) -> str:
-    """The `chart` column: active states (document order) with their entry seq, history memory."""
-    return _compact({"active": dict(active), "history": {k: list(v) for k, v in history.items()}})
+def chart_json(
+    active: Mapping[str, int], history: Mapping[str, Iterable[str]], armed: Iterable[str] = ()
+) -> str:
+    """The `chart` column: active states (document order) with their entry seq, history memory,
+    and (when any) `armed`: the active states whose entry armed timer or effect rows, so a step
+    that exits none of them runs no statement for rows there are none of."""
+    data: dict[str, Any] = {"active": dict(active), "history": {k: list(v) for k, v in history.items()}}
+    armed = list(armed)
+    if armed:
+        data["armed"] = armed
+    return _compact(data)
 
 
 def chart_effect_key(instance_id: str, entered_seq: int, state: str, name: str) -> str:
@@ -75,6 +83,7 @@ class ChartApplier:
         """Insert a new instance in the configuration `step` entered (history seq 1)."""
         status = COMPLETED if step.done else ACTIVE
         active = {path: 1 for path in _in_order(cm, step.active)}
+        armed = _armable(cm, active) if status == ACTIVE else []
         dv = cm.definition.version
         self.rows.insert_chart_instance(
             cur,
@@ -84,7 +93,7 @@ class ChartApplier:
             step.state,
             step.context_json,
             status,
-            chart_json(active, step.history),
+            chart_json(active, step.history, armed),
             now,
         )
         self.rows.insert_chart_history(
@@ -92,8 +101,7 @@ class ChartApplier:
             APPLIED, None, _compact(list(step.configuration)),
         )  # fmt: skip
         self.rows.move_chart_states(cur, iid, cm.name, [], list(active), 1)
-        if status == ACTIVE:
-            self.arm(cur, cm, iid, active, 1, now)
+        self.arm(cur, cm, iid, armed, 1, now)
         return Snapshot(
             iid, cm.name, step.state, status, step.context_json, 1, now, now, cm.model, step.context, dv,
             step.configuration,
@@ -142,7 +150,8 @@ class ChartApplier:
                 fingerprint = request_fingerprint(event, payload_json)
                 self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now, fingerprint)
             return err
-        return self._write(cur, cm, row, active, seq, event, payload_json, actor, now, key, step)
+        armed = chart.get("armed", ())
+        return self._write(cur, cm, row, active, armed, seq, event, payload_json, actor, now, key, step)
 
     def _write(
         self,
@@ -150,6 +159,7 @@ class ChartApplier:
         cm: CompiledChart,
         row: tuple[Any, ...],
         active: dict[str, int],
+        armed: list[str],
         seq: int,
         event: str,
         payload_json: str,
@@ -167,13 +177,16 @@ class ChartApplier:
         new_active = {p: seq if p in entered else active[p] for p in _in_order(cm, step.active)}
         gone = [p for p in active if p in exited]
         came = [p for p, s in new_active.items() if s == seq and p in entered]
+        disarm = any(p in exited for p in armed)
+        fresh = _armable(cm, came) if status == ACTIVE else []
+        now_armed = [*(p for p in armed if p not in exited), *fresh] if status == ACTIVE else []
         version = row[VERSION] + 1
         self.rows.update_chart_instance(
             cur, iid, cm.definition.version,
             step.state if step.state != row[STATE] else None,
             step.context_json,
             status if status != row[STATUS] else None,
-            chart_json(new_active, step.history), version, seq, now,
+            chart_json(new_active, step.history, now_armed), version, seq, now,
         )  # fmt: skip
         self.rows.insert_chart_history(
             cur, iid, cm.name, seq, event, row[STATE], step.state, payload_json, step.context_json,
@@ -184,9 +197,9 @@ class ChartApplier:
         if status != ACTIVE:
             self.schedule.disarm(cur, iid, now)  # a top-level final state: nothing waits any more
         else:
-            if gone:
+            if disarm:  # from the rows: whichever version armed them, only entries now gone
                 self.schedule.disarm_exited(cur, iid, now)
-            self.arm(cur, cm, iid, {p: seq for p in came}, seq, now)
+            self.arm(cur, cm, iid, fresh, seq, now)
         snap = Snapshot(
             iid, cm.name, step.state, status, step.context_json, version,
             self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
@@ -230,6 +243,11 @@ class ChartApplier:
             if effects:
                 keys = [(e.name, chart_effect_key(iid, seq, state, e.name)) for e in effects]
                 self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now)
+
+
+def _armable(cm: CompiledChart, states: Iterable[str]) -> list[str]:
+    """The states among `states` that declare timers or effects."""
+    return [s for s in states if cm.timers.get(s) or cm.effects.get(s)]
 
 
 def _in_order(cm: CompiledChart, paths: Iterable[str]) -> list[str]:

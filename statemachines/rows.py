@@ -54,11 +54,13 @@ def chart_of(row: tuple[Any, ...]) -> dict[str, Any] | None:
 
 
 def atomic_states(active: Any) -> tuple[str, ...]:
-    """The atomic states among active state paths (in their order): those with no active
-    descendant. A configuration contains every ancestor of its atomic states and at least one
-    child of every compound or parallel state in it, so no definition is needed."""
+    """The atomic states among active state paths in document order (as the `chart` column
+    keeps them): those with no active descendant. A state's descendants follow it directly in
+    document order, and a compound or parallel state in a configuration always has an active
+    child, so a path is atomic unless the next one lies inside it; no definition needed."""
     paths = list(active)
-    return tuple(p for p in paths if not any(q.startswith(p + ".") for q in paths))
+    last = len(paths) - 1
+    return tuple(p for i, p in enumerate(paths) if i == last or not paths[i + 1].startswith(p + "."))
 
 
 def configuration_of(row: tuple[Any, ...]) -> tuple[str, ...] | None:
