@@ -120,8 +120,9 @@ class Snapshot:
         return isinstance(other, Snapshot) and self.as_dict() == other.as_dict()
 
     def __repr__(self) -> str:
+        conf = f", configuration={self._configuration!r}" if self._configuration is not None else ""
         return (
-            f"Snapshot(id={self.id!r}, machine={self.machine!r}, state={self.state!r},"
+            f"Snapshot(id={self.id!r}, machine={self.machine!r}, state={self.state!r}{conf},"
             f" status={self.status!r}, version={self.version}, context={self._context_json})"
         )
 

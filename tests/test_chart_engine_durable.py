@@ -356,3 +356,19 @@ def test_a_reserved_event_cannot_be_sent_to_a_chart(engine: Engine) -> None:
     engine.send("k1", "SUBMITTED")
     with pytest.raises(InvalidArgument):
         engine.send("k1", "done.state.checks")
+
+
+def test_an_action_calling_the_engine_inside_a_chart_step_is_refused(engine: Engine) -> None:
+    from statemachines import ActionFailed, ReentrantCall, transition
+
+    def meddle(ctx: Any, event: Any) -> None:
+        engine.send("other", "GO")
+
+    engine.register(machine("r", initial="a", states={
+        "a": state(initial="b", states={"b": state(on={"GO": transition("c", action=meddle)}), "c": state()}),
+    }))  # fmt: skip
+    engine.start("r", instance_id="r1")
+    with pytest.raises(ActionFailed) as err:
+        engine.send("r1", "GO")
+    assert isinstance(err.value.__cause__, ReentrantCall)
+    assert engine.get("r1").configuration == ("a.b",)
