@@ -93,4 +93,4 @@ def plain_json(
     except Unstorable as exc:
         if event is None:
             raise ContextInvalid(machine, str(exc)) from None
-        raise ContextInvalid(machine, str(exc), event=event, callbacks=callbacks) from None
+        raise ContextInvalid(machine, str(exc), event=event, callbacks=callbacks or ()) from None

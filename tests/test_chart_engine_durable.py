@@ -372,3 +372,18 @@ def test_an_action_calling_the_engine_inside_a_chart_step_is_refused(engine: Eng
         engine.send("r1", "GO")
     assert isinstance(err.value.__cause__, ReentrantCall)
     assert engine.get("r1").configuration == ("a.b",)
+
+
+def test_a_chart_action_leaving_nan_in_the_context_is_refused_and_nothing_is_written(engine: Engine) -> None:
+    from statemachines import ContextInvalid, transition
+
+    def poison(ctx: Any, event: Any) -> None:
+        ctx["x"] = float("nan")
+
+    engine.register(machine("nan", initial="a", states={
+        "a": state(initial="b", states={"b": state(on={"GO": transition("c", action=poison)}), "c": state()}),
+    }))  # fmt: skip
+    engine.start("nan", instance_id="n1")
+    with pytest.raises(ContextInvalid, match="NaN"):
+        engine.send("n1", "GO")
+    assert (engine.get("n1").configuration, engine.get("n1").context) == (("a.b",), {})
