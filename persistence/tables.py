@@ -97,7 +97,11 @@ class ChartStateRow(SQLModel, table=True):
     have no rows here."""
 
     __tablename__ = "sm_chart_states"
-    __table_args__ = (Index("ix_sm_chart_states_state", "state", "machine", "instance_id"),)
+    __table_args__ = (
+        Index("ix_sm_chart_states_state", "state", "machine", "instance_id"),
+        # SQLite: the (instance_id, state) key *is* the table, one B-tree less to write per step.
+        {"sqlite_with_rowid": False},
+    )
     instance_id: str = Field(primary_key=True)
     state: str = Field(primary_key=True)
     machine: str
