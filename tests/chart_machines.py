@@ -83,7 +83,7 @@ def phases(*, timer: str = "1h", child_timer: str = "1d") -> Definition:
                     "finished": state(final=True),
                 },
                 after={timer: "late"},
-                on={"done.state.work": "closed", "STOP": "stopped"},
+                on={"done.state.work": "closed", "STOP": "stopped", "RESTART": "work"},
             ),
             "late": state(on={"AGAIN": "work"}),
             "stopped": state(),

@@ -79,6 +79,22 @@ def test_entering_a_state_again_arms_its_timer_from_the_new_entry(engine: Engine
     assert ("after.1h", "work", again + timedelta(hours=1)) in timers(engine, "p1")
 
 
+def test_a_self_transition_of_the_parent_replaces_its_timer_and_its_childrens(engine: Engine) -> None:
+    engine.register(phases())
+    engine.start("phases", instance_id="p1")
+    engine.clock.advance("30m")
+    again = engine.send("p1", "RESTART").updated_at  # work exited and entered again: new entries
+    assert timers(engine, "p1") == [
+        ("after.1h", "work", again + timedelta(hours=1)),
+        ("after.1d", "work.a", again + timedelta(days=1)),
+    ]
+    engine.clock.advance("30m")
+    assert engine.run_due() == 0  # the first entry's timer is gone, not merely stale
+    engine.clock.advance("30m")
+    engine.run_due()
+    assert engine.get("p1").configuration == ("late",)
+
+
 def test_a_child_timer_fires_inside_its_parent(engine: Engine) -> None:
     engine.register(phases(timer="2d", child_timer="1h"))
     engine.start("phases", instance_id="p1")
@@ -250,7 +266,7 @@ def test_status_of_a_chart_not_registered_here_reads_the_stored_definition(
     engine.start("phases", instance_id="p1")
     other = Engine(db_url)
     try:
-        assert other.status("p1").events == ["NEXT", "STOP"]
+        assert other.status("p1").events == ["NEXT", "RESTART", "STOP"]
     finally:
         other.close()
 
