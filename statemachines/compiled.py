@@ -209,4 +209,3 @@ class _FakeEventData:
 
     def __init__(self, model: _Run) -> None:
         self.model = model
-

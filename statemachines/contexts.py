@@ -84,9 +84,7 @@ def context_out(
     return text, checked
 
 
-def plain_json(
-    machine: str, ctx: Any, event: str | None = None, callbacks: list[str] | None = None
-) -> str:
+def plain_json(machine: str, ctx: Any, event: str | None = None, callbacks: list[str] | None = None) -> str:
     """JSON of a context without a model (or of a model given for one): storable or refused."""
     try:
         return model_text(ctx) if isinstance(ctx, BaseModel) else dumps(ctx)
