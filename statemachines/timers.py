@@ -18,7 +18,7 @@ from typing import Any
 from statemachines.apply import apply_or_fail
 from statemachines.logs import action
 from statemachines.records import ACTIVE
-from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS
+from statemachines.rows import MACHINE, STATUS, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 
 TIMER_ACTOR = "timer"
@@ -59,7 +59,7 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
     timer_id, iid, entered_seq, state, event = timer
     started = time.perf_counter()
     row = rt.store.lock_instance(cur, iid, None)
-    if row is None or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
+    if row is None or not holds_entry(row, state, entered_seq):
         rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
         machine = row[MACHINE] if row is not None else None
         facts = action("timer", machine, iid, event, "stale", started, state=state)
