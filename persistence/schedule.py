@@ -14,6 +14,19 @@ from typing import Any
 
 from persistence.database import Database
 
+# A timer or effect row is live while the state that armed it is in the entry that armed it: for
+# a flat instance, the instance's own `entered_seq`; for a statechart (whose `entered_seq` is 0),
+# the declaring state's row in `sm_chart_states`, at any depth. `{t}` is the row's table alias.
+_LIVE = (
+    "(i.entered_seq = {t}.entered_seq OR EXISTS (SELECT 1 FROM sm_chart_states c"
+    " WHERE c.instance_id = {t}.instance_id AND c.state = {t}.state AND c.entered_seq = {t}.entered_seq))"
+)
+# Statecharts, after a step exited states: rows whose state entry is no longer active go.
+_NOT_LIVE = (
+    "NOT EXISTS (SELECT 1 FROM sm_chart_states c WHERE c.instance_id = {table}.instance_id"
+    " AND c.state = {table}.state AND c.entered_seq = {table}.entered_seq)"
+)
+
 _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
     " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
@@ -24,7 +37,7 @@ _SQL = {
     " AND entered_seq = :entered_seq",
     # What an instance waits on: rows of the state entry it is in, never those of a state left.
     "timers_of": "SELECT t.event, t.state, t.fire_at FROM sm_timers t JOIN sm_instances i"
-    " ON i.id = t.instance_id AND i.entered_seq = t.entered_seq WHERE t.instance_id = :id"
+    f" ON i.id = t.instance_id AND {_LIVE.format(t='t')} WHERE t.instance_id = :id"
     " ORDER BY t.fire_at, t.id",
     "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
     " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
@@ -46,7 +59,7 @@ _SQL = {
     "renew_lease": "UPDATE sm_effects SET lease_until = :lease_until, updated_at = :now"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt"
     " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
-    " AND i.status = 'active' AND i.entered_seq = sm_effects.entered_seq)",
+    f" AND i.status = 'active' AND {_LIVE.format(t='sm_effects')})",
     "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - :counted,"
     " lease_until = NULL"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
@@ -56,8 +69,13 @@ _SQL = {
     "insert_attempt": "INSERT INTO sm_effect_attempts (effect_id, attempt, instance_id, started_at,"
     " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
     "effects_of": "SELECT e.name, e.state, e.status, e.attempt, e.next_at, e.last_error FROM sm_effects e"
-    " JOIN sm_instances i ON i.id = e.instance_id AND i.entered_seq = e.entered_seq"
+    f" JOIN sm_instances i ON i.id = e.instance_id AND {_LIVE.format(t='e')}"
     " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held') ORDER BY e.id",
+    "drop_exited_timers": "DELETE FROM sm_timers WHERE instance_id = :id"
+    f" AND {_NOT_LIVE.format(table='sm_timers')}",
+    "cancel_exited_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL,"
+    " updated_at = :now WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')"
+    f" AND {_NOT_LIVE.format(table='sm_effects')}",
     "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
     " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"
     " WHERE a.instance_id = :id ORDER BY a.started_at, a.effect_id, a.attempt",
@@ -80,7 +98,7 @@ _CLAIM_EFFECTS = (
     " e.round_start, i.context, e.result FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
-    " AND i.status = 'active' AND i.entered_seq = e.entered_seq AND e.machine IN ({machines})"
+    " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND e.machine IN ({machines})"
     " ORDER BY e.next_at, e.id LIMIT :limit"
 )
 
@@ -172,6 +190,14 @@ class Schedule:
         else:
             cur.execute(self.sql["delete_timers"], params)
             cur.execute(self.sql["cancel_effects"], params)
+
+    def disarm_exited(self, cur: Any, instance_id: str, now: datetime) -> None:
+        """Statecharts: drop the timers and cancel the live effects of the state entries no longer
+        active (after `sm_chart_states` was brought up to date), from the rows themselves: what
+        another version of the machine armed goes too, and the rows of states still active stay."""
+        params = {"id": instance_id, "now": self.db.ts(now)}
+        cur.execute(self.sql["drop_exited_timers"], params)
+        cur.execute(self.sql["cancel_exited_effects"], params)
 
     def claim_effects(
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]

@@ -11,10 +11,12 @@ from typing import Any
 
 from persistence.database import Database
 
-INSTANCE_COLUMNS = (
+# Written by a flat instance's insert; `chart` (statecharts only) is read with them.
+_FLAT_COLUMNS = (
     "id, machine, definition_version, state, context, status, version, entered_seq,"
     " created_at, updated_at, last_seq"
 )
+INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"  # `chart`: statecharts, see persistence.chart_store
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
 # The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
@@ -33,7 +35,7 @@ _LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
-_UPDATE = (
+UPDATE_INSTANCE = (
     "UPDATE sm_instances SET {changed}context = :context, version = :version,"
     " entered_seq = :entered_seq, last_seq = :seq, definition_version = :dv, updated_at = :now"
     " WHERE id = :id"
@@ -51,7 +53,7 @@ _SQL = {
     "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
-    "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
+    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
@@ -60,7 +62,8 @@ _SQL = {
     "insert_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS})"
     " VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context, :actor, :now,"
     " :outcome, :reason)",
-    "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
+    "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
+    " ORDER BY seq",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -76,7 +79,7 @@ class Store:
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
         self._updates = {
             (new_state, new_status): db.sql(
-                _UPDATE.format(
+                UPDATE_INSTANCE.format(
                     changed=("state = :state, " if new_state else "")
                     + ("status = :status, " if new_status else "")
                 )
@@ -88,7 +91,7 @@ class Store:
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
         self._receipt_after_lock = pg
-        self._list_cache: dict[tuple[bool, bool, bool], str] = {}
+        self._list_cache: dict[tuple[bool, bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
@@ -210,17 +213,26 @@ class Store:
         status: str | None,
         limit: int,
         offset: int,
+        charts: bool = True,
     ) -> list[tuple[Any, ...]]:
-        shape = (machine is not None, state is not None, status is not None)
+        """A page of instances in (created_at, id) order. With `state` and `charts`, an instance
+        matches when that state is active at any depth: a flat row whose state it is, or a chart
+        instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
+        False (a machine known to be flat) keeps the single-index query."""
+        shape = (machine is not None, state is not None, status is not None, charts and state is not None)
         sql = self._list_cache.get(shape)
         if sql is None:
-            where = [
-                c
-                for c, on in zip(
-                    ("machine = :machine", "state = :state", "status = :status"), shape, strict=True
+            conditions = ("machine = :machine", "state = :state", "status = :status")
+            if shape[3]:  # state matched at any depth: the state condition becomes an id set
+                in_machine = " AND machine = :machine" if machine is not None else ""
+                conditions = (
+                    conditions[0],
+                    "id IN (SELECT id FROM sm_instances WHERE state = :state AND chart IS NULL"
+                    f"{in_machine} UNION ALL SELECT instance_id FROM sm_chart_states"
+                    f" WHERE state = :state{in_machine})",
+                    conditions[2],
                 )
-                if on
-            ]
+            where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
                 text += " WHERE " + " AND ".join(where)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -20,6 +20,7 @@ from statemachines.compiled import CompiledMachine, Step
 from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
 from statemachines.rows import (
+    CHART,
     CONTEXT,
     CREATED,
     ENTERED_SEQ,
@@ -33,16 +34,22 @@ from statemachines.rows import (
     request_fingerprint,
 )
 
+if TYPE_CHECKING:
+    from statemachines.chart_apply import ChartApplier
+
 #: History outcome of an instance put into status `failed` (an effect exhausted without a
 #: handler, a timer whose transition raised).
 FAILED_OUTCOME = "failed"
 
 
 class Applier:
-    def __init__(self, db: Database, store: Store, schedule: Schedule) -> None:
+    """Writes events of flat machines; hands those of statecharts to `charts`."""
+
+    def __init__(self, db: Database, store: Store, schedule: Schedule, charts: ChartApplier) -> None:
         self.db = db
         self.store = store
         self.schedule = schedule
+        self.charts = charts
 
     def apply(
         self,
@@ -54,9 +61,15 @@ class Applier:
         key: str | None,
         actor: str | None,
         now: datetime,
+        source: str | None = None,
     ) -> Snapshot | errors.EventRejected:
         """Apply `event` to the locked `row`. A rejection is recorded and returned, not raised,
-        so the caller can commit the record first. Anything else raised means: roll back."""
+        so the caller can commit the record first. Anything else raised means: roll back.
+
+        `source` (statecharts): only transitions declared on that state may take the event; a
+        timer's event belongs to the state that armed it, not to whichever state handles its label."""
+        if cm.is_chart or row[CHART] is not None:
+            return self.charts.apply(cur, cm, row, event, payload, key, actor, now, source)  # type: ignore[arg-type]
         iid = row[0]
         value = cm.validate_payload(event, payload)
         payload_json = to_json(event, value)
@@ -152,9 +165,13 @@ class Applier:
         with one history record: `cancel`, `retry`, and the engine failing an instance."""
         seq = row[LAST_SEQ] + 1
         self.store.set_status(cur, row[0], status, seq, now)
+        payload_json = json.dumps(payload if payload is not None else {})
+        if row[CHART] is not None:
+            self.charts.audit(cur, row, seq, event, payload_json, actor, now, outcome, reason)
+            return
         self.store.insert_history(
             cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
-            json.dumps(payload if payload is not None else {}), row[CONTEXT], actor, now, outcome, reason,
+            payload_json, row[CONTEXT], actor, now, outcome, reason,
         )  # fmt: skip
 
     def fail(
@@ -203,14 +220,21 @@ def apply_or_fail(
     payload: Any,
     actor: str,
     now: datetime,
+    source: str | None = None,
 ) -> Snapshot | errors.EventRejected | None:
     """For events the engine sends itself (timers, effect results): nobody is there to catch
     an error, so a failing action puts the instance into `failed` instead of losing the event.
     A savepoint undoes the half-applied event first. Returns None when the instance failed."""
     cur.execute("SAVEPOINT sm_internal_event")
     try:
-        outcome = applier.apply(cur, cm, row, event, payload, None, actor, now)
-    except (errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid, errors.TimeOutOfRange) as exc:
+        outcome = applier.apply(cur, cm, row, event, payload, None, actor, now, source)
+    except (
+        errors.ActionFailed,
+        errors.ContextInvalid,
+        errors.PayloadInvalid,
+        errors.TimeOutOfRange,
+        errors.StepLimitExceeded,  # a statechart's eventless or done.state loop
+    ) as exc:
         cur.execute("ROLLBACK TO SAVEPOINT sm_internal_event")
         applier.fail(cur, row, event, f"{type(exc).__name__}: {exc}", now, payload)
         return None

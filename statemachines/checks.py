@@ -97,34 +97,62 @@ def _name_problems(name: str, st: StateSpec) -> list[str]:
     problems = [name_problem("a state", name)]
     if name in WILDCARD_STATES:
         problems.append(f"{where} is reserved: the transitions library reads it as a wildcard")
+    effects = [e.name for e in st.effects]
     for event in st.on:
-        # `done.<effect>`/`error.<effect>`: the effect's name is the one limited (checked below),
-        # and one without such an effect is reported as never firing.
-        is_result = event.startswith(("done.", "error."))
-        problem = name_problem(f"{where}: an event", event, len(event) if is_result else MAX_NAME_LENGTH)
+        problem = event_problem(where, event, effects)
         if problem is None and event in MODEL_ATTRIBUTE_EVENTS:
             problem = f"{where}: event {event!r} is reserved: the transitions library keeps the state in it"
-        problems.append(problem or _reserved_event_problem(where, event, st))
+        problems.append(problem)
     problems.extend(name_problem(f"{where}: an effect", eff.name) for eff in st.effects)
     return [p for p in problems if p]
 
 
-def _reserved_event_problem(where: str, event: str, st: StateSpec) -> str | None:
-    """`after.*` belongs in `after=`; `done.x`/`error.x` only fire for an effect `x` of the state."""
+def event_problem(
+    where: str,
+    event: str,
+    effects: Collection[str],
+    done_states: Collection[str] = (),
+    *,
+    nested: bool = False,
+) -> str | None:
+    """Why a state cannot declare `event` in `on`: its name (storable, length-limited), or a
+    reserved event that would never fire. `effects`: the effects whose `done.x`/`error.x` the
+    state may handle; `done_states`: the states whose `done.state.<path>` it may handle
+    (statecharts, `nested` True: the effects and states inside the state count too)."""
+    # `done.<effect>`/`error.<effect>`: the effect's name is the one limited (checked apart),
+    # and one without such an effect is reported as never firing.
+    is_result = event.startswith(("done.", "error."))
+    problem = name_problem(f"{where}: an event", event, len(event) if is_result else MAX_NAME_LENGTH)
+    return problem or _reserved_event_problem(where, event, effects, done_states, nested)
+
+
+def _reserved_event_problem(
+    where: str, event: str, effects: Collection[str], done_states: Collection[str], nested: bool
+) -> str | None:
+    """`after.*` belongs in `after=`; `done.x`/`error.x` only fire for an effect `x` the state
+    may hear of; `done.state.<path>` for a state it may see complete."""
     if event.startswith("after."):
         return (
             f"{where}: event {event!r} is reserved for timers: declare it as"
             f" after={{{event.removeprefix('after.')!r}: ...}}"
         )
+    if event.startswith("done.state.") and event.removeprefix("done.state.") in done_states:
+        return None
     for prefix in ("done.", "error."):
         if event.startswith(prefix):
             effect = event.removeprefix(prefix)
-            effects = [e.name for e in st.effects]
             if effect not in effects:
-                return (
-                    f"{where}: event {event!r} never fires: the state declares no effect {effect!r}"
-                    + did_you_mean(effect, effects)
-                )
+                scope = "the state or a state inside it declares" if nested else "the state declares"
+                detail = f"{scope} no effect {effect!r}"
+                if prefix == "done." and effect.startswith("state.") and nested:
+                    detail += (
+                        f", and {effect.removeprefix('state.')!r} is not this state or a compound or"
+                        " parallel state inside it"
+                    )
+                    return f"{where}: event {event!r} never fires: {detail}" + did_you_mean(
+                        effect.removeprefix("state."), done_states
+                    )
+                return f"{where}: event {event!r} never fires: {detail}" + did_you_mean(effect, effects)
     return None
 
 

@@ -8,25 +8,23 @@ failing action can never leave shared state behind: the database transaction is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from transitions import Machine, State, Transition
 
+from statemachines import contexts
 from statemachines.checks import outgoing
 from statemachines.definition import Definition
 from statemachines.errors import (
     ActionFailed,
     ConfigurationError,
-    ContextInvalid,
     EventNotAllowed,
     GuardRejected,
-    PayloadInvalid,
 )
 from statemachines.records import Event
-from statemachines.storable import Unstorable, dumps, model_round_trip, model_text, short_errors
 
 
 class _Run:
@@ -103,13 +101,15 @@ class Step:
 class CompiledMachine:
     """One per definition version; shared by every event and every thread."""
 
+    is_chart = False
+
     def __init__(self, definition: Definition) -> None:
         self.definition = definition
         spec = definition.spec
-        if spec.is_chart:  # statemachines.chart.CompiledChart runs these; the Engine does not yet
+        if spec.is_chart:  # `statemachines.chart.CompiledChart` runs these (see `compile_machine`)
             raise ConfigurationError(
-                f"machine {spec.name!r} is a statechart (nested, parallel, history or eventless states);"
-                " the Engine does not run statecharts yet: use statemachines.chart.CompiledChart"
+                f"machine {spec.name!r} is a statechart (nested, parallel, history or eventless states):"
+                " compile it with statemachines.chart.CompiledChart"
             )
         self.name = spec.name
         self.model = definition.context_model
@@ -164,49 +164,11 @@ class CompiledMachine:
 
     def validate_payload(self, event: str, payload: Any) -> Any:
         """The payload the schema makes of it; a model must be storable JSON (no NaN/Infinity)."""
-        schema = self.schemas.get(event)
-        if schema is None:
-            value = {} if payload is None else payload
-        else:
-            try:
-                if isinstance(payload, schema):
-                    payload = payload.model_dump()
-                value = schema.model_validate(payload if payload is not None else {})
-            except ValidationError as exc:
-                raise PayloadInvalid(event, short_errors(exc)) from None
-            except RecursionError:
-                raise PayloadInvalid(event, "nested too deeply") from None
-        if isinstance(value, BaseModel):
-            try:
-                model_text(value)
-            except Unstorable as exc:
-                raise PayloadInvalid(event, str(exc)) from None
-        return value
+        return contexts.validate_payload(self.schemas, event, payload)
 
     def new_context(self, context: Any) -> tuple[Any, str]:
-        """Validate a context given to `start`; returns (object, JSON), the JSON proven to read
-        back into the context model (or, without one, to be plain JSON without NaN/Infinity)."""
-        if self.model is None:
-            if isinstance(context, BaseModel):
-                context = json.loads(self._stored(context))
-            if context is not None and not isinstance(context, Mapping):
-                raise ContextInvalid(
-                    self.name,
-                    f"a machine without a context model takes a dict, got {type(context).__name__}",
-                )
-            ctx = dict(context or {})
-            return ctx, self._stored(ctx)
-        try:
-            if isinstance(context, self.model):
-                context = context.model_dump()
-            ctx = self.model.model_validate(context if context is not None else {})
-            return model_round_trip(self.model, ctx)
-        except ValidationError as exc:
-            raise ContextInvalid(self.name, short_errors(exc)) from None
-        except RecursionError:
-            raise ContextInvalid(self.name, "nested too deeply") from None
-        except Unstorable as exc:
-            raise ContextInvalid(self.name, str(exc)) from None
+        """Validate a context given to `start`: (object, JSON), see `contexts.new_context`."""
+        return contexts.new_context(self.name, self.model, context)
 
     def enter_initial(self, ctx_json: str, event: Event) -> Step:
         run = _Run(self.definition.spec.initial, ctx_json, self.model, event)
@@ -236,23 +198,8 @@ class CompiledMachine:
     def _finish(self, run: _Run, source: str, *, internal: bool) -> Step:
         if run._ctx is None:  # no callback looked at the context: it is unchanged
             return Step(source, run.state, internal, run._ctx_json, None)
-        ctx = run._ctx
-        if self.model is None:
-            return Step(source, run.state, internal, self._stored(ctx, run), ctx)
-        try:
-            checked, text = model_round_trip(self.model, ctx)
-        except Unstorable as exc:
-            raise ContextInvalid(self.name, str(exc), event=run.event.name, callbacks=run.ran) from None
-        return Step(source, run.state, internal, text, checked)
-
-    def _stored(self, ctx: Any, run: _Run | None = None) -> str:
-        """JSON of a context without a model (or of a model given for one): storable or refused."""
-        try:
-            return model_text(ctx) if isinstance(ctx, BaseModel) else dumps(ctx)
-        except Unstorable as exc:
-            if run is None:
-                raise ContextInvalid(self.name, str(exc)) from None
-            raise ContextInvalid(self.name, str(exc), event=run.event.name, callbacks=run.ran) from None
+        text, ctx = contexts.context_out(self.name, self.model, run._ctx, run.event.name, run.ran)
+        return Step(source, run.state, internal, text, ctx)
 
 
 class _FakeEventData:
@@ -262,4 +209,3 @@ class _FakeEventData:
 
     def __init__(self, model: _Run) -> None:
         self.model = model
-

@@ -66,10 +66,13 @@ def status(rt: Runtime, instance_id: str) -> Status:
     if snap.status == ACTIVE:
         compiled = rt.machines.get(snap.machine)
         if compiled is not None:
-            events = compiled.allowed.get(snap.state, [])
+            events = (
+                compiled.allowed_events(snap.configuration)
+                if compiled.is_chart
+                else compiled.allowed.get(snap.state, [])
+            )
         elif spec_text is not None:
-            stored = MachineSpec.model_validate_json(spec_text).states.get(snap.state)
-            events = sorted(stored.on) if stored else []
+            events = _stored_events(MachineSpec.model_validate_json(spec_text), snap.configuration)
     return Status(
         snap,
         # done.*/error.* come from effects (listed below), and `send` refuses them
@@ -80,6 +83,16 @@ def status(rt: Runtime, instance_id: str) -> Status:
             for n, s, st, a, nx, err in effects
         ],
     )
+
+
+def _stored_events(spec: MachineSpec, configuration: tuple[str, ...]) -> list[str]:
+    """Events the active states (and their ancestors) declare, from a stored spec."""
+    active = {path.rsplit(".", depth)[0] for path in configuration for depth in range(path.count(".") + 1)}
+    events: set[str] = set()
+    for path, st in spec.walk():
+        if path in active:
+            events.update(st.on)
+    return sorted(events)
 
 
 def effect_attempts(rt: Runtime, instance_id: str) -> list[EffectAttempt]:

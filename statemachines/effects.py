@@ -29,7 +29,7 @@ from statemachines.apply import apply_or_fail
 from statemachines.durations import MAX_DURATION, later, parse_duration
 from statemachines.logs import action
 from statemachines.records import ACTIVE, FAILED
-from statemachines.rows import ENTERED_SEQ, STATUS
+from statemachines.rows import STATUS, configuration_of, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 from statemachines.spec import EffectSpec, RetrySpec
 
@@ -221,7 +221,7 @@ def _finish(
         if current is None or current[0] != "running" or current[1] != item.attempt:
             return  # cancelled meanwhile, or our lease expired and another worker took over
         if error is None:
-            if row is not None and row[STATUS] == FAILED and row[ENTERED_SEQ] == item.entered_seq:
+            if row is not None and row[STATUS] == FAILED and holds_entry(row, item.state, item.entered_seq):
                 # Failed meanwhile (another effect, a timer): keep the result for `retry`.
                 sched.finish_effect(cur, item.effect_id, HELD, now, HELD_NOTE, result_json, now)
                 return
@@ -258,9 +258,11 @@ def _notify(
 
     Returns True when this put the instance into status `failed`."""
     row = rt.store.lock_instance(cur, item.instance_id, None)
-    if row is None or row[STATUS] != ACTIVE or row[ENTERED_SEQ] != item.entered_seq:
+    if row is None or row[STATUS] != ACTIVE or not holds_entry(row, item.state, item.entered_seq):
         return False
-    if cm.handles(item.state, event):
+    configuration = configuration_of(row)
+    handled = cm.handles(item.state, event) if configuration is None else cm.handlers(configuration, event)
+    if handled:
         return apply_or_fail(rt.applier, cur, cm, row, event, payload, EFFECT_ACTOR, now) is None
     if fail_unhandled:
         reason = f"effect {item.name!r} failed {payload['attempts']} times: {payload['error']}"

@@ -21,6 +21,7 @@ from persistence.database import Transaction
 from persistence.errors import ReentrantTransaction
 from statemachines import callbacks, due, durable, errors
 from statemachines.apply import to_json
+from statemachines.chart import CompiledChart
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
@@ -50,6 +51,7 @@ from statemachines.rows import (
     STATUS,
     VERSION,
     check_fingerprint,
+    configuration_of,
     record_from_row,
     replay_receipt,
     snapshot_from_row,
@@ -124,7 +126,7 @@ class Engine:
             raise errors.ConfigurationError(
                 f"register() takes a Definition from machine(...), got {type(definition).__name__}"
             )
-        compiled = CompiledMachine(definition)
+        compiled = compile_machine(definition)
         with self._tx() as cur:
             self.store.save_definition(
                 cur, definition.name, definition.version, definition.to_json(), self.clock.now()
@@ -148,7 +150,7 @@ class Engine:
             raise errors.UnknownMachine(name, self._machines)
         return MachineSpec.model_validate_json(text)
 
-    def _compiled(self, name: str) -> CompiledMachine:
+    def _compiled(self, name: str) -> CompiledMachine | CompiledChart:
         return self.runtime.compiled(name)
 
     # Events --------------------------------------------------------------------------------------
@@ -166,26 +168,21 @@ class Engine:
         _check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
         now = self.clock.now()
-        step = cm.enter_initial(ctx_json, Event("start", {}, iid, actor, None, now))
-        status = COMPLETED if step.target in cm.final else ACTIVE
-        dv = cm.definition.version
+        start = Event("start", {}, iid, actor, None, now)
         try:
+            if isinstance(cm, CompiledChart):
+                chart_step = cm.enter_initial(ctx_json, start)
+                with self._tx() as cur:
+                    return self._applier.charts.start(cur, cm, iid, chart_step, actor, now)
+            step = cm.enter_initial(ctx_json, start)
+            status = COMPLETED if step.target in cm.final else ACTIVE
+            dv = cm.definition.version
             with self._tx() as cur:
                 self.store.insert_instance(cur, iid, machine, dv, step.target, step.context_json, status, now)
                 self.store.insert_history(
-                    cur,
-                    iid,
-                    machine,
-                    1,
-                    "start",
-                    None,
-                    step.target,
-                    "{}",
-                    step.context_json,
-                    actor,
-                    now,
+                    cur, iid, machine, 1, "start", None, step.target, "{}", step.context_json, actor, now,
                     APPLIED,
-                )
+                )  # fmt: skip
                 self._applier.arm(cur, cm, iid, step.target, 1, now)
         except Conflict:
             # The id, most likely; but say so only if it is: a clash on another unique key
@@ -199,18 +196,8 @@ class Engine:
                 " (an effect key of an older format?)"
             ) from None
         return Snapshot(
-            iid,
-            machine,
-            step.target,
-            status,
-            step.context_json,
-            1,
-            now,
-            now,
-            cm.model,
-            step.context,
-            dv,
-        )
+            iid, machine, step.target, status, step.context_json, 1, now, now, cm.model, step.context, dv,
+        )  # fmt: skip
 
     def send(
         self,
@@ -285,6 +272,7 @@ class Engine:
             now,
             model,
             definition_version=row[DEF_VERSION],
+            configuration=configuration_of(row),
         )
 
     # Queries -------------------------------------------------------------------------------------
@@ -320,8 +308,12 @@ class Engine:
         for what, value in (("machine", machine), ("state", state), ("status", status)):
             if value is not None:
                 _check_name(value, what)
+        # `state` matches at any depth of a statechart; a machine registered here as flat keeps
+        # the plain indexed query.
+        known = self._machines.get(machine) if machine is not None else None
+        charts = known is None or known.is_chart
         with self._read() as cur:
-            rows = self.store.list_instances(cur, machine, state, status, limit, offset)
+            rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
         return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
 
     def _model_of(self, machine: str) -> type[BaseModel] | None:
@@ -384,13 +376,26 @@ class Engine:
 
 
 def _replay(
-    db: Database, cm: CompiledMachine, row: tuple[Any, ...], event: str, payload: Any, key: str
+    db: Database,
+    cm: CompiledMachine | CompiledChart,
+    row: tuple[Any, ...],
+    event: str,
+    payload: Any,
+    key: str,
 ) -> Snapshot:
     """The recorded result of a key already used, if this is the request it was used for."""
     if row[FINGERPRINT] is not None:
         payload_json = to_json(event, cm.validate_payload(event, payload))
         check_fingerprint(row[0], key, row[FINGERPRINT], event, payload_json)
     return replay_receipt(db, row[RECEIPT], cm.model)
+
+
+def compile_machine(definition: Definition) -> CompiledMachine | CompiledChart:
+    """Flat machines run on `transitions` (`CompiledMachine`); nested, parallel, history or
+    eventless ones on the SCXML algorithm (`CompiledChart`)."""
+    if definition.spec.is_chart:
+        return CompiledChart(definition)
+    return CompiledMachine(definition)
 
 
 def _typed_storage_error(exc: BaseException) -> BaseException:

@@ -17,6 +17,8 @@ from persistence.database import Transaction, is_transient
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
+from statemachines.chart import CompiledChart
+from statemachines.chart_apply import ChartApplier
 from statemachines.clock import Clock
 from statemachines.compiled import CompiledMachine
 
@@ -32,10 +34,11 @@ class Runtime:
         self.clock = clock
         self.store = Store(db)
         self.schedule = Schedule(db)
-        self.applier = Applier(db, self.store, self.schedule)
-        self.machines: dict[str, CompiledMachine] = {}
+        charts = ChartApplier(db, self.store, self.schedule)
+        self.applier = Applier(db, self.store, self.schedule, charts)
+        self.machines: dict[str, CompiledMachine | CompiledChart] = {}
 
-    def compiled(self, name: Any) -> CompiledMachine:
+    def compiled(self, name: Any) -> Any:
         """The registered machine `name`, or `UnknownMachine` naming the ones there are."""
         compiled = self.machines.get(name) if isinstance(name, str) else None
         if compiled is None:

@@ -18,7 +18,7 @@ from typing import Any
 from statemachines.apply import apply_or_fail
 from statemachines.logs import action
 from statemachines.records import ACTIVE
-from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS
+from statemachines.rows import MACHINE, STATUS, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 
 TIMER_ACTOR = "timer"
@@ -59,7 +59,7 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
     timer_id, iid, entered_seq, state, event = timer
     started = time.perf_counter()
     row = rt.store.lock_instance(cur, iid, None)
-    if row is None or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
+    if row is None or not holds_entry(row, state, entered_seq):
         rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
         machine = row[MACHINE] if row is not None else None
         facts = action("timer", machine, iid, event, "stale", started, state=state)
@@ -68,7 +68,7 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
     if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
         return
     cm = rt.compiled(row[MACHINE])
-    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now)
+    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now, source=state)
     if outcome is not None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes
         # the timer (still due) fire again instead of leaving the instance stuck.
