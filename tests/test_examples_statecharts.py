@@ -4,6 +4,7 @@ on SQLite and PostgreSQL, with a ManualClock and `run_due`, and do what their do
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import yaml
@@ -95,23 +96,63 @@ def test_kyc_check_failing_once_succeeds_on_retry_a_minute_later(engine, clock):
     ]
 
 
-def test_kyc_deadline_escalates_while_a_check_hangs_and_cancels_its_retries(engine, clock):
-    submit(engine, "k1", sanctions=None)
-    kyc.drive(engine, clock, ["k1"])
+def test_kyc_deadline_escalates_while_a_sanctions_hit_waits_for_an_officer(engine, clock):
+    engine.start("kyc", {"name": "k1", "on_a_list": True}, instance_id="k1")
+    engine.send("k1", "SUBMIT")
+    engine.run_due()
+    snap = engine.get("k1")
+    assert snap.configuration == (
+        "checks.identity.passed",
+        "checks.sanctions.flagged",
+        "checks.credit.scored",
+    )
+    clock.advance("71h")
+    engine.run_due()
+    assert engine.get("k1").is_in("checks.sanctions.flagged")  # not a minute early
+    clock.advance("1h")
+    engine.run_due()
     snap = engine.get("k1")
     assert snap.configuration == ("escalated",)
     assert snap.context.escalated_pending == ["sanctions"]
-    assert sorted(snap.context.results) == ["credit", "identity"]
+    assert sorted(snap.context.finished) == ["credit", "identity"]
     hist = engine.history("k1")
     assert hist[-1].event == "after.3d" and hist[-1].actor == "timer"
-    attempts = [a for a in engine.effect_attempts("k1") if a.name == "screen_sanctions"]
-    assert 5 <= len(attempts) < kyc.RETRY.max_attempts and not any(a.ok for a in attempts)
-    status = engine.status("k1")
-    assert status.timers == [] and not [e for e in status.effects if e.status in ("pending", "running")]
-    clock.advance("7d")
-    engine.run_due()  # the cancelled retries never run, the error never arrives
-    assert engine.get("k1").configuration == ("escalated",)
+    assert engine.status("k1").timers == []
     assert engine.send("k1", "RESOLVE").configuration == ("review.documents",)
+
+
+def test_kyc_sanctions_hit_cleared_by_an_officer_joins_the_checks(engine):
+    engine.start("kyc", {"name": "k1", "on_a_list": True}, instance_id="k1")
+    engine.send("k1", "SUBMIT")
+    engine.run_due()
+    snap = engine.send("k1", "OFFICER_CLEARED")
+    assert snap.configuration == ("review.documents",)
+    assert snap.context.results["sanctions"]["hits"] == 1
+
+
+def test_kyc_provider_down_for_good_ends_its_check_in_error_and_the_review_still_starts(engine, clock):
+    submit(engine, "k1", credit=None)
+    kyc.drive(engine, clock, ["k1"])
+    snap = engine.get("k1")
+    assert snap.configuration == ("review.documents",)
+    assert snap.context.errors["credit"].startswith("ProviderUnavailable: credit provider: 503")
+    assert snap.context.errors["credit"].endswith(f"after {kyc.RETRY.max_attempts} attempts")
+    attempts = [a for a in engine.effect_attempts("k1") if a.name == "score_credit"]
+    assert len(attempts) == kyc.RETRY.max_attempts and not any(a.ok for a in attempts)
+    assert clock.now() - attempts[0].started_at < timedelta(hours=2)  # well inside the deadline
+    assert engine.history("k1")[-1].event == "error.score_credit"
+
+
+def test_kyc_leaving_the_checks_cancels_the_retries_of_a_check_still_failing(engine, clock):
+    submit(engine, "k1", identity=None)
+    engine.run_due()  # identity fails its first attempt; its retry is due in a minute
+    (pending,) = [e for e in engine.status("k1").effects if e.status == "pending"]
+    assert pending.name == "verify_identity"
+    snap = engine.send("k1", "WITHDRAW")  # leaving `checks` from the outside
+    assert snap.state == "withdrawn"
+    clock.advance("1d")
+    engine.run_due()
+    assert len([a for a in engine.effect_attempts("k1") if a.name == "verify_identity"]) == 1
 
 
 def test_kyc_pause_and_resume_return_to_the_review_step_it_was_in(engine):
@@ -154,6 +195,7 @@ def test_kyc_scenario_of_the_module(engine, clock):
     assert ada["results"] == ["credit", "identity", "sanctions"]
     bob = out["kyc-bob"]
     assert (bob["state"], bob["escalated_pending"]) == ("review.documents", ["sanctions"])
+    assert bob["results"] == ["credit", "identity", "sanctions"]  # the hit is in, never cleared
     assert bob["events"][-2:] == ["after.3d", "RESOLVE"]
     assert out["kyc-cy"]["state"] == "withdrawn"
     ada_keys = [k for k in kyc.providers.answers if '"kyc-ada"' in k]

@@ -3,22 +3,27 @@ review that can be paused and resumed where it was.
 
     collecting --SUBMIT--> checks (parallel) ------done.state.checks------> review
                            | identity:  verifying --done/error--> passed | failed
-                           | sanctions: screening --done/error--> clear  | unavailable
+                           | sanctions: screening --done [no hits]--> clear
+                           |                      --done (a hit)--> flagged --OFFICER_CLEARED--> clear
+                           |                      --error--> unavailable
                            | credit:    scoring   --done/error--> scored | unavailable
                            '--3d (while any check runs)--> escalated --RESOLVE--> review
     review: documents --APPROVE--> risk --APPROVE--> approved
             REJECT --> rejected; PAUSE --> paused --RESUME--> review.resume (history: the
             step the review was in)
 
-- Each check is an `Effect` of the leaf state of its region, retried on `RETRY`; the three run
-  concurrently (one outbox row each) and each reports through its own `done.<effect>` or
-  `error.<effect>` event, whose transition action records the result in the context.
+- Each check is an `Effect` of the leaf state of its region, retried on `RETRY` (five attempts
+  over about an hour and a half); the three run concurrently (one outbox row each) and each
+  reports through its own `done.<effect>` or `error.<effect>` event, whose transition action
+  records the result in the context. A provider that is down for good ends its check in a final
+  `failed`/`unavailable` state: the review sees the error.
+- A sanctions hit waits in `flagged` for a compliance officer (`OFFICER_CLEARED`).
 - When every region is in a final state the engine raises `done.state.checks` in the same
   transaction: the join. It fires once, whichever check finished last.
 - The `3d` timer belongs to `checks`, the parallel state: it is armed when the checks start, left
-  alone while the regions move, and cancelled when `checks` is left (the join). If a provider
-  is still failing after three days the application escalates: `checks` is exited, which
-  cancels the checks still pending.
+  alone while the regions move, and cancelled when `checks` is left (the join). If a check still
+  hangs after three days (a hit nobody cleared) the application escalates: `checks` is exited,
+  which cancels whatever of it is still pending.
 - `review.resume` is a history state: `RESUME` goes back to the review step that was active at
   `PAUSE` (`documents` when the review was never entered before).
 
@@ -52,9 +57,9 @@ from statemachines import (
     transition,
 )
 
-#: 1m, 4m, 16m, 64m, ~4h, then daily: a provider that never answers is still being retried on
-#: day 3 (attempt 9 is due about 3.2 days in), so the escalation fires while its check hangs.
-RETRY = Retry(max_attempts=10, initial="1m", backoff=4.0, max="1d")
+#: Attempts at 0, 1m, 5m, 21m and 85m (plus up to 10% jitter per wait): a provider that is down
+#: for good is given up on after about an hour and a half, well inside the 3-day deadline.
+RETRY = Retry(max_attempts=5, initial="1m", backoff=4.0, max="4h")
 DEADLINE = "3d"
 CHECKS = ("identity", "sanctions", "credit")
 YAML_PATH = Path(__file__).with_name("kyc.yaml")
@@ -65,6 +70,8 @@ class Applicant(BaseModel):
     country: str = "NL"
     #: Simulated providers: attempts of each check that fail first (missing: 0; None: all).
     fail_first: dict[str, int | None] = Field(default_factory=dict)
+    on_a_list: bool = False  # the sanctions screening finds a hit
+    finished: list[str] = Field(default_factory=list)  # checks whose region is final, in order
     results: dict[str, Any] = Field(default_factory=dict)  # check -> what its provider said
     errors: dict[str, str] = Field(default_factory=dict)  # check -> why it gave up
     escalated_pending: list[str] = Field(default_factory=list)  # checks unfinished at the deadline
@@ -105,7 +112,8 @@ def verify_identity(ctx: Applicant, call: Any) -> dict[str, Any]:
 
 
 def screen_sanctions(ctx: Applicant, call: Any) -> dict[str, Any]:
-    return providers.ask("sanctions", ctx, call, {"hits": 0, "lists": ["EU", "UN", "OFAC"]})
+    hits = 1 if ctx.on_a_list else 0
+    return providers.ask("sanctions", ctx, call, {"hits": hits, "lists": ["EU", "UN", "OFAC"]})
 
 
 def score_credit(ctx: Applicant, call: Any) -> dict[str, Any]:
@@ -116,6 +124,7 @@ def score_credit(ctx: Applicant, call: Any) -> dict[str, Any]:
 def _recorder(check: str) -> Any:
     def record(ctx: Applicant, event: Any) -> None:
         ctx.results[check] = event.payload
+        ctx.finished.append(check)
 
     record.__name__ = f"record_{check}"
     return record
@@ -124,6 +133,7 @@ def _recorder(check: str) -> Any:
 def _error_recorder(check: str) -> Any:
     def record(ctx: Applicant, event: Any) -> None:
         ctx.errors[check] = f"{event.payload['error']} after {event.payload['attempts']} attempts"
+        ctx.finished.append(check)
 
     record.__name__ = f"record_{check}_error"
     return record
@@ -133,8 +143,21 @@ def _error_recorder(check: str) -> Any:
 RECORDERS = {check: (_recorder(check), _error_recorder(check)) for check in CHECKS}
 
 
+def no_hits(ctx: Applicant, event: Any) -> bool:
+    return event.payload["hits"] == 0
+
+
+def record_hit(ctx: Applicant, event: Any) -> None:
+    """A sanctions hit: the answer is in, the check is not finished until an officer clears it."""
+    ctx.results["sanctions"] = event.payload
+
+
+def officer_cleared(ctx: Applicant, event: Any) -> None:
+    ctx.finished.append("sanctions")
+
+
 def note_escalation(ctx: Applicant, event: Any) -> None:
-    ctx.escalated_pending = [c for c in CHECKS if c not in ctx.results and c not in ctx.errors]
+    ctx.escalated_pending = [c for c in CHECKS if c not in ctx.finished]
 
 
 def note_documents(ctx: Applicant, event: Any) -> None:
@@ -149,29 +172,42 @@ registry = Registry()
 for _item in (
     Applicant, verify_identity, screen_sanctions, score_credit,
     *(fn for pair in RECORDERS.values() for fn in pair),
-    note_escalation, note_documents, note_risk,
+    no_hits, record_hit, officer_cleared, note_escalation, note_documents, note_risk,
 ):  # fmt: skip
     registry.add(_item)
 
 
-def _check(check: str, effect: Any, busy: str, ok: str, bad: str) -> Any:
-    """One region: a busy leaf running the effect, then one of two final states."""
+def _check(
+    check: str, effect: Any, leaves: tuple[str, str, str], detour: dict[str, Any] | None = None
+) -> Any:
+    """One region: a busy leaf running the effect, then one of two final states; `detour` (done:
+    the transitions of done.<effect>, states: more states) replaces the direct way to `ok`."""
+    busy, ok, bad = leaves
     name = effect.__name__
     record, record_error = RECORDERS[check]
+    detour = detour or {"done": transition(ok, action=record), "states": {}}
     return state(
         initial=busy,
         states={
             busy: state(
                 effect=Effect(effect, retry=RETRY),
-                on={
-                    f"done.{name}": transition(ok, action=record),
-                    f"error.{name}": transition(bad, action=record_error),
-                },
+                on={f"done.{name}": detour["done"], f"error.{name}": transition(bad, action=record_error)},
             ),
             ok: state(final=True),
             bad: state(final=True),
+            **detour["states"],
         },
     )
+
+
+#: A sanctions hit is not the end of the check: it waits in `flagged` for an officer.
+SANCTIONS_HIT = {
+    "done": [
+        transition("clear", guard=no_hits, action=RECORDERS["sanctions"][0]),
+        transition("flagged", action=record_hit),
+    ],
+    "states": {"flagged": state(on={"OFFICER_CLEARED": transition("clear", action=officer_cleared)})},
+}
 
 
 kyc = machine(
@@ -183,9 +219,11 @@ kyc = machine(
         "collecting": state(on={"SUBMIT": "checks"}),
         "checks": parallel(
             {
-                "identity": _check("identity", verify_identity, "verifying", "passed", "failed"),
-                "sanctions": _check("sanctions", screen_sanctions, "screening", "clear", "unavailable"),
-                "credit": _check("credit", score_credit, "scoring", "scored", "unavailable"),
+                "identity": _check("identity", verify_identity, ("verifying", "passed", "failed")),
+                "sanctions": _check(
+                    "sanctions", screen_sanctions, ("screening", "clear", "unavailable"), SANCTIONS_HIT
+                ),
+                "credit": _check("credit", score_credit, ("scoring", "scored", "unavailable")),
             },
             on={"done.state.checks": "review", "WITHDRAW": "withdrawn"},
             after={DEADLINE: transition("escalated", action=note_escalation)},
@@ -230,15 +268,15 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "kyc-") -> dict[str
 
     - `ada`: the identity provider fails once, then answers on the retry a minute later; the
       three checks join, the review is paused at its second step and resumed there, approved.
-    - `bob`: the sanctions provider never answers; after 3 days the application escalates
-      while that check still hangs, its retries are cancelled, compliance resolves it into review.
+    - `bob`: the sanctions screening finds a hit and nobody clears it: after 3 days the
+      application escalates while that check still hangs; compliance resolves it into review.
     - `cy`: withdraws while the checks run.
     """
     engine.register(kyc)
     providers.reset()  # a fresh sandbox: effect keys repeat when the scenario runs on a new database
     ada, bob, cy = (f"{prefix}{n}" for n in ("ada", "bob", "cy"))
     engine.start(kyc.name, {"name": "Ada", "fail_first": {"identity": 1}}, instance_id=ada)
-    engine.start(kyc.name, {"name": "Bob", "fail_first": {"sanctions": None}}, instance_id=bob)
+    engine.start(kyc.name, {"name": "Bob", "on_a_list": True}, instance_id=bob)
     engine.start(kyc.name, {"name": "Cy"}, instance_id=cy)
     for iid in (ada, bob, cy):
         engine.send(iid, "SUBMIT")
