@@ -95,6 +95,12 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
         _add_column("sm_history", "configuration", "TEXT"),
         _create_missing("ChartStateRow"),
     ),
+    # 4: OpenTelemetry: the W3C traceparent of the span that armed a timer or an effect, so the
+    # worker's span joins that trace (NULL when nothing was tracing).
+    _all(
+        _add_column("sm_timers", "trace", "TEXT"),
+        _add_column("sm_effects", "trace", "TEXT"),
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
