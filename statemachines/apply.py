@@ -61,11 +61,15 @@ class Applier:
         key: str | None,
         actor: str | None,
         now: datetime,
+        source: str | None = None,
     ) -> Snapshot | errors.EventRejected:
         """Apply `event` to the locked `row`. A rejection is recorded and returned, not raised,
-        so the caller can commit the record first. Anything else raised means: roll back."""
+        so the caller can commit the record first. Anything else raised means: roll back.
+
+        `source` (statecharts): only transitions declared on that state may take the event; a
+        timer's event belongs to the state that armed it, not to whichever state handles its label."""
         if cm.is_chart or row[CHART] is not None:
-            return self.charts.apply(cur, cm, row, event, payload, key, actor, now)  # type: ignore[arg-type]
+            return self.charts.apply(cur, cm, row, event, payload, key, actor, now, source)  # type: ignore[arg-type]
         iid = row[0]
         value = cm.validate_payload(event, payload)
         payload_json = to_json(event, value)
@@ -216,13 +220,14 @@ def apply_or_fail(
     payload: Any,
     actor: str,
     now: datetime,
+    source: str | None = None,
 ) -> Snapshot | errors.EventRejected | None:
     """For events the engine sends itself (timers, effect results): nobody is there to catch
     an error, so a failing action puts the instance into `failed` instead of losing the event.
     A savepoint undoes the half-applied event first. Returns None when the instance failed."""
     cur.execute("SAVEPOINT sm_internal_event")
     try:
-        outcome = applier.apply(cur, cm, row, event, payload, None, actor, now)
+        outcome = applier.apply(cur, cm, row, event, payload, None, actor, now, source)
     except (
         errors.ActionFailed,
         errors.ContextInvalid,

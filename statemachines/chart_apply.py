@@ -117,6 +117,7 @@ class ChartApplier:
         key: str | None,
         actor: str | None,
         now: datetime,
+        source: str | None = None,
     ) -> Snapshot | errors.EventRejected:
         """Apply `event` to the locked chart instance `row`, as `Applier.apply` does for flat ones:
         a rejection is recorded and returned; anything raised (StepLimitExceeded included) means
@@ -138,7 +139,9 @@ class ChartApplier:
         configuration = atomic_states(active)
         history = {k: tuple(v) for k, v in chart["history"].items()}
         try:
-            step = cm.step(configuration, history, row[CONTEXT], Event(event, value, iid, actor, key, now))
+            step = cm.step(
+                configuration, history, row[CONTEXT], Event(event, value, iid, actor, key, now), source=source
+            )
         except errors.EventRejected as err:
             self.store.bump_seq(cur, iid, seq)
             self.rows.insert_chart_history(

@@ -80,7 +80,7 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> tuple
     if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
         return row[MACHINE], "skipped", None
     cm = rt.compiled(row[MACHINE])
-    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now)
+    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now, source=state)
     if outcome is not None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes
         # the timer (still due) fire again instead of leaving the instance stuck.

@@ -403,3 +403,37 @@ def test_a_chart_action_leaving_nan_in_the_context_is_refused_and_nothing_is_wri
     with pytest.raises(ContextInvalid, match="NaN"):
         engine.send("n1", "GO")
     assert (engine.get("n1").configuration, engine.get("n1").context) == (("a.b",), {})
+
+
+def test_a_parent_timer_fires_its_own_transition_when_a_child_declares_the_same_label(
+    engine: Engine, clock: Any
+) -> None:
+    """Both `work` and its child `work.a` arm `after 1h`; the parent's timer (armed first, in the
+    entry of `work`) must take `work`'s transition, not the innermost handler of the label."""
+    engine.register(
+        machine(
+            "same-label",
+            initial="work",
+            states={
+                "work": state(
+                    initial="a",
+                    states={
+                        "a": state(on={"NEXT": "b"}, after={"1h": "b"}),
+                        "b": state(on={"BACK": "a"}),
+                    },
+                    after={"1h": "timed_out"},
+                ),
+                "timed_out": state(final=True),
+            },
+        )
+    )
+    engine.start("same-label", instance_id="s1")
+    clock.advance("30m")
+    engine.send("s1", "NEXT")  # leaves `work.a` (its timer goes), `work` keeps its own
+    clock.advance("30m")
+    engine.send("s1", "BACK")  # `work.a` again: a fresh 1h timer, due after the parent's
+    clock.advance("1m")
+    engine.run_due()
+    snap = engine.get("s1")
+    assert (snap.state, snap.status) == ("timed_out", "completed")
+    assert [(r.event, r.target) for r in engine.history("s1")][-1] == ("after.1h", "timed_out")

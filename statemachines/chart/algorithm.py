@@ -116,6 +116,15 @@ def select_transitions(run: Interpretation, event: str | None) -> list[ChartTran
     return remove_conflicting_transitions(run, enabled)
 
 
+def select_transitions_from(run: Interpretation, source: Node, event: str) -> list[ChartTransition]:
+    """The first enabled transition that `source` itself declares for `event` (none when `source`
+    is not active): how a timer's event reaches the state that armed it."""
+    if source not in run.configuration:
+        return []
+    t = next((t for t in source.by_event.get(event, ()) if condition_match(run, t)), None)
+    return [t] if t is not None else []
+
+
 def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
     if not run.tree.has_eventless:
         return []

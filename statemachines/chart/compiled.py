@@ -23,6 +23,7 @@ from statemachines.chart.algorithm import (
     macrostep,
     microstep,
     select_transitions,
+    select_transitions_from,
 )
 from statemachines.chart.tree import ChartTransition, Node, Tree
 from statemachines.checks import outgoing
@@ -109,17 +110,28 @@ class CompiledChart:
         history: Mapping[str, tuple[str, ...]],
         ctx_json: str,
         event: Event,
+        *,
+        source: str | None = None,
     ) -> ChartStep:
-        """Apply one external event; raises EventNotAllowed/GuardRejected/ActionFailed/StepLimitExceeded."""
+        """Apply one external event; raises EventNotAllowed/GuardRejected/ActionFailed/StepLimitExceeded.
+
+        With `source`, only the transitions that state declares for the event are candidates: a
+        timer fires the transition of the state that armed it, even when a descendant declares the
+        same `after` label (whose own timer is a different row)."""
         active = self.active_nodes(configuration)
         named = {*history, *(p for paths in history.values() for p in paths)}
         unknown = sorted(p for p in named if p not in self.tree.nodes)
         if unknown:
             raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
         run = self._interpretation(active, history, ctx_json, event)
-        enabled = select_transitions(run, event.name)
+        if source is None:
+            enabled = select_transitions(run, event.name)
+            handled = bool(self._handlers(active, event.name))
+        else:
+            enabled = select_transitions_from(run, self.tree.nodes[source], event.name)
+            handled = bool(self.tree.nodes[source].by_event.get(event.name))
         if not enabled:
-            error = GuardRejected if self._handlers(active, event.name) else EventNotAllowed
+            error = GuardRejected if handled else EventNotAllowed
             label = state_label(self.tree, active)
             raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
         microstep(run, enabled)
