@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from persistence.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -27,6 +25,7 @@ from persistence.errors import (
     UnsupportedDatabase,
 )
 from persistence.translate import translate
+from persistence.urls import parse_url
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 WAL_AUTOCHECKPOINT_PAGES = 10_000
@@ -38,11 +37,8 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", busy_timeout_ms: int = 30_000) -> None:
         self.url = url
-        try:
-            parsed = make_url(url)
-        except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
-            raise UnsupportedDatabase(f"cannot parse database URL {url!r}: {exc}") from None
-        backend = parsed.get_backend_name()
+        parsed = parse_url(url)
+        backend = parsed.backend
         if backend == "sqlite":
             self.dialect = "sqlite"
             self.path = parsed.database or ":memory:"

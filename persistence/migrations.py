@@ -13,38 +13,37 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.schema import CreateIndex, CreateTable, Table
-
-from persistence import tables as t
 from persistence.database import Database
 
 _ADVISORY_KEY = 0x5354_4D41  # "STMA"
 
 
-def _create(tables: list[Table]) -> Callable[[Database, Any], None]:
+def _create(*models: str, if_not_exists: bool = False) -> Callable[[Database, Any], None]:
+    """Create the tables (and their indexes) of the named `persistence.tables` models.
+
+    The models, SQLModel and SQLAlchemy are imported only when the step runs: a process that
+    finds the schema current (every CLI call, every worker start) never loads them."""
+
     def step(db: Database, cur: Any) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        from persistence import tables
+
         dialect = postgresql.psycopg.dialect() if db.dialect == "postgresql" else sqlite.dialect()
-        for table in tables:
-            cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+        for model in models:
+            table = getattr(tables, model).__table__
+            cur.execute(str(CreateTable(table, if_not_exists=if_not_exists).compile(dialect=dialect)))
             for index in sorted(table.indexes, key=lambda i: i.name or ""):
-                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
+                cur.execute(str(CreateIndex(index, if_not_exists=if_not_exists).compile(dialect=dialect)))
 
     return step
 
 
-def _create_missing(tables: list[Table]) -> Callable[[Database, Any], None]:
+def _create_missing(*models: str) -> Callable[[Database, Any], None]:
     """Create tables (and their indexes) added after step 1, unless they exist: a database
     rolled back to an earlier version number by hand upgrades again without an error."""
-
-    def step(db: Database, cur: Any) -> None:
-        dialect = postgresql.psycopg.dialect() if db.dialect == "postgresql" else sqlite.dialect()
-        for table in tables:
-            cur.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
-            for index in sorted(table.indexes, key=lambda i: i.name or ""):
-                cur.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
-
-    return step
+    return _create(*models, if_not_exists=True)
 
 
 def _add_column(table: str, column: str, sql_type: str) -> Callable[[Database, Any], None]:
@@ -77,17 +76,15 @@ def _all(*steps: Callable[[Database, Any], None]) -> Callable[[Database, Any], N
 #: Step N brings the schema from version N-1 to N. Append; never edit a released step.
 MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _create(
-        [
-            t.SchemaVersion.__table__,  # type: ignore[list-item]
-            t.DefinitionRow.__table__,  # type: ignore[list-item]
-            t.InstanceRow.__table__,  # type: ignore[list-item]
-            t.HistoryRow.__table__,  # type: ignore[list-item]
-            t.ReceiptRow.__table__,  # type: ignore[list-item]
-            t.TimerRow.__table__,  # type: ignore[list-item]
-            t.EffectRow.__table__,  # type: ignore[list-item]
-            t.EffectAttemptRow.__table__,  # type: ignore[list-item]
-            t.TokenUseRow.__table__,  # type: ignore[list-item]
-        ]
+        "SchemaVersion",
+        "DefinitionRow",
+        "InstanceRow",
+        "HistoryRow",
+        "ReceiptRow",
+        "TimerRow",
+        "EffectRow",
+        "EffectAttemptRow",
+        "TokenUseRow",
     ),
     # 2: idempotency receipts remember the request their key was used for.
     _add_column("sm_receipts", "fingerprint", "TEXT"),
@@ -96,7 +93,13 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _all(
         _add_column("sm_instances", "chart", "TEXT"),
         _add_column("sm_history", "configuration", "TEXT"),
-        _create_missing([t.ChartStateRow.__table__]),  # type: ignore[list-item]
+        _create_missing("ChartStateRow"),
+    ),
+    # 4: OpenTelemetry: the W3C traceparent of the span that armed a timer or an effect, so the
+    # worker's span joins that trace (NULL when nothing was tracing).
+    _all(
+        _add_column("sm_timers", "trace", "TEXT"),
+        _add_column("sm_effects", "trace", "TEXT"),
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

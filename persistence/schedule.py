@@ -30,6 +30,9 @@ _NOT_LIVE = (
 _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
     " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
+    # With the trace context of the span that armed it (only when one was recording).
+    "insert_timer_traced": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event,"
+    " fire_at, trace) VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at, :trace)",
     "delete_timers": "DELETE FROM sm_timers WHERE instance_id = :id",
     # Not by id alone: SQLite reuses the ids of deleted rows, so a timer armed in this very
     # transaction (the next state's) may carry the id of one that was claimed and disarmed.
@@ -42,6 +45,9 @@ _SQL = {
     "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
     " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
     " :name, :key, 'pending', 0, 0, :now, :now)",
+    "insert_effect_traced": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name,"
+    " key, status, attempt, round_start, next_at, updated_at, trace) VALUES (:id, :machine, :entered_seq,"
+    " :state, :name, :key, 'pending', 0, 0, :now, :now, :trace)",
     "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
     " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
     # PostgreSQL: both of the above in one round trip (a data-modifying CTE); leaving a state
@@ -88,14 +94,15 @@ _SQL = {
 }
 
 _CLAIM_TIMERS = (
-    "SELECT t.id, t.instance_id, t.entered_seq, t.state, t.event FROM sm_timers t"
+    "SELECT t.id, t.instance_id, t.entered_seq, t.state, t.event, t.fire_at, t.trace FROM sm_timers t"
     " JOIN sm_instances i ON i.id = t.instance_id"
     " WHERE t.fire_at <= :now AND i.status = 'active' AND t.machine IN ({machines})"
     " ORDER BY t.fire_at, t.id LIMIT :limit"
 )
 _CLAIM_EFFECTS = (
     "SELECT e.id, e.instance_id, e.machine, e.entered_seq, e.state, e.name, e.key, e.attempt,"
-    " e.round_start, i.context, e.result FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
+    " e.round_start, i.context, e.result, e.trace"
+    " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
     " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND e.machine IN ({machines})"
@@ -133,13 +140,16 @@ class Schedule:
         entered_seq: int,
         state: str,
         timers: Sequence[tuple[str, datetime]],
+        trace: str | None = None,
     ) -> None:
+        """`trace`: the W3C traceparent to store with each row; None writes no trace column."""
         for event, fire_at in timers:
-            cur.execute(
-                self.sql["insert_timer"],
-                {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
-                 "event": event, "fire_at": self.db.ts(fire_at)},
-            )  # fmt: skip
+            params = {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
+                      "event": event, "fire_at": self.db.ts(fire_at)}  # fmt: skip
+            if trace is None:
+                cur.execute(self.sql["insert_timer"], params)
+            else:
+                cur.execute(self.sql["insert_timer_traced"], {**params, "trace": trace})
 
     def delete_timer(self, cur: Any, timer_id: int, instance_id: str, entered_seq: int) -> None:
         params = {"timer_id": timer_id, "id": instance_id, "entered_seq": entered_seq}
@@ -148,7 +158,8 @@ class Schedule:
     def claim_timers(
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Due timers of active instances: (id, instance_id, entered_seq, state, event).
+        """Due timers of active instances: (id, instance_id, entered_seq, state, event, fire_at,
+        trace).
 
         On PostgreSQL the instance rows are locked (SKIP LOCKED) with the timers: the engine
         locks an instance before its timers everywhere else, so waiting for an instance while
@@ -173,13 +184,16 @@ class Schedule:
         state: str,
         effects: Sequence[tuple[str, str]],
         now: datetime,
+        trace: str | None = None,
     ) -> None:
+        """`trace`: the W3C traceparent to store with each row; None writes no trace column."""
         for name, key in effects:
-            cur.execute(
-                self.sql["insert_effect"],
-                {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
-                 "name": name, "key": key, "now": self.db.ts(now)},
-            )  # fmt: skip
+            params = {"id": instance_id, "machine": machine, "entered_seq": entered_seq, "state": state,
+                      "name": name, "key": key, "now": self.db.ts(now)}  # fmt: skip
+            if trace is None:
+                cur.execute(self.sql["insert_effect"], params)
+            else:
+                cur.execute(self.sql["insert_effect_traced"], {**params, "trace": trace})
 
     def disarm(self, cur: Any, instance_id: str, now: datetime) -> None:
         """Drop every timer and cancel every live effect of an instance (it leaves its state):
@@ -203,7 +217,7 @@ class Schedule:
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
     ) -> list[tuple[Any, ...]]:
         """Due or lease-expired effects of the state entry their instance is in: (id, instance,
-        machine, entered_seq, state, name, key, attempt, round_start, context, kept result)."""
+        machine, entered_seq, state, name, key, attempt, round_start, context, kept result, trace)."""
         if not machines:
             return []
         sql = self._claim_sql("effects", _CLAIM_EFFECTS, "e", len(machines))

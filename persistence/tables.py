@@ -136,6 +136,8 @@ class TimerRow(SQLModel, table=True):
     state: str
     event: str
     fire_at: datetime = Field(sa_column=_ts())
+    # W3C traceparent of the span that armed it (migration 4); NULL when nothing was tracing.
+    trace: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class EffectRow(SQLModel, table=True):
@@ -166,6 +168,8 @@ class EffectRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = Field(sa_column=_ts())
+    # W3C traceparent of the span that armed it (migration 4); NULL when nothing was tracing.
+    trace: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class EffectAttemptRow(SQLModel, table=True):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from persistence import Database, Store
 from persistence.schedule import Schedule
-from statemachines import errors
+from statemachines import errors, telemetry
 from statemachines.compiled import CompiledMachine, Step
 from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
@@ -136,11 +136,11 @@ class Applier:
         labels = cm.timers.get(state)
         if labels:
             timers = [(f"after.{x}", deadline(now, x)) for x in labels]
-            self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers)
+            self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers, telemetry.traceparent())
         effects = cm.effects.get(state)
         if effects:
             keys = [(e.name, effect_key(iid, seq, e.name)) for e in effects]
-            self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now)
+            self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
 
     def disarm(self, cur: Any, iid: str, now: datetime) -> None:
         """Drop every armed timer and cancel every live effect of the instance, whichever version

@@ -25,7 +25,7 @@ from typing import Any
 from persistence import Database, Store
 from persistence.chart_store import ChartStore
 from persistence.schedule import Schedule
-from statemachines import errors
+from statemachines import errors, telemetry
 from statemachines.apply import to_json
 from statemachines.chart import ChartStep, CompiledChart
 from statemachines.durations import deadline
@@ -241,11 +241,11 @@ class ChartApplier:
             labels = cm.timers.get(state)
             if labels:
                 timers = [(f"after.{x}", deadline(now, x)) for x in labels]
-                self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers)
+                self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers, telemetry.traceparent())
             effects = cm.effects.get(state)
             if effects:
                 keys = [(e.name, chart_effect_key(iid, seq, state, e.name)) for e in effects]
-                self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now)
+                self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
 
 
 def _armable(cm: CompiledChart, states: Iterable[str]) -> list[str]:

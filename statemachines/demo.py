@@ -11,8 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from persistence.urls import parse_url
 from statemachines import cli_output as out
 from statemachines.engine import Engine
 from statemachines.errors import GuardRejected
@@ -83,8 +82,8 @@ def _stepper(engine: Engine, iid: str) -> Any:
 
 
 def _output_dir(url: str) -> Path:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
+    parsed = parse_url(url)
+    if parsed.backend == "sqlite" and parsed.database:
         return Path(parsed.database).resolve().parent
     return Path.cwd()
 

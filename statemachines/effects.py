@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from statemachines import telemetry
 from statemachines.apply import apply_or_fail
 from statemachines.durations import MAX_DURATION, later, parse_duration
 from statemachines.logs import action
@@ -69,6 +70,7 @@ class ClaimedEffect:
     context_json: str
     lease: timedelta
     kept_result: str | None  # a result kept while the instance was failed: deliver, do not run
+    trace: str | None = None  # W3C traceparent of the span that armed it: its attempts join that trace
 
 
 def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = None) -> timedelta:
@@ -121,7 +123,7 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
     bad: list[tuple[int, str, str, Exception]] = []
     with rt.transaction() as cur:
         for row in rt.schedule.claim_effects(cur, now, limit, rt.served()):
-            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept = row
+            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept, trace = row
             try:
                 spec = effect_spec(rt.compiled(machine), state, name)
                 lease = parse_duration(spec.lease if spec else DEFAULT_LEASE)
@@ -137,7 +139,9 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
             else:
                 rt.schedule.start_delivery(cur, eid, until, now)
             out.append(
-                ClaimedEffect(eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept)
+                ClaimedEffect(
+                    eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept, trace
+                )
             )
     for eid, iid, name, exc in bad:
         _quarantine(rt, eid, iid, name, exc)
@@ -162,11 +166,22 @@ def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
     """Run (or deliver) one claimed effect; returns 1, or 0 when it was skipped."""
     if not _start(rt, item):
         return 0
+    attributes = {"machine": item.machine, "instance": item.instance_id, "event": item.name,
+                  "source": item.state, "attempt": item.attempt}  # fmt: skip
+    with telemetry.span("effect", item.trace, **attributes) as span:
+        error = _run(rt, item)
+        span.set(outcome="ok" if error is None else "failed", error=error)
+    return 1
+
+
+def _run(rt: Runtime, item: ClaimedEffect) -> str | None:
+    """Run (or deliver) the effect and record the attempt and its consequence; returns the
+    effect's error, None when it succeeded."""
     cm = rt.compiled(item.machine)
     spec = effect_spec(cm, item.state, item.name)
     if item.kept_result is not None:
         _finish(rt, cm, spec, item, None, 0.0, item.kept_result, None)
-        return 1
+        return None
     started = rt.clock.now()
     t0 = time.perf_counter()
     result_json: str | None = None
@@ -192,7 +207,7 @@ def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
         "ok" if error is None else error, duration_ms, extra=facts,
     )  # fmt: skip
     _finish(rt, cm, spec, item, started, duration_ms, result_json, error)
-    return 1
+    return error
 
 
 def _finish(

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
 from persistence.database import Transaction
 from persistence.errors import ReentrantTransaction
-from statemachines import callbacks, due, durable, errors
+from statemachines import callbacks, due, durable, errors, telemetry
 from statemachines.apply import to_json
 from statemachines.chart import CompiledChart
 from statemachines.checks import RESERVED_PREFIXES
@@ -167,6 +167,14 @@ class Engine:
         iid = _check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
         _check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
+        with telemetry.span("start", machine=machine, instance=iid, event="start") as span:
+            snap = self._start(cm, machine, iid, ctx_json, actor)
+            span.set(target=snap.state, outcome=APPLIED)
+        return snap
+
+    def _start(
+        self, cm: CompiledMachine | CompiledChart, machine: str, iid: str, ctx_json: str, actor: str | None
+    ) -> Snapshot:
         now = self.clock.now()
         start = Event("start", {}, iid, actor, None, now)
         try:
@@ -215,24 +223,31 @@ class Engine:
         check_not_reserved(event)
         if idempotency_key is not None:
             _check_name(idempotency_key, "idempotency_key")
-        for attempt in range(3):
-            try:
-                return self._send_once(instance_id, event, payload, idempotency_key, actor)
-            except Conflict:
-                # A concurrent send with the same key committed first: its receipt wins.
-                if idempotency_key is None or attempt == 2:
-                    raise errors.StorageError(
-                        f"conflicting concurrent write on instance {instance_id!r}"
-                    ) from None
+        with telemetry.span("send", instance=instance_id, event=event) as span:
+            for attempt in range(3):
+                try:
+                    snap = self._send_once(instance_id, event, payload, idempotency_key, actor, span)
+                    span.set(target=snap.state, outcome=span.get("outcome") or APPLIED)
+                    return snap
+                except Conflict:
+                    # A concurrent send with the same key committed first: its receipt wins.
+                    if idempotency_key is None or attempt == 2:
+                        raise errors.StorageError(
+                            f"conflicting concurrent write on instance {instance_id!r}"
+                        ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send_once(self, iid: str, event: str, payload: Any, key: str | None, actor: str | None) -> Snapshot:
+    def _send_once(
+        self, iid: str, event: str, payload: Any, key: str | None, actor: str | None, span: Any
+    ) -> Snapshot:
         with self._tx() as cur:
             row = self.store.lock_instance(cur, iid, key)
             if row is None:
                 raise errors.InstanceNotFound(iid)
+            span.set(machine=row[MACHINE], source=row[STATE])
             cm = self._compiled(row[MACHINE])
             if row[RECEIPT] is not None:
+                span.set(outcome="replayed")
                 return _replay(self.db, cm, row, event, payload, key)
             if row[STATUS] != ACTIVE:
                 raise errors.InstanceClosed(iid, row[STATUS], row[STATE])

@@ -5,30 +5,38 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from statemachines.definition import Definition
 from statemachines.errors import DefinitionError
 
+if TYPE_CHECKING:
+    import yaml
 
-class _SafeLoader(yaml.SafeLoader):
+
+@cache
+def _safe_loader() -> type[yaml.SafeLoader]:
     """`yaml.SafeLoader` with YAML 1.2 booleans (only true/false).
 
     YAML 1.1 also reads on/off/yes/no as booleans, which turns the `on:` key every state has
-    (and events named ON/OFF/YES/NO) into `True`/`False`.
+    (and events named ON/OFF/YES/NO) into `True`/`False`. Built (and PyYAML imported) on first
+    use: importing the package, or a CLI call without a definition file, does not need it.
     """
+    import yaml
 
+    class SafeLoader(yaml.SafeLoader):
+        pass
 
-_SafeLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+    SafeLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    SafeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return SafeLoader
 
 
 def loads_definition(
@@ -39,9 +47,11 @@ def loads_definition(
     `source` (a file name) starts every syntax error message, with the line and column, so the
     reader can open the file at the mistake.
     """
+    import yaml
+
     where = source or "?"
     try:
-        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_SafeLoader)
+        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_safe_loader())
     except yaml.MarkedYAMLError as exc:
         raise DefinitionError(where, [_yaml_problem(exc, source)]) from None
     except json.JSONDecodeError as exc:
@@ -101,6 +111,8 @@ def dump_definition(definition: Definition, path: str | Path) -> None:
     """Write a definition's spec as JSON (or YAML when the file ends in .yaml/.yml)."""
     p = Path(path)
     if p.suffix in (".yaml", ".yml"):
+        import yaml
+
         p.write_text(yaml.safe_dump(definition.to_dict(), sort_keys=False), encoding="utf-8")
     else:
         p.write_text(definition.to_json(), encoding="utf-8")

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from statemachines import telemetry
 from statemachines.apply import apply_or_fail
 from statemachines.logs import action
 from statemachines.records import ACTIVE
@@ -37,7 +38,7 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
         for timer in sorted(claimed, key=lambda r: r[1]):
             cur.execute(f"SAVEPOINT {_ROW_SAVEPOINT}")
             try:
-                _fire(rt, cur, timer, now)
+                _traced_fire(rt, cur, timer, now)
             except Exception as exc:
                 if is_storage_failure(exc):
                     raise  # the database's fault, not the row's: the whole round is retried
@@ -55,8 +56,19 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
     return len(claimed)
 
 
-def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
-    timer_id, iid, entered_seq, state, event = timer
+def _traced_fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
+    """`_fire` in a span that joins the trace which armed the timer (`timer[6]`, if any)."""
+    _, iid, _, state, event, fire_at, trace = timer
+    with telemetry.span("timer", trace, instance=iid, event=event, source=state) as span:
+        machine, outcome, target = _fire(rt, cur, timer, now)
+        span.set(machine=machine, outcome=outcome, target=target)
+        if machine is not None and outcome != "stale":
+            telemetry.timer_lag(machine, (now - rt.db.from_ts(fire_at)).total_seconds())
+
+
+def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> tuple[str | None, str, str | None]:
+    """Fire one claimed timer; returns its machine, outcome word and target state."""
+    timer_id, iid, entered_seq, state, event = timer[:5]
     started = time.perf_counter()
     row = rt.store.lock_instance(cur, iid, None)
     if row is None or not holds_entry(row, state, entered_seq):
@@ -64,9 +76,9 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
         machine = row[MACHINE] if row is not None else None
         facts = action("timer", machine, iid, event, "stale", started, state=state)
         log.info("timer %s on %s is stale (state left); dropped", event, iid, extra=facts)
-        return
+        return machine, "stale", None
     if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
-        return
+        return row[MACHINE], "skipped", None
     cm = rt.compiled(row[MACHINE])
     outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now, source=state)
     if outcome is not None:
@@ -76,12 +88,13 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
     facts = action("timer", cm.name, iid, event, _outcome(outcome), started, state=state,
                    target=getattr(outcome, "state", None))  # fmt: skip
     log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome), extra=facts)
+    return cm.name, _outcome(outcome), getattr(outcome, "state", None)
 
 
 def _quarantine(rt: Runtime, cur: Any, timer: tuple[Any, ...], exc: Exception, now: datetime) -> None:
     """A timer that cannot be processed: its instance fails (the timer is kept, so `retry`
     fires it again once the cause is fixed); without an instance to fail, the timer goes."""
-    timer_id, iid, entered_seq, state, event = timer
+    timer_id, iid, entered_seq, state, event = timer[:5]
     reason = f"timer {event} could not be processed: {type(exc).__name__}: {exc}"
     facts = action("timer", None, iid, event, "error", state=state, error=reason)
     log.error("timer %s on %s in %s: %s", event, iid, state, reason, exc_info=exc, extra=facts)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from persistence.urls import redact
 from statemachines.effects import run_due_effects
 from statemachines.errors import InvalidArgument, StorageUnavailable
 from statemachines.logs import configure_logging
@@ -108,9 +109,7 @@ def _check_settings(batch: Any, idle: Any, max_idle: Any) -> None:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return redact(url)
 
 
 def main(engine: Engine, args: argparse.Namespace, machines: Sequence[str] = ()) -> int:
