@@ -1,0 +1,156 @@
+"""Model-based: random nested/parallel machines and random events; the statechart core (and the
+Engine running it) must agree with a small pure reference interpreter of the same rules
+(`reliability.chart_reference`, written from docs/statecharts.md and W3C SCXML Appendix D).
+
+Compared after the start and after every event: the configuration, every active state, the history
+memory, the context (whose `log` holds every exit, transition action and entry, in order), the
+moves, whether the machine is done, the number of microsteps, and the kind of every refusal or
+failure (EventNotAllowed, GuardRejected, ActionFailed, StepLimitExceeded), after which nothing may
+have changed. Examples: `scale(...)` (RELIABILITY_FULL=1 for many more), or CHART_MODEL_EXAMPLES=N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+
+from reliability.chart_reference import (
+    RefChart,
+    RefError,
+    RefResult,
+    reference_send,
+    reference_start,
+    registry_for,
+)
+from reliability.chart_strategies import chart_specs, event_sequences
+from reliability.support import FULL, scale
+from statemachines import StateMachineError, history, machine, parallel, state, transition
+from statemachines.chart import ChartStep, CompiledChart
+from statemachines.definition import Definition
+from statemachines.records import Event
+
+#: Microsteps per call: low, so loops of eventless transitions and done events fail fast.
+CAP = 30
+START = {"n": 0, "log": []}
+
+
+def _examples(ci: int, full: int) -> int:
+    return int(os.environ.get("CHART_MODEL_EXAMPLES") or scale(ci, full))
+
+
+SETTINGS = settings(
+    max_examples=_examples(150, 3000),
+    deadline=None,
+    derandomize=not FULL,
+    database=None if not FULL else settings.default.database,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+
+def build(spec: dict[str, Any]) -> Definition:
+    """The generated spec through the Python builders (`machine`, `state`, `parallel`, `history`,
+    `transition`), callables named from a registry of the vocabulary."""
+    return machine(
+        spec["name"], initial=spec["initial"], states=builders(spec["states"]), registry=registry_for(spec)
+    )
+
+
+def builders(states: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, body in states.items():
+        if "history" in body:
+            out[name] = history(body["history"]["default"], deep=body["history"]["deep"])
+            continue
+        kw: dict[str, Any] = {
+            "on": {ev: [_transition(t) for t in group] for ev, group in body.get("on", {}).items()},
+            "on_enter": body.get("on_enter"),
+            "on_exit": body.get("on_exit"),
+            "always": [_transition(t) for t in body.get("always", [])],
+        }
+        children = builders(body.get("states", {}))
+        if body.get("type") == "parallel":
+            out[name] = parallel(children, **kw)
+        else:
+            out[name] = state(final=bool(body.get("final")), initial=body.get("initial"), states=children, **kw)
+    return out
+
+
+def _transition(t: dict[str, Any]) -> Any:
+    return transition(
+        t["target"], guard=t.get("guard"), action=t["actions"], internal=t.get("type") == "internal"
+    )
+
+
+def expected(call: Callable[[], RefResult]) -> RefResult | str:
+    try:
+        return call()
+    except RefError as exc:
+        return exc.kind
+
+
+def observed(call: Callable[[], ChartStep]) -> ChartStep | str:
+    try:
+        return call()
+    except StateMachineError as exc:
+        return type(exc).__name__
+
+
+def view(result: ChartStep | RefResult) -> dict[str, Any]:
+    """What is compared: everything observable of one call."""
+    if isinstance(result, ChartStep):
+        context = json.loads(result.context_json)
+    else:
+        context = result.context
+    return {
+        "configuration": tuple(result.configuration),
+        "active": frozenset(result.active),
+        "history": {h: tuple(p) for h, p in result.history.items()},
+        "context": context,
+        "moves": [tuple(m) for m in result.moves],
+        "done": result.done,
+        "microsteps": result.microsteps,
+    }
+
+
+def describe(spec: dict[str, Any], sent: list[Any]) -> str:
+    return f"spec:\n{json.dumps(spec, indent=1)}\nevents so far: {sent}"
+
+
+@SETTINGS
+@given(spec=chart_specs(), events=event_sequences())
+def test_compiled_chart_agrees_with_the_reference(spec: dict[str, Any], events: list[Any]) -> None:
+    __tracebackhide__ = True
+    chart = CompiledChart(build(spec), max_microsteps=CAP)
+    ref = RefChart(spec)
+    want = expected(lambda: reference_start(ref, START, CAP))
+    got = observed(lambda: chart.enter_initial(json.dumps(START), Event("start", {}, "i")))
+    if isinstance(want, str) or isinstance(got, str):
+        assert got == want, f"start: core {got!r}, reference {want!r}\n{describe(spec, [])}"
+        return
+    assert view(got) == view(want), f"start\n{describe(spec, [])}"
+    event(f"states: {len(ref.states) // 4 * 4}+, parallel: {any(s.kind == 'parallel' for s in ref.states)}")
+    sent: list[Any] = []
+    for name, payload in events:
+        sent.append((name, payload))
+        before_ref, before_core = want, got
+        want = expected(lambda: reference_send(ref, before_ref, name, payload, CAP))  # noqa: B023
+        got = observed(
+            lambda: chart.step(  # noqa: B023
+                before_core.configuration,  # noqa: B023
+                before_core.history,  # noqa: B023
+                before_core.context_json,  # noqa: B023
+                Event(name, payload, "i"),  # noqa: B023
+            )
+        )
+        event(f"outcome: {want if isinstance(want, str) else 'applied'}")
+        if isinstance(want, str) or isinstance(got, str):
+            assert got == want, f"core {got!r}, reference {want!r}\n{describe(spec, sent)}"
+            want, got = before_ref, before_core  # a refused or failed event changes nothing
+            continue
+        assert view(got) == view(want), (
+            f"core:\n{view(got)}\nreference:\n{view(want)}\n{describe(spec, sent)}"
+        )
