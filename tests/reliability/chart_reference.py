@@ -94,7 +94,8 @@ def registry_for(spec: Mapping[str, Any]) -> Registry:
 
 
 # The tree -------------------------------------------------------------------------------------------
-ROOT, ATOMIC, COMPOUND, PARALLEL, FINAL, HISTORY = "root", "atomic", "compound", "parallel", "final", "history"
+ROOT, ATOMIC, COMPOUND, PARALLEL = "root", "atomic", "compound", "parallel"
+FINAL, HISTORY = "final", "history"
 
 
 @dataclass(eq=False)
@@ -415,9 +416,12 @@ class Interpreter:
                 continue
             self.queue.append((f"done.state.{parent.path}", {}))
             grandparent = parent.parent
-            if grandparent is not None and grandparent.kind == PARALLEL:
-                if all(self.is_in_final_state(c) for c in child_states(grandparent)):
-                    self.queue.append((f"done.state.{grandparent.path}", {}))
+            if (
+                grandparent is not None
+                and grandparent.kind == PARALLEL
+                and all(self.is_in_final_state(c) for c in child_states(grandparent))
+            ):
+                self.queue.append((f"done.state.{grandparent.path}", {}))
 
     def is_in_final_state(self, s: RefState) -> bool:
         if s.kind == COMPOUND:

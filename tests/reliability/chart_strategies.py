@@ -72,6 +72,8 @@ class _Gen:
         self.draw = draw
         self.max_depth = max_depth
         self.tags = 0
+        #: (state, final sibling): a transition added between them, so compound states finish.
+        self.shortcuts: list[tuple[GenState, GenState]] = []
 
     def children(self, parent: GenState, depth: int, *, regions: bool = False) -> None:
         d = self.draw
@@ -93,6 +95,15 @@ class _Gen:
                 self.children(child, depth + 1)
             elif kind == "parallel":
                 self.children(child, depth + 1, regions=True)
+        region = parent.kind == "compound" and parent.parent is not None and parent.parent.kind == "parallel"
+        if region and not any(c.kind == "final" for c in parent.children) and d(st.booleans()):
+            # A region that can finish, so parallel states join (done.state.<parallel>) now and then.
+            parent.children.append(GenState("f", parent, "final"))
+        if parent.kind == "compound":
+            finals = [c for c in parent.children if c.kind == "final"]
+            busy = [c for c in parent.children if c.kind != "final"]
+            if finals and busy:
+                self.shortcuts.append((d(st.sampled_from(busy)), d(st.sampled_from(finals))))
         if parent.kind in ("root", "compound"):
             candidates = [c for c in parent.children if parent.kind != "root" or c.kind != "final"]
             if not candidates:  # the machine must not be finished before it starts
@@ -237,6 +248,8 @@ def chart_specs(draw: Any, max_depth: int = 3) -> dict[str, Any]:
         if s.kind == "final":
             s.on_enter = [f"enter:{s.path}"]
             s.on_exit = [f"exit:{s.path}"]
+    for source, final in gen.shortcuts:
+        _add(source.on.setdefault(draw(st.sampled_from(EVENTS)), []), gen.transition(final), gen)
     for s in states:  # joins: done.state.X handled on X or one of its ancestors
         if s.kind in ("compound", "parallel") and draw(st.integers(0, 1)) == 0:
             source = draw(st.sampled_from([s, *s.ancestors()]))
