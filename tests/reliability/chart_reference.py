@@ -208,6 +208,17 @@ def is_atomic(s: RefState) -> bool:
     return s.kind in (ATOMIC, FINAL)
 
 
+def summary(atomic: list[RefState]) -> str:
+    """docs/statecharts.md: the active atomic state when there is one, else the deepest state that
+    contains the whole configuration ("" when only the machine itself does)."""
+    if len(atomic) == 1:
+        return atomic[0].path
+    for anc in proper_ancestors(atomic[0]) if atomic else []:
+        if anc.kind != ROOT and all(is_descendant(s, anc) for s in atomic):
+            return anc.path
+    return ""
+
+
 class RefError(Exception):
     """The kind of error the engine must raise: EventNotAllowed, GuardRejected, ActionFailed or
     StepLimitExceeded."""
@@ -226,6 +237,7 @@ class RefResult:
     moves: list[tuple[str, str]]
     done: bool
     microsteps: int
+    state: str  # the one-string summary (`snap.state`)
 
 
 class Interpreter:
@@ -286,6 +298,7 @@ class Interpreter:
 
     def result(self) -> RefResult:
         conf = sorted(self.config, key=lambda s: s.order)
+        atomic = [s for s in conf if is_atomic(s)]
         return RefResult(
             configuration=tuple(s.path for s in conf if is_atomic(s)),
             active=frozenset(s.path for s in conf),
@@ -294,6 +307,7 @@ class Interpreter:
             moves=self.moves,
             done=not self.running,
             microsteps=self.microsteps,
+            state=summary(atomic),
         )
 
     # Appendix D

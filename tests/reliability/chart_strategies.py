@@ -219,9 +219,9 @@ def _spec_of(s: GenState, source_states: list[GenState], short: dict[int, bool])
 
 
 @st.composite
-def chart_specs(draw: Any, max_depth: int = 3) -> dict[str, Any]:
-    """A valid nested/parallel machine as a spec dict (the `MachineSpec` shape)."""
-    gen = _Gen(draw, max_depth)
+def chart_specs(draw: Any) -> dict[str, Any]:
+    """A valid nested/parallel machine as a spec dict (the `MachineSpec` shape), 2-4 levels deep."""
+    gen = _Gen(draw, draw(st.sampled_from([2, 3, 3, 4])))
     root = GenState("", None, "root")
     gen.children(root, 1)
     everything = root.walk()

@@ -123,6 +123,7 @@ def view(result: ChartStep | RefResult) -> dict[str, Any]:
         "moves": [tuple(m) for m in result.moves],
         "done": result.done,
         "microsteps": result.microsteps,
+        "state": result.state,
     }
 
 
@@ -193,6 +194,7 @@ def compare_instance(
     assert tuple(snap.configuration) == want.configuration, f"{what}: configuration"
     assert snap.context == want.context, f"{what}: context"
     assert snap.status == ("completed" if want.done else "active"), f"{what}: status"
+    assert snap.state == want.state, f"{what}: state"
     active = {s.path: snap.is_in(s.path) for s in ref.states if s.kind != "history"}
     assert active == {path: path in want.active for path in active}, f"{what}: is_in"
     hist = [(r.event, r.outcome, tuple(r.configuration)) for r in engine.history(iid)]
