@@ -174,7 +174,7 @@ PROBE = {
 }
 ENGINE_SETTINGS = settings(
     SETTINGS,
-    max_examples=_examples(25, 300),
+    max_examples=_examples(100, 1000),
     suppress_health_check=[*SETTINGS.suppress_health_check, HealthCheck.function_scoped_fixture],
 )
 
@@ -233,6 +233,7 @@ def run_through_engine(engine: Engine, name: str, spec: dict[str, Any], events: 
             else expected(partial(reference_send, ref, before_ref, event_name, payload, cap))
         )
         got = engine_outcome(partial(engine.send, name, event_name, payload))
+        event(f"engine outcome: {got if isinstance(got, str) else 'applied'}")
         if isinstance(result, str) or isinstance(got, str):
             assert got == result, f"engine {got!r}, reference {result!r}\n{what}"
             if result in ("EventNotAllowed", "GuardRejected"):  # audited, nothing else changes
