@@ -6,7 +6,10 @@ Compared after the start and after every event: the configuration, every active 
 memory, the context (whose `log` holds every exit, transition action and entry, in order), the
 moves, whether the machine is done, the number of microsteps, and the kind of every refusal or
 failure (EventNotAllowed, GuardRejected, ActionFailed, StepLimitExceeded), after which nothing may
-have changed. Examples: `scale(...)` (RELIABILITY_FULL=1 for many more), or CHART_MODEL_EXAMPLES=N.
+have changed. Through the Engine (SQLite and PostgreSQL): `snap.configuration`, `snap.state`,
+`snap.status`, `snap.context`, `snap.is_in(...)` for every state, and the history records (one per
+applied or rejected event, with the configuration after it); a refused or failed event leaves the
+instance as it was. Examples: `scale(...)` (RELIABILITY_FULL=1 for many more) or CHART_MODEL_EXAMPLES=N.
 """
 
 from __future__ import annotations
