@@ -5,7 +5,7 @@ difference in events/s is a difference in the machinery, not in the work.
 Keeping the definition, the guard and the action here (and not in each
 contender) is what makes that true.
 
-Lifecycle (6 states, the order machine of DESIGN.md)::
+Lifecycle (6 states, the order machine of docs/design.md)::
 
     pending --PAYMENT_RECEIVED [paid_enough] / record_payment--> processing
     pending --CANCEL--> cancelled (final)

@@ -10,7 +10,14 @@ DOT and Mermaid need nothing installed; SVG/PNG/PDF need Graphviz's `dot`
 """
 
 from diagrams.dot import draw
-from diagrams.errors import DiagramError, GraphvizNotInstalled, RenderFailed, UnsupportedFormat
+from diagrams.errors import (
+    DiagramError,
+    GraphvizNotInstalled,
+    NotDrawable,
+    RenderFailed,
+    RenderTimeout,
+    UnsupportedFormat,
+)
 from diagrams.mermaid import run_to_mermaid, to_mermaid
 from diagrams.render import render, require_dot, save
 from diagrams.run import draw_run
@@ -18,7 +25,9 @@ from diagrams.run import draw_run
 __all__ = [
     "DiagramError",
     "GraphvizNotInstalled",
+    "NotDrawable",
     "RenderFailed",
+    "RenderTimeout",
     "UnsupportedFormat",
     "draw",
     "draw_run",

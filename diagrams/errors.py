@@ -30,4 +30,20 @@ class UnsupportedFormat(DiagramError, ValueError):
 
 
 class RenderFailed(DiagramError):
-    """`dot` ran but failed; its stderr is in the message."""
+    """`dot` ran but failed (its stderr is in the message), or did not finish in time."""
+
+
+class RenderTimeout(RenderFailed, TimeoutError):
+    """`dot` was stopped after the time limit (`render(..., timeout=)`, default RENDER_TIMEOUT)."""
+
+    def __init__(self, fmt: str, seconds: float) -> None:
+        self.format = fmt
+        self.seconds = seconds
+        super().__init__(
+            f"`dot -T{fmt}` did not finish within {seconds:g}s and was stopped; save as .dot or .mmd"
+            " instead, or pass a longer timeout"
+        )
+
+
+class NotDrawable(DiagramError, TypeError):
+    """The object passed is not a Definition, a MachineSpec or a spec dict."""

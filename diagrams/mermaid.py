@@ -52,6 +52,10 @@ def run_to_mermaid(
 
 
 def render(chart: Chart, run: Run | None = None) -> str:
+    if chart.is_chart:
+        from diagrams.mermaidchart import render_chart
+
+        return render_chart(chart, run)
     lines = ["stateDiagram-v2", "    direction LR"]
     comment = f"{chart.name} run {run.instance_id}: {run.summary}" if run is not None else chart.name
     lines.append(f"    %% {text(comment)}")

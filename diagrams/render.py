@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import graphviz
 
 from diagrams.dot import draw
-from diagrams.errors import GraphvizNotInstalled, RenderFailed, UnsupportedFormat
+from diagrams.errors import GraphvizNotInstalled, RenderFailed, RenderTimeout, UnsupportedFormat
 from diagrams.mermaid import to_mermaid
 
 BINARY_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 DOT_SUFFIXES = {".dot", ".gv"}
 MERMAID_SUFFIXES = {".mmd", ".mermaid"}
+RENDER_TIMEOUT = 60.0  # seconds `dot` may take for one image
 SUFFIXES = sorted([*BINARY_FORMATS, *DOT_SUFFIXES, *MERMAID_SUFFIXES])
 
 
@@ -31,24 +33,34 @@ def require_dot(fmt: str = "svg") -> str:
     return found
 
 
-def render(graph: graphviz.Digraph, fmt: str) -> bytes:
-    """`graph` rendered by `dot` as `fmt` (svg, png, pdf, json, ...)."""
-    require_dot(fmt)
+def render(graph: graphviz.Digraph, fmt: str, *, timeout: float | None = None) -> bytes:
+    """`graph` rendered by `dot` as `fmt` (svg, png, pdf, json, ...).
+
+    `dot` is stopped after `timeout` seconds (default RENDER_TIMEOUT) with `RenderTimeout`: some
+    graphs make its layout run for hours, and a CLI or a web request must not hang on one.
+    """
+    dot = require_dot(fmt)
+    limit = RENDER_TIMEOUT if timeout is None else timeout
     try:
-        data: bytes = graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound as exc:
+        proc = subprocess.run(
+            [dot, f"-T{fmt}"], input=graph.source.encode(), capture_output=True, timeout=limit, check=False
+        )
+    except subprocess.TimeoutExpired:  # `run` has killed and reaped it
+        raise RenderTimeout(fmt, limit) from None
+    except FileNotFoundError as exc:  # removed between the lookup and the run
         raise GraphvizNotInstalled(fmt) from exc
-    except graphviz.CalledProcessError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        raise RenderFailed(f"`dot -T{fmt}` failed: {stderr or exc}") from exc
-    return data
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
+        raise RenderFailed(f"`dot -T{fmt}` failed: {stderr or f'exit status {proc.returncode}'}")
+    return proc.stdout
 
 
-def save(graph_or_mermaid_text: Any, path: str | os.PathLike[str]) -> Path:
+def save(graph_or_mermaid_text: Any, path: str | os.PathLike[str], *, timeout: float | None = None) -> Path:
     """Write a Digraph (or Mermaid text) to `path`: .dot/.gv, .svg, .png, .pdf or .mmd.
 
     A `Definition` or `MachineSpec` is drawn first, so `save(orders, "orders.svg")` works too.
-    Parent directories are created. Returns the path written.
+    Parent directories are created. Returns the path written. `timeout` limits `dot` (see
+    `render`); nothing is written when it fails.
     """
     out = Path(path)
     suffix = out.suffix.lower()
@@ -63,7 +75,11 @@ def save(graph_or_mermaid_text: Any, path: str | os.PathLike[str]) -> Path:
         )
     else:
         graph = obj if isinstance(obj, graphviz.Digraph | graphviz.Graph) else draw(obj)
-        data = graph.source.encode() if suffix in DOT_SUFFIXES else render(graph, BINARY_FORMATS[suffix])
+        data = (
+            graph.source.encode()
+            if suffix in DOT_SUFFIXES
+            else render(graph, BINARY_FORMATS[suffix], timeout=timeout)
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return out

@@ -45,6 +45,15 @@ class Run:
     rejected: list[Rejection] = field(default_factory=list)
     records: int = 0
     failure: str | None = None  # reason of the last `failed` record (an effect out of retries)
+    #: Statecharts: every active state (atomic or not) after the last record; flat: empty.
+    active: set[str] = field(default_factory=set)
+
+    @property
+    def active_states(self) -> set[str]:
+        """The states drawn as current: the whole active configuration, or the one current state."""
+        if self.active:
+            return self.active
+        return {self.current} if self.current is not None else set()
 
     @property
     def summary(self) -> str:
@@ -84,7 +93,7 @@ def overlay(
         run.records += 1
         last_outcome = outcome
         if outcome == REJECTED:
-            run.rejected.append(Rejection(seq, event, source or target, _short_reason(reason)))
+            run.rejected.append(Rejection(seq, event, source or target, short_reason(reason)))
             continue
         for name in (source, target):
             if name is not None and name not in chart.nodes:
@@ -130,6 +139,18 @@ def load(
         if spec is None:
             spec = engine.stored_spec(snap.machine, snap.definition_version)
         chart = chart_of(spec)
+        if chart.is_chart:
+            from diagrams.chartrun import chart_overlay
+
+            configuration = getattr(snap, "configuration", None)
+            return chart, chart_overlay(
+                chart,
+                history,
+                status=status or snap.status,
+                current=snap.state,
+                configuration=configuration,
+                instance_id=instance_id,
+            )
         run = overlay(
             chart, history, status=status or snap.status, current=snap.state, instance_id=instance_id
         )
@@ -139,6 +160,11 @@ def load(
     if isinstance(engine_or_history, str | bytes | Mapping):
         raise TypeError("draw_run(history, spec=...): history must be a list of records")
     chart = chart_of(spec)
+    if chart.is_chart:
+        from diagrams.chartrun import chart_overlay
+
+        records = list(engine_or_history)
+        return chart, chart_overlay(chart, records, status=status, instance_id=instance_id)
     return chart, overlay(chart, list(engine_or_history), status=status, instance_id=instance_id)
 
 
@@ -171,7 +197,7 @@ def _infer_status(chart: Chart, current: str | None, last_outcome: str | None) -
     return COMPLETED if node is not None and node.final else ACTIVE
 
 
-def _short_reason(reason: str | None) -> str:
+def short_reason(reason: str | None) -> str:
     """`GuardRejected: event ... ` -> `refused by every guard`; other reasons kept, cut short."""
     text = (reason or "rejected").strip()
     kind = text.split(":", 1)[0]

@@ -4,7 +4,13 @@ Knows rows, JSON text and transactions; never machine semantics.
 """
 
 from persistence.database import Database
-from persistence.errors import Conflict, DatabaseError, DatabaseUnavailable, UnsupportedDatabase
+from persistence.errors import (
+    Conflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    ReentrantTransaction,
+    UnsupportedDatabase,
+)
 from persistence.migrations import SCHEMA_VERSION, migrate
 from persistence.store import Store
 
@@ -14,6 +20,7 @@ __all__ = [
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",
+    "ReentrantTransaction",
     "Store",
     "UnsupportedDatabase",
     "migrate",

@@ -20,7 +20,13 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from persistence.errors import Conflict, DatabaseError, DatabaseUnavailable, UnsupportedDatabase
+from persistence.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    ReentrantTransaction,
+    UnsupportedDatabase,
+)
+from persistence.translate import translate
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 WAL_AUTOCHECKPOINT_PAGES = 10_000
@@ -40,11 +46,12 @@ class Database:
         if backend == "sqlite":
             self.dialect = "sqlite"
             self.path = parsed.database or ":memory:"
-            if self.path == ":memory:":
-                raise UnsupportedDatabase(
-                    "in-memory SQLite cannot be shared between connections; use a file path"
-                )
-            sync = sqlite_synchronous.upper()
+            #: In memory (`sqlite://`, `:memory:`): one private database per `Database`, on one
+            #: connection that every thread shares, one transaction at a time (`serial`); it lives
+            #: as long as this object. A memory database is per connection, so per-thread
+            #: connections would each see an empty one.
+            self.serial = threading.RLock() if self.path == ":memory:" else None
+            sync = str(sqlite_synchronous).upper()
             if sync not in SQLITE_SYNCHRONOUS:
                 raise UnsupportedDatabase(
                     f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, got {sqlite_synchronous!r}"
@@ -52,6 +59,14 @@ class Database:
             self.synchronous = sync
         elif backend == "postgresql":
             self.dialect = "postgresql"
+            self.serial = None
+            try:
+                import psycopg  # noqa: F401  (fail here, with advice, not at the first query)
+            except ImportError:
+                raise UnsupportedDatabase(
+                    f"{url!r} needs the PostgreSQL driver psycopg, which is not installed:"
+                    " pip install 'statemachines[postgres]'"
+                ) from None
             # libpq gets the URL as written (minus the SQLAlchemy driver suffix): re-rendering it
             # through SQLAlchemy turns `%20` into `+`, which libpq does not decode in `options`.
             self.conninfo = "postgresql://" + url.split("://", 1)[1]
@@ -60,10 +75,23 @@ class Database:
                 f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
             )
         self.busy_timeout_ms = busy_timeout_ms
+        #: What "the same database" means for the re-entrancy check: two `Database` objects (two
+        #: engines) on one file or one server+schema would deadlock each other just the same.
+        self.identity = (
+            ("postgresql", self.conninfo)
+            if self.dialect == "postgresql"
+            else ("sqlite", f":memory:{id(self)}")
+            if self.serial is not None
+            else ("sqlite", os.path.realpath(self.path))
+        )
         #: Maps a `DatabaseError` to the exception callers should see (the engine's own types).
         self.error_hook: Callable[[BaseException], BaseException] | None = None
         self._ts_cache: tuple[datetime | None, Any] = (None, None)
         self._local = threading.local()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.serial is not None
 
     # SQL text ------------------------------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -91,6 +119,8 @@ class Database:
 
     # Connections ---------------------------------------------------------------------------------
     def connection(self) -> Any:
+        if self.serial is not None:
+            return self._memory_connection()
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -120,17 +150,41 @@ class Database:
 
             return psycopg.connect(self.conninfo, autocommit=False, connect_timeout=10)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
+
+    def _memory_connection(self) -> sqlite3.Connection:
+        conn = getattr(self, "_memory", None)
+        if conn is None:
+            if getattr(self, "_closed", False):
+                raise DatabaseError("this in-memory database was closed: its data is gone")
+            try:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            except Exception as exc:
+                raise translate(exc) from exc
+            self._memory = conn
+        return conn
 
     def discard(self) -> None:
-        """Drop this thread's connection (after a connection error, or on close)."""
+        """Drop this thread's connection (after a connection error, or on close).
+
+        An in-memory database keeps its one connection: dropping it would drop the data."""
+        if self.serial is not None:
+            return
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
             with suppress(Exception):
                 conn.close()
 
-    close = discard
+    def close(self) -> None:
+        """Close this thread's connection; an in-memory database is gone once closed."""
+        if self.serial is not None:
+            conn, self._memory, self._closed = getattr(self, "_memory", None), None, True
+            if conn is not None:
+                with suppress(Exception):
+                    conn.close()
+            return
+        self.discard()
 
     def transaction(self) -> Transaction:
         """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN."""
@@ -151,15 +205,26 @@ class Database:
             self.discard()
 
 
+#: The databases (by `Database.identity`) this thread has a transaction open on. An action or a
+#: guard runs inside its event's transaction; if it calls the engine again, a second transaction
+#: on the same database from the same thread either breaks the first (SQLite: the nested BEGIN
+#: fails and its rollback ends the outer transaction) or commits in the middle of it
+#: (PostgreSQL: a second connection), or waits for the first forever (a row lock held by this
+#: very thread). So it is refused before it touches the database.
+_open = threading.local()
+
+
 class Transaction:
     """`with db.transaction() as cur:` commits on success and rolls back on any exception.
 
     Driver errors come out as `DatabaseError` subclasses (passed through the database's
     `error_hook`, which lets the engine raise its own types); anything else (an action's error)
-    comes out unchanged. A class, not a generator: this runs once per event.
+    comes out unchanged. Opening one while the thread already has one open on the same database
+    raises `ReentrantTransaction` and leaves the open one alone. A class, not a generator: this
+    runs once per event.
     """
 
-    __slots__ = ("_conn", "_db", "_write")
+    __slots__ = ("_conn", "_db", "_outermost", "_write")
 
     def __init__(self, db: Database, write: bool) -> None:
         self._db = db
@@ -168,6 +233,21 @@ class Transaction:
     def __enter__(self) -> Any:
         db = self._db
         self._conn = None
+        held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
+        open_write = held.get(db.identity)
+        # A read inside a read is harmless (it ends the outer read's snapshot at worst); anything
+        # inside a write transaction, or a write inside a read, is not.
+        self._outermost = open_write is None
+        if not self._outermost and (open_write or self._write):
+            error = ReentrantTransaction(
+                "this thread already has a transaction open on this database"
+                " (the engine was called from inside an action or a guard)"
+            )
+            raise (db.error_hook(error) if db.error_hook is not None else error) from None
+        if self._outermost:
+            held[db.identity] = self._write
+            if db.serial is not None:
+                db.serial.acquire()
         try:
             conn = self._conn = db.connection()
             cur = conn.cursor()
@@ -184,6 +264,10 @@ class Transaction:
                     self._conn.commit()
                 elif self._write:
                     self._conn.execute("COMMIT")
+                if self._outermost:
+                    del _open.held[self._db.identity]
+                    if self._db.serial is not None:
+                        self._db.serial.release()
                 return
             except BaseException as commit_error:
                 exc = commit_error
@@ -193,7 +277,11 @@ class Transaction:
         db = self._db
         if self._conn is not None:
             db._rollback(self._conn)
-        translated = _translate(exc)
+        if self._outermost:
+            _open.held.pop(db.identity, None)
+            if db.serial is not None:
+                db.serial.release()
+        translated = translate(exc)
         if isinstance(translated, DatabaseUnavailable):
             db.discard()
         if translated is exc and not isinstance(exc, DatabaseError):
@@ -219,37 +307,8 @@ def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
             time.sleep(0.01)
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """Map driver exceptions to ours; leave everything else alone."""
-    if isinstance(exc, DatabaseError):
-        return exc
-    if isinstance(exc, sqlite3.IntegrityError):
-        return Conflict(str(exc))
-    if isinstance(exc, sqlite3.OperationalError):
-        msg = str(exc).lower()
-        if "locked" in msg or "busy" in msg or "unable to open" in msg or "disk i/o" in msg:
-            return DatabaseUnavailable(str(exc))
-        return DatabaseError(str(exc))
-    if isinstance(exc, sqlite3.Error):
-        return DatabaseError(str(exc))
-    try:
-        import psycopg
-        from psycopg import errors as pg
-    except ImportError:  # pragma: no cover - PostgreSQL extra not installed
-        return exc
-    if isinstance(exc, pg.UniqueViolation):
-        return Conflict(str(exc))
-    if isinstance(
-        exc,
-        psycopg.OperationalError
-        | pg.SerializationFailure
-        | pg.DeadlockDetected
-        | pg.AdminShutdown
-        | pg.CannotConnectNow,
-    ):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    if isinstance(exc, psycopg.InterfaceError):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    if isinstance(exc, psycopg.Error):
-        return DatabaseError(str(exc).strip())
-    return exc
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` (a driver error or one of ours) says "the database, not this statement":
+    a lost connection, a lock timeout, a deadlock. Retrying later may succeed; blaming the row
+    being processed would be wrong."""
+    return isinstance(translate(exc), DatabaseUnavailable)

@@ -20,3 +20,11 @@ class Conflict(DatabaseError):
 
 class UnsupportedDatabase(DatabaseError, ValueError):
     """The URL names a database this engine does not run on."""
+
+
+class ReentrantTransaction(DatabaseError):
+    """A transaction was opened on a database while this thread already has one open on it.
+
+    Raised before anything is executed: the open transaction (an event whose action or guard
+    called the engine) is left untouched, and its own error handling rolls it back.
+    """

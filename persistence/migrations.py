@@ -33,6 +33,47 @@ def _create(tables: list[Table]) -> Callable[[Database, Any], None]:
     return step
 
 
+def _create_missing(tables: list[Table]) -> Callable[[Database, Any], None]:
+    """Create tables (and their indexes) added after step 1, unless they exist: a database
+    rolled back to an earlier version number by hand upgrades again without an error."""
+
+    def step(db: Database, cur: Any) -> None:
+        dialect = postgresql.psycopg.dialect() if db.dialect == "postgresql" else sqlite.dialect()
+        for table in tables:
+            cur.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+            for index in sorted(table.indexes, key=lambda i: i.name or ""):
+                cur.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+
+    return step
+
+
+def _add_column(table: str, column: str, sql_type: str) -> Callable[[Database, Any], None]:
+    """Add a nullable column to a table created by an earlier step.
+
+    Step 1 creates the tables from the current models, so on a fresh database the column is
+    already there: the step then does nothing. Columns are only ever added, never dropped."""
+
+    def step(db: Database, cur: Any) -> None:
+        if db.dialect == "postgresql":
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+            return
+        cur.execute(f"PRAGMA table_info({table})")
+        if column not in {row[1] for row in cur.fetchall()}:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+    return step
+
+
+def _all(*steps: Callable[[Database, Any], None]) -> Callable[[Database, Any], None]:
+    """One schema version made of several steps, applied in order in the same transaction."""
+
+    def step(db: Database, cur: Any) -> None:
+        for part in steps:
+            part(db, cur)
+
+    return step
+
+
 #: Step N brings the schema from version N-1 to N. Append; never edit a released step.
 MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _create(
@@ -47,6 +88,15 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
             t.EffectAttemptRow.__table__,  # type: ignore[list-item]
             t.TokenUseRow.__table__,  # type: ignore[list-item]
         ]
+    ),
+    # 2: idempotency receipts remember the request their key was used for.
+    _add_column("sm_receipts", "fingerprint", "TEXT"),
+    # 3: statecharts: the configuration of chart instances and history rows, and their active
+    # states (flat instances and rows leave all three empty).
+    _all(
+        _add_column("sm_instances", "chart", "TEXT"),
+        _add_column("sm_history", "configuration", "TEXT"),
+        _create_missing([t.ChartStateRow.__table__]),  # type: ignore[list-item]
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

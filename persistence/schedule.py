@@ -14,6 +14,19 @@ from typing import Any
 
 from persistence.database import Database
 
+# A timer or effect row is live while the state that armed it is in the entry that armed it: for
+# a flat instance, the instance's own `entered_seq`; for a statechart (whose `entered_seq` is 0),
+# the declaring state's row in `sm_chart_states`, at any depth. `{t}` is the row's table alias.
+_LIVE = (
+    "(i.entered_seq = {t}.entered_seq OR EXISTS (SELECT 1 FROM sm_chart_states c"
+    " WHERE c.instance_id = {t}.instance_id AND c.state = {t}.state AND c.entered_seq = {t}.entered_seq))"
+)
+# Statecharts, after a step exited states: rows whose state entry is no longer active go.
+_NOT_LIVE = (
+    "NOT EXISTS (SELECT 1 FROM sm_chart_states c WHERE c.instance_id = {table}.instance_id"
+    " AND c.state = {table}.state AND c.entered_seq = {table}.entered_seq)"
+)
+
 _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
     " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
@@ -22,28 +35,55 @@ _SQL = {
     # transaction (the next state's) may carry the id of one that was claimed and disarmed.
     "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id AND instance_id = :id"
     " AND entered_seq = :entered_seq",
-    "timers_of": "SELECT event, state, fire_at FROM sm_timers WHERE instance_id = :id ORDER BY fire_at, id",
+    # What an instance waits on: rows of the state entry it is in, never those of a state left.
+    "timers_of": "SELECT t.event, t.state, t.fire_at FROM sm_timers t JOIN sm_instances i"
+    f" ON i.id = t.instance_id AND {_LIVE.format(t='t')} WHERE t.instance_id = :id"
+    " ORDER BY t.fire_at, t.id",
     "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
     " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
     " :name, :key, 'pending', 0, 0, :now, :now)",
     "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed')",
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
+    # PostgreSQL: both of the above in one round trip (a data-modifying CTE); leaving a state
+    # runs this on every transition, armed rows or not.
+    "disarm_pg": "WITH dropped AS (DELETE FROM sm_timers WHERE instance_id = :id)"
+    " UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
     "start_attempt": "UPDATE sm_effects SET status = 'running', attempt = attempt + 1,"
     " lease_until = :lease_until, updated_at = :now WHERE id = :effect_id",
-    "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - 1, lease_until = NULL"
+    # A kept result is delivered, not produced again: the attempt count does not move.
+    "start_delivery": "UPDATE sm_effects SET status = 'running', lease_until = :lease_until,"
+    " updated_at = :now WHERE id = :effect_id",
+    # Right before an effect runs: its lease starts now, if it is still ours (not taken over
+    # by another worker after the claim's lease ran out, not cancelled) and its instance active.
+    "renew_lease": "UPDATE sm_effects SET lease_until = :lease_until, updated_at = :now"
+    " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt"
+    " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
+    f" AND i.status = 'active' AND {_LIVE.format(t='sm_effects')})",
+    "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - :counted,"
+    " lease_until = NULL"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
     "lock_effect": "SELECT status, attempt, round_start FROM sm_effects WHERE id = :effect_id",
     "finish_effect": "UPDATE sm_effects SET status = :status, next_at = :next_at, lease_until = NULL,"
     " last_error = :error, result = :result, updated_at = :now WHERE id = :effect_id",
     "insert_attempt": "INSERT INTO sm_effect_attempts (effect_id, attempt, instance_id, started_at,"
     " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
-    "effects_of": "SELECT name, state, status, attempt, next_at, last_error FROM sm_effects"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed') ORDER BY id",
+    "effects_of": "SELECT e.name, e.state, e.status, e.attempt, e.next_at, e.last_error FROM sm_effects e"
+    f" JOIN sm_instances i ON i.id = e.instance_id AND {_LIVE.format(t='e')}"
+    " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held') ORDER BY e.id",
+    "drop_exited_timers": "DELETE FROM sm_timers WHERE instance_id = :id"
+    f" AND {_NOT_LIVE.format(table='sm_timers')}",
+    "cancel_exited_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL,"
+    " updated_at = :now WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')"
+    f" AND {_NOT_LIVE.format(table='sm_effects')}",
     "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
     " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"
     " WHERE a.instance_id = :id ORDER BY a.started_at, a.effect_id, a.attempt",
+    # Failed effects run again (a new retry round); held ones keep their result, delivered next.
     "redrive_effects": "UPDATE sm_effects SET status = 'pending', round_start = attempt, next_at = :now,"
-    " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status = 'failed'",
+    " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status IN ('failed', 'held')",
+    "fail_effect": "UPDATE sm_effects SET status = 'failed', lease_until = NULL, last_error = :error,"
+    " updated_at = :now WHERE id = :effect_id AND status IN ('pending', 'running')",
     "use_token": "INSERT INTO sm_token_uses (token_id, instance_id, used_at) VALUES (:token_id, :id, :now)",
 }
 
@@ -55,10 +95,10 @@ _CLAIM_TIMERS = (
 )
 _CLAIM_EFFECTS = (
     "SELECT e.id, e.instance_id, e.machine, e.entered_seq, e.state, e.name, e.key, e.attempt,"
-    " e.round_start, i.context FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
+    " e.round_start, i.context, e.result FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
-    " AND i.status = 'active' AND e.machine IN ({machines})"
+    " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND e.machine IN ({machines})"
     " ORDER BY e.next_at, e.id LIMIT :limit"
 )
 
@@ -101,9 +141,6 @@ class Schedule:
                  "event": event, "fire_at": self.db.ts(fire_at)},
             )  # fmt: skip
 
-    def delete_timers(self, cur: Any, instance_id: str) -> None:
-        cur.execute(self.sql["delete_timers"], {"id": instance_id})
-
     def delete_timer(self, cur: Any, timer_id: int, instance_id: str, entered_seq: int) -> None:
         params = {"timer_id": timer_id, "id": instance_id, "entered_seq": entered_seq}
         cur.execute(self.sql["delete_timer"], params)
@@ -144,14 +181,29 @@ class Schedule:
                  "name": name, "key": key, "now": self.db.ts(now)},
             )  # fmt: skip
 
-    def cancel_effects(self, cur: Any, instance_id: str, now: datetime) -> None:
-        cur.execute(self.sql["cancel_effects"], {"id": instance_id, "now": self.db.ts(now)})
+    def disarm(self, cur: Any, instance_id: str, now: datetime) -> None:
+        """Drop every timer and cancel every live effect of an instance (it leaves its state):
+        indexed by instance id, so cheap when there is nothing to drop."""
+        params = {"id": instance_id, "now": self.db.ts(now)}
+        if self.db.dialect == "postgresql":
+            cur.execute(self.sql["disarm_pg"], params)
+        else:
+            cur.execute(self.sql["delete_timers"], params)
+            cur.execute(self.sql["cancel_effects"], params)
+
+    def disarm_exited(self, cur: Any, instance_id: str, now: datetime) -> None:
+        """Statecharts: drop the timers and cancel the live effects of the state entries no longer
+        active (after `sm_chart_states` was brought up to date), from the rows themselves: what
+        another version of the machine armed goes too, and the rows of states still active stay."""
+        params = {"id": instance_id, "now": self.db.ts(now)}
+        cur.execute(self.sql["drop_exited_timers"], params)
+        cur.execute(self.sql["cancel_exited_effects"], params)
 
     def claim_effects(
         self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Due or lease-expired effects: (id, instance, machine, entered_seq, state, name, key,
-        attempt, round_start, context)."""
+        """Due or lease-expired effects of the state entry their instance is in: (id, instance,
+        machine, entered_seq, state, name, key, attempt, round_start, context, kept result)."""
         if not machines:
             return []
         sql = self._claim_sql("effects", _CLAIM_EFFECTS, "e", len(machines))
@@ -164,9 +216,35 @@ class Schedule:
             {"effect_id": effect_id, "lease_until": self.db.ts(lease_until), "now": self.db.ts(now)},
         )
 
-    def release_effect(self, cur: Any, effect_id: int, attempt: int) -> None:
-        """Give back a claimed effect that was never started (a worker stopping)."""
-        cur.execute(self.sql["release_effect"], {"effect_id": effect_id, "attempt": attempt})
+    def start_delivery(self, cur: Any, effect_id: int, lease_until: datetime, now: datetime) -> None:
+        """Claim an effect whose result was kept (see `hold`): delivered without running again."""
+        cur.execute(
+            self.sql["start_delivery"],
+            {"effect_id": effect_id, "lease_until": self.db.ts(lease_until), "now": self.db.ts(now)},
+        )
+
+    def renew_lease(
+        self, cur: Any, effect_id: int, attempt: int, lease_until: datetime, now: datetime
+    ) -> bool:
+        """Start the lease of a claimed effect about to run; False when it is no longer ours to
+        run (taken over, cancelled, or its instance not active in that state entry)."""
+        cur.execute(
+            self.sql["renew_lease"],
+            {"effect_id": effect_id, "attempt": attempt, "lease_until": self.db.ts(lease_until),
+             "now": self.db.ts(now)},
+        )  # fmt: skip
+        return cur.rowcount == 1
+
+    def fail_effect(self, cur: Any, effect_id: int, error: str, now: datetime) -> bool:
+        """Mark an effect a worker could not process as `failed` (`retry` redrives it)."""
+        cur.execute(self.sql["fail_effect"], {"effect_id": effect_id, "error": error, "now": self.db.ts(now)})
+        return cur.rowcount == 1
+
+    def release_effect(self, cur: Any, effect_id: int, attempt: int, counted: bool = True) -> None:
+        """Give back a claimed effect that was never started (a worker stopping, a lease lost);
+        `counted`: the claim counted an attempt (not so for delivering a kept result)."""
+        params = {"effect_id": effect_id, "attempt": attempt, "counted": int(counted)}
+        cur.execute(self.sql["release_effect"], params)
 
     def lock_effect(self, cur: Any, effect_id: int) -> tuple[Any, ...] | None:
         """(status, attempt, round_start); the caller's transaction already serialises it."""

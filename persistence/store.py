@@ -11,24 +11,31 @@ from typing import Any
 
 from persistence.database import Database
 
-INSTANCE_COLUMNS = (
+# Written by a flat instance's insert; `chart` (statecharts only) is read with them.
+_FLAT_COLUMNS = (
     "id, machine, definition_version, state, context, status, version, entered_seq,"
     " created_at, updated_at, last_seq"
 )
+INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"  # `chart`: statecharts, see persistence.chart_store
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
-# On PostgreSQL a row lock that had to wait re-reads the locked row (so `last_seq` is fresh) but
-# not the receipt subquery; a receipt missed that way fails on its unique key and the engine
-# retries the event, which then finds it.
+# The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
+# Used as is on SQLite only, where BEGIN IMMEDIATE has taken the write lock before this statement
+# starts, so its receipt subqueries see every committed receipt. On PostgreSQL (READ COMMITTED) a
+# statement that waits for the row lock re-reads the locked row once granted, but evaluates its
+# subqueries on the snapshot taken before it waited: a receipt committed meanwhile by the very
+# send it waited for would be missed. There the receipt is read by a statement of its own, after
+# the lock (see `Store.lock_instance`).
+_RECEIPT = "(SELECT r.{column} FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
 _LOCK = (
-    f"SELECT {INSTANCE_COLUMNS},"
-    " (SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
-    " FROM sm_instances i WHERE i.id = :id"
+    f"SELECT {INSTANCE_COLUMNS}, {_RECEIPT.format(column='result')},"
+    f" {_RECEIPT.format(column='fingerprint')} FROM sm_instances i WHERE i.id = :id"
 )
+_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE i.id = :id"
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
-_UPDATE = (
+UPDATE_INSTANCE = (
     "UPDATE sm_instances SET {changed}context = :context, version = :version,"
     " entered_seq = :entered_seq, last_seq = :seq, definition_version = :dv, updated_at = :now"
     " WHERE id = :id"
@@ -42,9 +49,11 @@ _SQL = {
     # Already the latest (excluded.revision is max + 1): nothing to write, so a process that
     # starts and registers what is current changes nothing.
     " WHERE sm_definitions.revision < excluded.revision - 1",
+    # Two-key form: a lock space of its own, apart from the migrations' one-key advisory lock.
+    "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
-    "insert_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
+    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}) VALUES (:id, :machine,"
     " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
@@ -53,9 +62,11 @@ _SQL = {
     "insert_history": f"INSERT INTO sm_history (instance_id, machine, {HISTORY_COLUMNS})"
     " VALUES (:id, :machine, :seq, :event, :source, :target, :payload, :context, :actor, :now,"
     " :outcome, :reason)",
-    "history": f"SELECT {HISTORY_COLUMNS} FROM sm_history WHERE instance_id = :id ORDER BY seq",
-    "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at)"
-    " VALUES (:id, :key, :seq, :result, :now)",
+    "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
+    " ORDER BY seq",
+    "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
+    " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
+    "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
 }
 
 
@@ -68,7 +79,7 @@ class Store:
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
         self._updates = {
             (new_state, new_status): db.sql(
-                _UPDATE.format(
+                UPDATE_INSTANCE.format(
                     changed=("state = :state, " if new_state else "")
                     + ("status = :status, " if new_status else "")
                 )
@@ -76,16 +87,23 @@ class Store:
             for new_state in (False, True)
             for new_status in (False, True)
         }
-        self.sql["lock"] = db.sql(_LOCK + (" FOR UPDATE" if pg else ""))
+        self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
-        no_key = _LOCK.replace(
-            "(SELECT r.result FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)", "NULL"
-        )
-        self.sql["lock_no_key"] = db.sql(no_key + (" FOR UPDATE" if pg else ""))
-        self._list_cache: dict[tuple[bool, bool, bool], str] = {}
+        self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
+        self._receipt_after_lock = pg
+        self._list_cache: dict[tuple[bool, bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
+        """Store a definition version as the latest of its machine (revision = max + 1).
+
+        PostgreSQL: the insert computes max + 1 on its statement's snapshot, so two processes
+        registering two versions at once (a rolling deploy) would both get the same revision and
+        "the latest" would be either. A transaction-scoped advisory lock on the machine name
+        makes the second insert start after the first commits, so it sees the first's row.
+        (SQLite: BEGIN IMMEDIATE already serialises writers.)"""
+        if self.db.dialect == "postgresql":
+            cur.execute(self.sql["lock_definitions"], {"name": name})
         cur.execute(
             self.sql["insert_definition"],
             {"name": name, "same_name": name, "version": version, "spec": spec, "now": self.db.ts(now)},
@@ -101,12 +119,24 @@ class Store:
 
     # instances -------------------------------------------------------------------------------
     def lock_instance(self, cur: Any, instance_id: str, key: str | None) -> tuple[Any, ...] | None:
-        """The instance row locked for update, plus the receipt recorded for `key` (or None)."""
+        """The instance row locked for update, then the receipt recorded for `key` (its result
+        and fingerprint, or None, None): the receipt is read after the lock is granted, so a send
+        that waited for a concurrent one with the same key finds that one's receipt."""
         if key is None:
             cur.execute(self.sql["lock_no_key"], {"id": instance_id})
-        else:
+            return cur.fetchone()
+        if not self._receipt_after_lock:
             cur.execute(self.sql["lock"], {"id": instance_id, "key": key})
-        return cur.fetchone()
+            return cur.fetchone()
+        # PostgreSQL: a statement of its own, so a snapshot taken after the lock was granted.
+        # Paid only by sends with a key.
+        cur.execute(self.sql["lock_no_key"], {"id": instance_id})
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(self.sql["receipt"], {"id": instance_id, "key": key})
+        receipt = cur.fetchone()
+        return row if receipt is None else (*row[:-2], *receipt)
 
     def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:
         cur.execute(self.sql["get_instance"], {"id": instance_id})
@@ -183,17 +213,26 @@ class Store:
         status: str | None,
         limit: int,
         offset: int,
+        charts: bool = True,
     ) -> list[tuple[Any, ...]]:
-        shape = (machine is not None, state is not None, status is not None)
+        """A page of instances in (created_at, id) order. With `state` and `charts`, an instance
+        matches when that state is active at any depth: a flat row whose state it is, or a chart
+        instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
+        False (a machine known to be flat) keeps the single-index query."""
+        shape = (machine is not None, state is not None, status is not None, charts and state is not None)
         sql = self._list_cache.get(shape)
         if sql is None:
-            where = [
-                c
-                for c, on in zip(
-                    ("machine = :machine", "state = :state", "status = :status"), shape, strict=True
+            conditions = ("machine = :machine", "state = :state", "status = :status")
+            if shape[3]:  # state matched at any depth: the state condition becomes an id set
+                in_machine = " AND machine = :machine" if machine is not None else ""
+                conditions = (
+                    conditions[0],
+                    "id IN (SELECT id FROM sm_instances WHERE state = :state AND chart IS NULL"
+                    f"{in_machine} UNION ALL SELECT instance_id FROM sm_chart_states"
+                    f" WHERE state = :state{in_machine})",
+                    conditions[2],
                 )
-                if on
-            ]
+            where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
                 text += " WHERE " + " AND ".join(where)
@@ -251,9 +290,17 @@ class Store:
         return cur.fetchall()
 
     def insert_receipt(
-        self, cur: Any, instance_id: str, key: str, seq: int, result: str, now: datetime
+        self,
+        cur: Any,
+        instance_id: str,
+        key: str,
+        seq: int,
+        result: str,
+        now: datetime,
+        fingerprint: str | None = None,
     ) -> None:
         cur.execute(
             self.sql["insert_receipt"],
-            {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now)},
-        )
+            {"id": instance_id, "key": key, "seq": seq, "result": result, "now": self.db.ts(now),
+             "fingerprint": fingerprint},
+        )  # fmt: skip

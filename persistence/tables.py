@@ -56,6 +56,10 @@ class InstanceRow(SQLModel, table=True):
     last_seq: int
     created_at: datetime = Field(sa_column=_ts())
     updated_at: datetime = Field(sa_column=_ts())
+    #: Statecharts only (NULL for flat instances): JSON of the active states with the history seq
+    #: of their entry and the history memory, `{"active": {"checks": 4, ...}, "history": {...}}`.
+    #: `state` then holds the one-string summary. Added by schema version 3.
+    chart: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class HistoryRow(SQLModel, table=True):
@@ -78,6 +82,30 @@ class HistoryRow(SQLModel, table=True):
     at: datetime = Field(sa_column=_ts())
     outcome: str
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: Statecharts only (NULL for flat rows, whose configuration is `(target,)`): JSON list of the
+    #: active atomic states after the event. Added by schema version 3.
+    configuration: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ChartStateRow(SQLModel, table=True):
+    """The active states of statechart instances, one row per active state (compound and
+    parallel ones included), with the history seq of its entry.
+
+    Maintained on every chart step (exited states deleted, entered ones inserted), so that
+    `instances(state=X)` finds X at any depth through an index, and so that a timer or effect row
+    is live exactly while its declaring state is active with the same entry seq. Flat instances
+    have no rows here."""
+
+    __tablename__ = "sm_chart_states"
+    __table_args__ = (
+        Index("ix_sm_chart_states_state", "state", "machine", "instance_id"),
+        # SQLite: the (instance_id, state) key *is* the table, one B-tree less to write per step.
+        {"sqlite_with_rowid": False},
+    )
+    instance_id: str = Field(primary_key=True)
+    state: str = Field(primary_key=True)
+    machine: str
+    entered_seq: int
 
 
 class ReceiptRow(SQLModel, table=True):
@@ -89,6 +117,10 @@ class ReceiptRow(SQLModel, table=True):
     seq: int
     result: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=_ts())
+    #: The request the key was first used for (event + payload hash), so that the key sent with
+    #: another request is refused instead of answered with this result. NULL on receipts written
+    #: before schema version 2: those replay without the check.
+    fingerprint: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class TimerRow(SQLModel, table=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -17,9 +17,10 @@ from persistence import Database, Store
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.compiled import CompiledMachine, Step
-from statemachines.durations import parse_duration
+from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
 from statemachines.rows import (
+    CHART,
     CONTEXT,
     CREATED,
     ENTERED_SEQ,
@@ -30,7 +31,11 @@ from statemachines.rows import (
     VERSION,
     applied_receipt,
     rejected_receipt,
+    request_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from statemachines.chart_apply import ChartApplier
 
 #: History outcome of an instance put into status `failed` (an effect exhausted without a
 #: handler, a timer whose transition raised).
@@ -38,10 +43,13 @@ FAILED_OUTCOME = "failed"
 
 
 class Applier:
-    def __init__(self, db: Database, store: Store, schedule: Schedule) -> None:
+    """Writes events of flat machines; hands those of statecharts to `charts`."""
+
+    def __init__(self, db: Database, store: Store, schedule: Schedule, charts: ChartApplier) -> None:
         self.db = db
         self.store = store
         self.schedule = schedule
+        self.charts = charts
 
     def apply(
         self,
@@ -56,6 +64,8 @@ class Applier:
     ) -> Snapshot | errors.EventRejected:
         """Apply `event` to the locked `row`. A rejection is recorded and returned, not raised,
         so the caller can commit the record first. Anything else raised means: roll back."""
+        if cm.is_chart or row[CHART] is not None:
+            return self.charts.apply(cur, cm, row, event, payload, key, actor, now)  # type: ignore[arg-type]
         iid = row[0]
         value = cm.validate_payload(event, payload)
         payload_json = to_json(event, value)
@@ -69,7 +79,8 @@ class Applier:
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
             )  # fmt: skip
             if key is not None:
-                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now)
+                fingerprint = request_fingerprint(event, payload_json)
+                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now, fingerprint)
             return err
         return self._write(cur, cm, row, seq, event, payload_json, actor, now, key, step)
 
@@ -102,7 +113,9 @@ class Applier:
             step.context_json, actor, now, APPLIED,
         )  # fmt: skip
         if not step.internal:
-            self.disarm(cur, iid, bool(cm.timers.get(step.source)), bool(cm.effects.get(step.source)), now)
+            # From the rows, not from the definition registered now: the rows may have been armed
+            # by another version of the machine (a deploy, a rollback) that declared other ones.
+            self.disarm(cur, iid, now)
             if status == ACTIVE:
                 self.arm(cur, cm, iid, step.target, seq, now)
         snap = Snapshot(
@@ -110,25 +123,26 @@ class Applier:
             self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
         )  # fmt: skip
         if key is not None:
-            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now)
+            fingerprint = request_fingerprint(event, payload_json)
+            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now, fingerprint)
         return snap
 
     def arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:
         """Arm the timers and effects of a state just entered (its entry is history `seq`)."""
         labels = cm.timers.get(state)
         if labels:
-            timers = [(f"after.{x}", now + parse_duration(x)) for x in labels]
+            timers = [(f"after.{x}", deadline(now, x)) for x in labels]
             self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers)
         effects = cm.effects.get(state)
         if effects:
-            keys = [(e.name, f"{iid}:{seq}:{e.name}") for e in effects]
+            keys = [(e.name, effect_key(iid, seq, e.name)) for e in effects]
             self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now)
 
-    def disarm(self, cur: Any, iid: str, timers: bool, effects: bool, now: datetime) -> None:
-        if timers:
-            self.schedule.delete_timers(cur, iid)
-        if effects:
-            self.schedule.cancel_effects(cur, iid, now)
+    def disarm(self, cur: Any, iid: str, now: datetime) -> None:
+        """Drop every armed timer and cancel every live effect of the instance, whichever version
+        of its machine armed them (measured: ~3 us per transition on SQLite, one round trip on
+        PostgreSQL, when there is nothing to drop)."""
+        self.schedule.disarm(cur, iid, now)
 
     def set_status(
         self,
@@ -147,9 +161,13 @@ class Applier:
         with one history record: `cancel`, `retry`, and the engine failing an instance."""
         seq = row[LAST_SEQ] + 1
         self.store.set_status(cur, row[0], status, seq, now)
+        payload_json = json.dumps(payload if payload is not None else {})
+        if row[CHART] is not None:
+            self.charts.audit(cur, row, seq, event, payload_json, actor, now, outcome, reason)
+            return
         self.store.insert_history(
             cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
-            json.dumps(payload if payload is not None else {}), row[CONTEXT], actor, now, outcome, reason,
+            payload_json, row[CONTEXT], actor, now, outcome, reason,
         )  # fmt: skip
 
     def fail(
@@ -159,7 +177,21 @@ class Applier:
         self.set_status(cur, row, FAILED, event, FAILED_OUTCOME, now, reason=reason, payload=payload)
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: this runs per event
+def effect_key(instance_id: str, entered_seq: int, name: str) -> str:
+    """The idempotency key of effect `name` in the state entry `entered_seq` of an instance: the
+    three parts as a compact JSON array, e.g. `["order-7",1,"charge"]` (ASCII: non-ASCII text is
+    `\\u`-escaped, so the key fits any header or API field).
+
+    JSON makes the key unambiguous whatever the id and the name contain (`:` included), so two
+    effects never share a key. Rows stored in the earlier `"<id>:<seq>:<name>"` format keep
+    their keys; a new key can equal an old one only for an effect name ending in `"]`."""
+    return _key_encode([instance_id, entered_seq, name])
+
+
+_key_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: this runs per event
 
 
 def to_json(event: str, payload: Any) -> str:
@@ -191,7 +223,13 @@ def apply_or_fail(
     cur.execute("SAVEPOINT sm_internal_event")
     try:
         outcome = applier.apply(cur, cm, row, event, payload, None, actor, now)
-    except (errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid) as exc:
+    except (
+        errors.ActionFailed,
+        errors.ContextInvalid,
+        errors.PayloadInvalid,
+        errors.TimeOutOfRange,
+        errors.StepLimitExceeded,  # a statechart's eventless or done.state loop
+    ) as exc:
         cur.execute("ROLLBACK TO SAVEPOINT sm_internal_event")
         applier.fail(cur, row, event, f"{type(exc).__name__}: {exc}", now, payload)
         return None

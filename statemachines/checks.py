@@ -6,6 +6,14 @@ from collections.abc import Collection
 
 from statemachines.durations import parse_duration
 from statemachines.errors import InvalidDuration
+from statemachines.names import (
+    MAX_NAME_LENGTH,
+    MODEL_ATTRIBUTE_EVENTS,
+    WILDCARD_STATES,
+    closest,
+    did_you_mean,
+    name_problem,
+)
 from statemachines.spec import MachineSpec, StateSpec, TransitionSpec
 
 #: Events the engine sends itself (timers, effect results): definitions declare transitions for
@@ -23,43 +31,49 @@ def outgoing(st: StateSpec) -> list[tuple[str, list[TransitionSpec]]]:
     return [*st.on.items(), *((timer_event(k), v) for k, v in st.after.items())]
 
 
-def find_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[str]:
+def find_problems(
+    spec: MachineSpec, known_callables: Collection[str], registry_names: Collection[str] = ()
+) -> list[str]:
+    """Every problem of `spec`; `registry_names` only feed "did you mean" for unknown callables."""
     if spec.is_chart:  # nested, parallel, history or eventless states: the statechart checks
         from statemachines.chart.checks import chart_problems
 
         return chart_problems(spec, known_callables)
-    problems: list[str] = []
+    problems = [p for p in [name_problem("the machine", spec.name)] if p]
     states = spec.states
     if not states:
         problems.append("no states declared")
     if spec.initial not in states:
-        problems.append(f"initial state {spec.initial!r} is not a declared state")
+        problems.append(
+            f"initial state {spec.initial!r} is not a declared state{did_you_mean(spec.initial, states)}"
+        )
     for name, st in states.items():
         problems.extend(_state_problems(name, st, states))
     problems.extend(_duration_problems(spec))
     problems.extend(_unreachable(spec))
+    candidates = {*known_callables, *registry_names}
     for missing in sorted(spec.callable_names() - set(known_callables)):
-        problems.append(f"callable {missing!r} is not in the registry")
+        problems.append(f"callable {missing!r} is not in the registry{did_you_mean(missing, candidates)}")
     used_events = {ev for st in states.values() for ev in st.on}
     for event in sorted(set(spec.events) - used_events):
-        problems.append(f"payload schema declared for event {event!r}, which no state handles")
+        suggestion = did_you_mean(event, used_events)
+        problems.append(f"payload schema declared for event {event!r}, which no state handles{suggestion}")
     return problems
 
 
 def _state_problems(name: str, st: StateSpec, states: dict[str, StateSpec]) -> list[str]:
-    problems: list[str] = []
-    if not name.strip():
-        problems.append("a state has an empty name")
+    problems = _name_problems(name, st)
     if st.final and (st.on or st.after or st.effects):
         problems.append(f"final state {name!r} has outgoing transitions, timers or effects")
     for event, group in outgoing(st):
-        if not event.strip():
-            problems.append(f"state {name!r} has an event with an empty name")
         if not group:
             problems.append(f"state {name!r}: event {event!r} has no transition")
         for t in group:
             if t.target is not None and t.target not in states:
-                problems.append(f"state {name!r}: event {event!r} targets unknown state {t.target!r}")
+                problems.append(
+                    f"state {name!r}: event {event!r} targets unknown state {t.target!r}"
+                    + did_you_mean(t.target, states)
+                )
         for i, t in enumerate(group[:-1]):
             if t.guard is None:
                 later = (
@@ -75,6 +89,71 @@ def _state_problems(name: str, st: StateSpec, states: dict[str, StateSpec]) -> l
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"state {name!r} declares effect {dup!r} twice")
     return problems
+
+
+def _name_problems(name: str, st: StateSpec) -> list[str]:
+    """Names of the state, its events and its effects: storable, sendable, not special."""
+    where = f"state {name[:40]!r}"
+    problems = [name_problem("a state", name)]
+    if name in WILDCARD_STATES:
+        problems.append(f"{where} is reserved: the transitions library reads it as a wildcard")
+    effects = [e.name for e in st.effects]
+    for event in st.on:
+        problem = event_problem(where, event, effects)
+        if problem is None and event in MODEL_ATTRIBUTE_EVENTS:
+            problem = f"{where}: event {event!r} is reserved: the transitions library keeps the state in it"
+        problems.append(problem)
+    problems.extend(name_problem(f"{where}: an effect", eff.name) for eff in st.effects)
+    return [p for p in problems if p]
+
+
+def event_problem(
+    where: str,
+    event: str,
+    effects: Collection[str],
+    done_states: Collection[str] = (),
+    *,
+    nested: bool = False,
+) -> str | None:
+    """Why a state cannot declare `event` in `on`: its name (storable, length-limited), or a
+    reserved event that would never fire. `effects`: the effects whose `done.x`/`error.x` the
+    state may handle; `done_states`: the states whose `done.state.<path>` it may handle
+    (statecharts, `nested` True: the effects and states inside the state count too)."""
+    # `done.<effect>`/`error.<effect>`: the effect's name is the one limited (checked apart),
+    # and one without such an effect is reported as never firing.
+    is_result = event.startswith(("done.", "error."))
+    problem = name_problem(f"{where}: an event", event, len(event) if is_result else MAX_NAME_LENGTH)
+    return problem or _reserved_event_problem(where, event, effects, done_states, nested)
+
+
+def _reserved_event_problem(
+    where: str, event: str, effects: Collection[str], done_states: Collection[str], nested: bool
+) -> str | None:
+    """`after.*` belongs in `after=`; `done.x`/`error.x` only fire for an effect `x` the state
+    may hear of; `done.state.<path>` for a state it may see complete."""
+    if event.startswith("after."):
+        return (
+            f"{where}: event {event!r} is reserved for timers: declare it as"
+            f" after={{{event.removeprefix('after.')!r}: ...}}"
+        )
+    if event.startswith("done.state.") and event.removeprefix("done.state.") in done_states:
+        return None
+    for prefix in ("done.", "error."):
+        if event.startswith(prefix):
+            effect = event.removeprefix(prefix)
+            if effect not in effects:
+                scope = "the state or a state inside it declares" if nested else "the state declares"
+                detail = f"{scope} no effect {effect!r}"
+                if prefix == "done." and effect.startswith("state.") and nested:
+                    detail += (
+                        f", and {effect.removeprefix('state.')!r} is not this state or a compound or"
+                        " parallel state inside it"
+                    )
+                    return f"{where}: event {event!r} never fires: {detail}" + did_you_mean(
+                        effect.removeprefix("state."), done_states
+                    )
+                return f"{where}: event {event!r} never fires: {detail}" + did_you_mean(effect, effects)
+    return None
 
 
 def _duration_problems(spec: MachineSpec) -> list[str]:
@@ -100,6 +179,9 @@ def _duration_problems(spec: MachineSpec) -> list[str]:
 
 
 def _unreachable(spec: MachineSpec) -> list[str]:
+    """States no path from the initial state reaches. A target that is a typo of a declared state
+    (reported above with its suggestion) counts as that state: one typo is one problem, not one
+    plus every state behind it."""
     if spec.initial not in spec.states:
         return []
     seen = {spec.initial}
@@ -108,9 +190,12 @@ def _unreachable(spec: MachineSpec) -> list[str]:
         st = spec.states[todo.pop()]
         for _event, group in outgoing(st):
             for t in group:
-                if t.target in spec.states and t.target not in seen:
-                    seen.add(t.target)
-                    todo.append(t.target)
+                target = t.target
+                if target is not None and target not in spec.states:
+                    target = closest(target, spec.states)
+                if target is not None and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
     return [
         f"state {name!r} is unreachable from the initial state {spec.initial!r}"
         for name in spec.states

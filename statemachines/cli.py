@@ -1,7 +1,8 @@
 """The `statemachines` command: start, send, inspect, draw and run machine instances.
 
-Every failure prints one line, `error: ...`, on stderr: exit 2 for a usage mistake (bad option,
-bad JSON, unknown --app), 1 for everything the engine refuses or cannot do. No tracebacks unless
+Every failure prints `error: ...` on stderr, one line (a broken definition's problems follow it,
+one per line): exit 2 for a usage mistake (bad option or value, bad JSON, unknown --app, a worker
+with no machines), 1 for everything the engine refuses or cannot do. No tracebacks unless
 STATEMACHINES_DEBUG=1.
 """
 
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from statemachines import cli_output as out
-from statemachines.cli_app import CommandError, UsageError, load_app, one_line
+from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
+from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, int_in, seconds, ttl
 from statemachines.definition import Definition
+from statemachines.durations import MAX_DURATION
 from statemachines.engine import Engine
-from statemachines.errors import StateMachineError, UnknownMachine
+from statemachines.errors import DefinitionError, StateMachineError, UnknownMachine
 from statemachines.loading import load_definition
 
 DIAGRAM_SUFFIXES = (".dot", ".gv", ".svg", ".png", ".pdf", ".mmd")
@@ -55,17 +58,6 @@ def _global_options(parent: bool) -> _Parser:
         help="a YAML/JSON definition file (repeatable)",
     )
     return p
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(text)
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"  # argparse names the type in its error
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine")
     p.add_argument("--state")
     p.add_argument("--status", choices=("active", "completed", "cancelled", "failed"))
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int_in(0, MAX_ROWS), default=100, metavar="N")
+    p.add_argument("--offset", type=int_in(0, MAX_ROWS), default=0, metavar="N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("cancel", "cancel an instance (its state is kept, its timers and effects dropped)")
     p.add_argument("instance_id", metavar="ID")
@@ -122,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("token", "issue a signed, single-use callback token for one event (needs $STATEMACHINES_SECRET)")
     p.add_argument("instance_id", metavar="ID")
     p.add_argument("event")
-    p.add_argument("--ttl", default="7d", help="how long the token is valid (default 7d)")
+    p.add_argument(
+        "--ttl",
+        type=ttl,
+        default="7d",
+        help=f"how long the token is valid (default 7d, at most {MAX_DURATION.days}d)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='print JSON: {"token": ..., "instance": ..., "event": ...}'
+    )
     p = cmd("send-token", "apply the event a callback token was issued for")
     p.add_argument("token")
     p.add_argument("--payload", help="event payload as JSON (or @file.json)")
@@ -132,15 +132,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", nargs="?", help="machine name (optional with --instance)")
     p.add_argument("--instance", metavar="ID", help="draw this instance's run on top of its definition")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; format by suffix")
-    p = cmd("worker", "fire due timers and run due effects until stopped")
-    p.add_argument("--batch", type=_positive(int), default=100, metavar="N", help="items claimed per round")
     p.add_argument(
-        "--idle", type=_positive(float), default=0.5, metavar="SECONDS", help="first sleep when idle"
+        "--timeout",
+        type=seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help=f"stop Graphviz after this long (default 60, at most {MAX_SECONDS:g})",
+    )
+    p = cmd("lint", "explore the loaded definitions' event sequences: unreachable transitions, dead ends")
+    p.add_argument("names", metavar="NAME", nargs="*", help="only these machines (default: every one loaded)")
+    p.add_argument("--depth", type=int_in(0, 1000), default=20, metavar="N", help="events per sequence (20)")
+    p.add_argument("--context", help="evaluate guards and run actions on this context (JSON or @file)")
+    p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
+    cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
+    p = cmd("worker", "fire due timers and run due effects until stopped")
+    p.add_argument(
+        "--batch",
+        type=int_in(1, MAX_BATCH),
+        default=100,
+        metavar="N",
+        help=f"items claimed per round (1-{MAX_BATCH})",
     )
     p.add_argument(
-        "--max-idle", type=_positive(float), default=5.0, metavar="SECONDS", help="longest sleep when idle"
+        "--idle", type=seconds, default=0.5, metavar="SECONDS", help="first sleep when idle (default 0.5)"
+    )
+    p.add_argument(
+        "--max-idle",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_SECONDS:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line: machine, instance, event, outcome...",
+    )
     return parser
 
 
@@ -163,6 +191,12 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
         raise
     except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse
         raise CommandError(f"cannot open database {args.db!r}: {type(exc).__name__}: {exc}") from None
+    if engine.db.in_memory:  # it would be empty, and gone when the command ends
+        engine.close()
+        raise CommandError(
+            f"--db {args.db!r} is an in-memory database, which lives only as long as one process:"
+            " give the command a SQLite file or PostgreSQL"
+        )
     try:
         for d in loaded.values():
             engine.register(d)
@@ -202,13 +236,24 @@ def run_command(args: argparse.Namespace) -> int:
         from statemachines.demo import run_demo
 
         return run_demo(args.db)
-    for option in ("context", "payload"):  # argument mistakes first, before touching the database
+    for option in ("context", "payload", "payloads"):  # argument mistakes first, before the database
         if hasattr(args, option):
             setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
+    if args.command in ("lint", "schema"):  # about definitions: no database
+        from statemachines.cli_lint import run_lint, run_schema
+
+        return run_lint(args) if args.command == "lint" else run_schema()
     if args.command == "diagram":
         _check_diagram_args(args.name, args.instance, Path(args.output))
+    if args.command == "worker":
+        _check_worker_args(args)
     engine, loaded = open_engine(args)
     try:
+        if args.command == "worker" and not loaded:
+            raise UsageError(
+                "the worker has no machines to serve: load their definitions with --app module[:attr]"
+                " or --definition FILE (timers and effects of other machines are left alone)"
+            )
         return _dispatch(engine, loaded, args)
     except UnknownMachine as exc:
         hint = "" if loaded else " (load it with --app module:attr or --definition FILE)"
@@ -241,18 +286,34 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
     elif c == "cancel":
         _print_snapshot(engine.cancel(args.instance_id, args.reason, actor=args.actor), args.json)
     elif c == "diagram":
-        print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output)))
+        print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output), args.timeout))
     elif c == "retry":
         _print_snapshot(engine.retry(args.instance_id, actor=args.actor), args.json)
     elif c == "token":
-        print(engine.token(args.instance_id, args.event, ttl=args.ttl))
+        token = engine.token(args.instance_id, args.event, ttl=args.ttl)
+        if args.json:
+            print(
+                out.to_json(
+                    {"token": token, "instance": args.instance_id, "event": args.event, "ttl": args.ttl}
+                )
+            )
+        else:
+            print(token)
     elif c == "send-token":
         _print_snapshot(engine.send_token(args.token, args.payload, actor=args.actor), args.json)
     elif c == "worker":
         from statemachines.worker import main as run_worker
 
-        run_worker(engine, args)  # returns how many items it processed, not an exit status
+        run_worker(engine, args, sorted(loaded))  # returns how many items it processed, not an exit status
     return 0
+
+
+def _check_worker_args(args: argparse.Namespace) -> None:
+    """--max-idle defaults to 5 s (or --idle when that is longer); given, it must be >= --idle."""
+    if args.max_idle is None:
+        args.max_idle = max(5.0, args.idle)
+    elif args.max_idle < args.idle:
+        raise UsageError(f"--max-idle {args.max_idle:g} is shorter than --idle {args.idle:g}")
 
 
 def _check_diagram_args(name: str | None, instance: str | None, path: Path) -> None:
@@ -265,7 +326,12 @@ def _check_diagram_args(name: str | None, instance: str | None, path: Path) -> N
 
 
 def draw_diagram(
-    engine: Engine, loaded: Mapping[str, Definition], name: str | None, instance: str | None, path: Path
+    engine: Engine,
+    loaded: Mapping[str, Definition],
+    name: str | None,
+    instance: str | None,
+    path: Path,
+    timeout: float | None = None,
 ) -> Path:
     """Write a definition diagram (or an instance's run) to `path`, format by suffix."""
     _check_diagram_args(name, instance, path)
@@ -287,7 +353,7 @@ def draw_diagram(
         assert name is not None
         source = loaded.get(name) or engine.stored_spec(name)
         drawing = diagrams.to_mermaid(source) if mermaid else diagrams.draw(source)
-    return Path(diagrams.save(drawing, path))
+    return Path(diagrams.save(drawing, path, timeout=timeout))
 
 
 # Entry point -------------------------------------------------------------------------------------
@@ -297,30 +363,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return run_command(args)
     except UsageError as exc:
-        return _fail(one_line(exc), 2)
+        return _fail(one_line(exc), code=2)
+    except DefinitionError as exc:  # a headline, then every problem on its own line
+        return _fail(*error_lines(exc), code=1)
     except (StateMachineError, CommandError) as exc:
-        return _fail(one_line(exc), 1)
+        return _fail(one_line(exc), code=1)
     except BrokenPipeError:  # `statemachines history X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1)
+        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", code=1)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", code=130)
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("STATEMACHINES_DEBUG"):
             raise
         return _fail(
-            f"internal error: {type(exc).__name__}: {one_line(exc)} (STATEMACHINES_DEBUG=1 shows more)", 1
+            f"internal error: {type(exc).__name__}: {one_line(exc)} (STATEMACHINES_DEBUG=1 shows more)",
+            code=1,
         )
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, *details: str, code: int) -> int:
+    """`error: message` on stderr, then each detail (a definition's problems) on its own line."""
     if os.environ.get("STATEMACHINES_DEBUG") and sys.exc_info()[0] is not None:
         import traceback
 
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
+    for detail in details:
+        print(f"  - {detail}", file=sys.stderr)
     return code
 
 

@@ -23,13 +23,15 @@ class CommandError(Exception):
     """The command could not be carried out: exit status 1."""
 
 
+def error_lines(exc: BaseException) -> list[str]:
+    """The message's lines without blanks or `- ` bullets: a headline, then one problem per line."""
+    lines = [ln.strip().removeprefix("- ").strip() for ln in str(exc).splitlines()]
+    return [ln for ln in lines if ln] or [type(exc).__name__]
+
+
 def one_line(exc: BaseException) -> str:
     """An error message on one line: a multi-line problem list becomes `a; b; c`."""
-    lines = [ln.strip().removeprefix("- ").strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln]
-    if not lines:
-        return type(exc).__name__
-    head, rest = lines[0], lines[1:]
+    head, *rest = error_lines(exc)
     if not rest:
         return head
     return f"{head}{' ' if head.endswith(':') else '; '}{'; '.join(rest)}"
@@ -53,7 +55,7 @@ def load_app(spec: str) -> tuple[list[Definition], Mapping[str, Any]]:
             raise UsageError(f"--app {spec!r}: no module named {module_name!r}") from None
         raise CommandError(f"--app {spec!r}: importing {module_name!r} failed: {exc}") from None
     except StateMachineError as exc:
-        raise CommandError(f"--app {spec!r}: {one_line(exc)}") from None
+        raise CommandError(f"--app {spec!r}: {exc}") from None
     except Exception as exc:
         raise CommandError(
             f"--app {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"

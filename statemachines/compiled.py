@@ -8,22 +8,21 @@ failing action can never leave shared state behind: the database transaction is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from transitions import Machine, State, Transition
 
+from statemachines import contexts
 from statemachines.checks import outgoing
 from statemachines.definition import Definition
 from statemachines.errors import (
     ActionFailed,
     ConfigurationError,
-    ContextInvalid,
     EventNotAllowed,
     GuardRejected,
-    PayloadInvalid,
 )
 from statemachines.records import Event
 
@@ -31,7 +30,7 @@ from statemachines.records import Event
 class _Run:
     """The model `transitions` moves for one event: state, context copy, event, what was taken."""
 
-    __slots__ = ("_ctx", "_ctx_json", "_model", "event", "state", "taken", "where")
+    __slots__ = ("_ctx", "_ctx_json", "_model", "event", "ran", "state", "taken", "where")
 
     def __init__(self, state: str, ctx_json: str, model: type[BaseModel] | None, event: Event):
         self.state = state
@@ -41,6 +40,7 @@ class _Run:
         self.event = event
         self.taken: Transition | None = None
         self.where = "transition"
+        self.ran: list[str] = []  # every guard and action run, for errors about the context
 
     @property
     def ctx(self) -> Any:
@@ -79,6 +79,7 @@ def _wrap(fn: Callable[..., Any], where: str, *, is_guard: bool = False) -> Call
     def call(event_data: Any) -> Any:
         run: _Run = event_data.model
         run.where = where
+        run.ran.append(where)
         result = fn(run.ctx, run.event)
         return bool(result) if is_guard else None
 
@@ -100,13 +101,15 @@ class Step:
 class CompiledMachine:
     """One per definition version; shared by every event and every thread."""
 
+    is_chart = False
+
     def __init__(self, definition: Definition) -> None:
         self.definition = definition
         spec = definition.spec
-        if spec.is_chart:  # statemachines.chart.CompiledChart runs these; the Engine does not yet
+        if spec.is_chart:  # `statemachines.chart.CompiledChart` runs these (see `compile_machine`)
             raise ConfigurationError(
-                f"machine {spec.name!r} is a statechart (nested, parallel, history or eventless states);"
-                " the Engine does not run statecharts yet: use statemachines.chart.CompiledChart"
+                f"machine {spec.name!r} is a statechart (nested, parallel, history or eventless states):"
+                " compile it with statemachines.chart.CompiledChart"
             )
         self.name = spec.name
         self.model = definition.context_model
@@ -160,35 +163,12 @@ class CompiledMachine:
         return ev is not None and state in ev.transitions
 
     def validate_payload(self, event: str, payload: Any) -> Any:
-        schema = self.schemas.get(event)
-        if schema is None:
-            return {} if payload is None else payload
-        try:
-            if isinstance(payload, schema):
-                return schema.model_validate(payload.model_dump())
-            return schema.model_validate(payload if payload is not None else {})
-        except ValidationError as exc:
-            raise PayloadInvalid(event, _short(exc)) from None
+        """The payload the schema makes of it; a model must be storable JSON (no NaN/Infinity)."""
+        return contexts.validate_payload(self.schemas, event, payload)
 
     def new_context(self, context: Any) -> tuple[Any, str]:
-        """Validate a context given to `start`; returns (object, JSON)."""
-        if self.model is None:
-            if isinstance(context, BaseModel):
-                context = context.model_dump(mode="json")
-            if context is not None and not isinstance(context, Mapping):
-                raise ContextInvalid(
-                    self.name,
-                    f"a machine without a context model takes a dict, got {type(context).__name__}",
-                )
-            ctx = dict(context or {})
-            return ctx, self._dump(ctx)
-        try:
-            if isinstance(context, self.model):
-                context = context.model_dump()
-            ctx = self.model.model_validate(context if context is not None else {})
-        except ValidationError as exc:
-            raise ContextInvalid(self.name, _short(exc)) from None
-        return ctx, ctx.model_dump_json()
+        """Validate a context given to `start`: (object, JSON), see `contexts.new_context`."""
+        return contexts.new_context(self.name, self.model, context)
 
     def enter_initial(self, ctx_json: str, event: Event) -> Step:
         run = _Run(self.definition.spec.initial, ctx_json, self.model, event)
@@ -218,24 +198,8 @@ class CompiledMachine:
     def _finish(self, run: _Run, source: str, *, internal: bool) -> Step:
         if run._ctx is None:  # no callback looked at the context: it is unchanged
             return Step(source, run.state, internal, run._ctx_json, None)
-        ctx = run._ctx
-        if self.model is None:
-            return Step(source, run.state, internal, self._dump(ctx), ctx)
-        try:
-            checked = self.model.model_validate_json(ctx.model_dump_json(warnings=False))
-        except ValidationError as exc:
-            raise ContextInvalid(self.name, _short(exc)) from None
-        except Exception as exc:  # unserialisable values assigned by an action
-            raise ContextInvalid(self.name, str(exc)) from None
-        return Step(source, run.state, internal, checked.model_dump_json(), checked)
-
-    def _dump(self, ctx: Any) -> str:
-        try:
-            return json.dumps(ctx, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise ContextInvalid(self.name, f"not JSON-serialisable: {exc}") from None
-        except RecursionError:
-            raise ContextInvalid(self.name, "nested too deeply to store as JSON") from None
+        text, ctx = contexts.context_out(self.name, self.model, run._ctx, run.event.name, run.ran)
+        return Step(source, run.state, internal, text, ctx)
 
 
 class _FakeEventData:
@@ -245,7 +209,3 @@ class _FakeEventData:
 
     def __init__(self, model: _Run) -> None:
         self.model = model
-
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())

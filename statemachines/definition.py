@@ -7,6 +7,7 @@ written in Python and one loaded from YAML go through the same validation and th
 from __future__ import annotations
 
 import hashlib
+import math
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -205,8 +206,8 @@ def _resolve(spec: MachineSpec, registry: Mapping[str, Any]) -> Definition:
         else:
             problems.append(f"payload schema {ref!r} of event {event!r} is not in the registry")
     callables = {n: registry[n] for n in spec.callable_names() if n in registry}
+    problems += find_problems(spec, callables, list(registry))
     if problems:
-        problems += find_problems(spec, callables)
         raise DefinitionError(spec.name, problems)
     return Definition(spec, callables, context_model, schemas)
 
@@ -289,8 +290,9 @@ def machine(
         spec = MachineSpec.model_validate(raw)
     except ValidationError as exc:
         raise DefinitionError(label, problems + _pydantic_problems(exc)) from None
+    problems += find_problems(spec, names.by_name, list(registry or {}))
     if problems:
-        raise DefinitionError(label, problems + find_problems(spec, names.by_name))
+        raise DefinitionError(label, problems)
     return Definition(spec, names.by_name, context, events)
 
 
@@ -365,6 +367,11 @@ def _duration_text(value: Duration) -> str:
     try:
         return format_duration(value)
     except InvalidDuration:
-        if isinstance(value, timedelta):
-            return f"{value.total_seconds():g}s"
-        return str(value)
+        if isinstance(value, str | bool) or not isinstance(value, timedelta | int | float):
+            return str(value)
+        if isinstance(value, int):
+            return f"{value}s"  # an int of any size is reported as too long, or not positive
+        seconds = value.total_seconds() if isinstance(value, timedelta) else value
+        if not math.isfinite(seconds):
+            return str(seconds)  # 'nan', 'inf': reported as not a number and a unit
+        return f"{seconds:f}".rstrip("0").rstrip(".") + "s"  # reported as too long, or not positive

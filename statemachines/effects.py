@@ -6,6 +6,12 @@ the attempt and its consequence in one transaction: success sends `done.<name>`,
 retried on the backoff schedule, exhaustion sends `error.<name>` or fails the instance.
 A worker that dies mid-effect simply never finishes; the lease expires and another worker
 claims the effect again with the same idempotency key.
+
+Leases: the claim takes a batch with a first lease each, and each effect's lease starts again
+right before it runs (`renew_lease`), so an effect late in a long batch still has its whole lease;
+one taken over or cancelled meanwhile is skipped. A result that arrives while the instance is
+`failed` is kept (`held`) and delivered after `engine.retry`, never dropped. A row a worker cannot
+process (its lease overflows, its machine no longer declares it...) fails alone: the other rows run.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from statemachines.apply import apply_or_fail
-from statemachines.durations import parse_duration
-from statemachines.records import ACTIVE
-from statemachines.rows import ENTERED_SEQ, STATUS
+from statemachines.durations import MAX_DURATION, later, parse_duration
+from statemachines.logs import action
+from statemachines.records import ACTIVE, FAILED
+from statemachines.rows import STATUS, configuration_of, holds_entry
+from statemachines.runtime import Runtime, is_storage_failure
 from statemachines.spec import EffectSpec, RetrySpec
 
 if TYPE_CHECKING:
     from statemachines.compiled import CompiledMachine
-    from statemachines.engine import Engine
 
 EFFECT_ACTOR = "effect"
+DEFAULT_LEASE = "5m"  # for a row whose effect its machine no longer declares
+HELD = "held"  # succeeded while the instance was failed: result kept, delivered after `retry`
+HELD_NOTE = "result kept: the instance was failed when it arrived; delivered after retry"
 log = logging.getLogger("statemachines.worker")
 MAX_ERROR_LENGTH = 2000
 
@@ -38,7 +48,7 @@ MAX_ERROR_LENGTH = 2000
 class EffectCall:
     """The second argument of an effect function."""
 
-    key: str  # idempotency key: instance id + state entry seq + effect name
+    key: str  # idempotency key of this state entry's effect; see `apply.effect_key`
     attempt: int  # 1 for the first attempt; counts every attempt, redrives included
     instance_id: str
     name: str
@@ -46,7 +56,7 @@ class EffectCall:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claimed:
+class ClaimedEffect:
     effect_id: int
     instance_id: str
     machine: str
@@ -57,6 +67,8 @@ class _Claimed:
     attempt: int  # the number of the attempt now being made
     round_start: int
     context_json: str
+    lease: timedelta
+    kept_result: str | None  # a result kept while the instance was failed: deliver, do not run
 
 
 def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = None) -> timedelta:
@@ -65,48 +77,97 @@ def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = N
     Exponential (`initial * backoff**(failures-1)`, capped at `max`), plus up to `jitter` of
     itself on top: jitter only ever delays, so an attempt never runs before its schedule.
     """
-    base = parse_duration(retry.initial).total_seconds() * retry.backoff ** max(failures - 1, 0)
-    base = min(base, parse_duration(retry.max).total_seconds())
+    cap = parse_duration(retry.max).total_seconds()
+    try:
+        base = min(parse_duration(retry.initial).total_seconds() * retry.backoff ** max(failures - 1, 0), cap)
+    except OverflowError:  # backoff ** failures past the largest float: long past the cap
+        base = cap
     extra = base * retry.jitter * (rng or random).random()
-    return timedelta(seconds=base + extra)
+    return timedelta(seconds=min(base + extra, MAX_DURATION.total_seconds()))
 
 
 def effect_spec(cm: CompiledMachine, state: str, name: str) -> EffectSpec | None:
     return next((e for e in cm.effects.get(state, []) if e.name == name), None)
 
 
-def run_due_effects(engine: Engine, limit: int = 20, should_stop: Callable[[], bool] | None = None) -> int:
-    """Claim up to `limit` due effects, run each once; returns the number of attempts made.
+def run_due_effects(rt: Runtime, limit: int = 20, should_stop: Callable[[], bool] | None = None) -> int:
+    """Claim up to `limit` due effects, run each once; returns the number of attempts made
+    (results delivered included, effects skipped because they were no longer ours excluded).
 
     `should_stop` is asked between effects; claimed effects not yet started are given back."""
-    claimed = _claim(engine, limit)
-    for done, item in enumerate(claimed):
+    claimed = claim(rt, limit)
+    done = 0
+    for position, item in enumerate(claimed):
         if should_stop is not None and should_stop():
-            with engine._tx() as cur:
-                for rest in claimed[done:]:
-                    engine.schedule.release_effect(cur, rest.effect_id, rest.attempt)
+            with rt.transaction() as cur:
+                for rest in claimed[position:]:
+                    rt.schedule.release_effect(cur, rest.effect_id, rest.attempt, rest.kept_result is None)
             return done
-        _run(engine, item)
-    return len(claimed)
+        try:
+            done += run_claimed(rt, item)
+        except Exception as exc:
+            if is_storage_failure(exc):
+                raise
+            _quarantine(rt, item.effect_id, item.instance_id, item.name, exc)
+            done += 1
+    return done
 
 
-def _claim(engine: Engine, limit: int) -> list[_Claimed]:
-    now = engine.clock.now()
-    out: list[_Claimed] = []
-    with engine._tx() as cur:
-        for row in engine.schedule.claim_effects(cur, now, limit, sorted(engine._machines)):
-            eid, iid, machine, seq, state, name, key, attempt, round_start, ctx = row
-            spec = effect_spec(engine._compiled(machine), state, name)
-            lease = parse_duration(spec.lease if spec else "5m")
-            engine.schedule.start_attempt(cur, eid, now + lease, now)
-            out.append(_Claimed(eid, iid, machine, seq, state, name, key, attempt + 1, round_start, ctx))
+def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
+    """Claim up to `limit` due effects (status `running`, a first lease each) in one transaction;
+    a row that cannot even be claimed (its lease overflows...) is failed alone."""
+    now = rt.clock.now()
+    out: list[ClaimedEffect] = []
+    bad: list[tuple[int, str, str, Exception]] = []
+    with rt.transaction() as cur:
+        for row in rt.schedule.claim_effects(cur, now, limit, rt.served()):
+            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept = row
+            try:
+                spec = effect_spec(rt.compiled(machine), state, name)
+                lease = parse_duration(spec.lease if spec else DEFAULT_LEASE)
+                until = later(now, lease)
+            except Exception as exc:  # this row only: the others of the batch still run
+                if is_storage_failure(exc):
+                    raise
+                bad.append((eid, iid, name, exc))
+                continue
+            if kept is None:
+                rt.schedule.start_attempt(cur, eid, until, now)
+                attempt += 1
+            else:
+                rt.schedule.start_delivery(cur, eid, until, now)
+            out.append(
+                ClaimedEffect(eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept)
+            )
+    for eid, iid, name, exc in bad:
+        _quarantine(rt, eid, iid, name, exc)
     return out
 
 
-def _run(engine: Engine, item: _Claimed) -> None:
-    cm = engine._compiled(item.machine)
+def _start(rt: Runtime, item: ClaimedEffect) -> bool:
+    """The effect's own lease starts now; False (and the claim given back) when it is no
+    longer ours to run: taken over after the claim's lease ran out, cancelled, or its instance
+    failed or left the state meanwhile."""
+    now = rt.clock.now()
+    with rt.transaction() as cur:
+        if rt.schedule.renew_lease(cur, item.effect_id, item.attempt, later(now, item.lease), now):
+            return True
+        rt.schedule.release_effect(cur, item.effect_id, item.attempt, item.kept_result is None)
+    facts = action("effect", item.machine, item.instance_id, item.name, "skipped", attempt=item.attempt)
+    log.info("effect %s on %s is no longer ours to run; skipped", item.name, item.instance_id, extra=facts)
+    return False
+
+
+def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
+    """Run (or deliver) one claimed effect; returns 1, or 0 when it was skipped."""
+    if not _start(rt, item):
+        return 0
+    cm = rt.compiled(item.machine)
     spec = effect_spec(cm, item.state, item.name)
-    started = engine.clock.now()
+    if item.kept_result is not None:
+        _finish(rt, cm, spec, item, None, 0.0, item.kept_result, None)
+        return 1
+    started = rt.clock.now()
     t0 = time.perf_counter()
     result_json: str | None = None
     error: str | None = None
@@ -120,62 +181,73 @@ def _run(engine: Engine, item: _Claimed) -> None:
             else json.loads(item.context_json)
         )
         result = fn(ctx, EffectCall(item.key, item.attempt, item.instance_id, item.name, item.state))
-        result_json = json.dumps(result, separators=(",", ":"))
+        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
     except Exception as exc:  # the effect's own failure: recorded and retried, never raised
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
     duration_ms = (time.perf_counter() - t0) * 1000
+    facts = action("effect", item.machine, item.instance_id, item.name, "ok" if error is None else "failed",
+                   attempt=item.attempt, duration_ms=round(duration_ms, 3), error=error)  # fmt: skip
     log.info(
         "effect %s attempt %d on %s: %s (%.1f ms)", item.name, item.attempt, item.instance_id,
-        "ok" if error is None else error, duration_ms,
+        "ok" if error is None else error, duration_ms, extra=facts,
     )  # fmt: skip
-    _finish(engine, cm, spec, item, started, duration_ms, result_json, error)
+    _finish(rt, cm, spec, item, started, duration_ms, result_json, error)
+    return 1
 
 
 def _finish(
-    engine: Engine,
+    rt: Runtime,
     cm: CompiledMachine,
     spec: EffectSpec | None,
-    item: _Claimed,
-    started: datetime,
+    item: ClaimedEffect,
+    started: datetime | None,
     duration_ms: float,
     result_json: str | None,
     error: str | None,
 ) -> None:
-    now = engine.clock.now()
-    sched = engine.schedule
-    with engine._tx() as cur:
+    """Record the attempt (`started` None: a kept result delivered, no attempt made) and its
+    consequence, in one transaction."""
+    now = rt.clock.now()
+    sched = rt.schedule
+    with rt.transaction() as cur:
         # The instance first, as everywhere: `send` locks it, then cancels its effects.
-        engine.store.lock_instance(cur, item.instance_id, None)
-        sched.record_attempt(
-            cur, item.effect_id, item.attempt, item.instance_id, started, duration_ms, error is None, error
-        )
+        row = rt.store.lock_instance(cur, item.instance_id, None)
+        if started is not None:
+            ok = error is None
+            sched.record_attempt(
+                cur, item.effect_id, item.attempt, item.instance_id, started, duration_ms, ok, error
+            )
         current = sched.lock_effect(cur, item.effect_id)
         if current is None or current[0] != "running" or current[1] != item.attempt:
             return  # cancelled meanwhile, or our lease expired and another worker took over
         if error is None:
+            if row is not None and row[STATUS] == FAILED and holds_entry(row, item.state, item.entered_seq):
+                # Failed meanwhile (another effect, a timer): keep the result for `retry`.
+                sched.finish_effect(cur, item.effect_id, HELD, now, HELD_NOTE, result_json, now)
+                return
             sched.finish_effect(cur, item.effect_id, "done", now, None, result_json, now)
-            if _notify(engine, cur, cm, item, f"done.{item.name}", json.loads(result_json or "null"), now):
-                # The done.<name> transition failed the instance: mark the effect failed so that
-                # `retry` runs it again (same key) and the result is delivered, not lost.
+            if _notify(rt, cur, cm, item, f"done.{item.name}", json.loads(result_json or "null"), now):
+                # The done.<name> transition failed the instance: keep the result, so that
+                # `retry` delivers it (the effect is not run again).
                 handler_error = f"done.{item.name} could not be applied; see the instance history"
-                sched.finish_effect(cur, item.effect_id, "failed", now, handler_error, result_json, now)
+                sched.finish_effect(cur, item.effect_id, HELD, now, handler_error, result_json, now)
             return
         retry = spec.retry if spec else RetrySpec(max_attempts=1)
         failures = item.attempt - item.round_start
         if failures < retry.max_attempts:
-            next_at = now + backoff_delay(retry, failures)
+            next_at = later(now, backoff_delay(retry, failures))
             sched.finish_effect(cur, item.effect_id, "pending", next_at, error, None, now)
             return
         sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)
         payload = {"error": error, "attempts": failures}
-        _notify(engine, cur, cm, item, f"error.{item.name}", payload, now, fail_unhandled=True)
+        _notify(rt, cur, cm, item, f"error.{item.name}", payload, now, fail_unhandled=True)
 
 
 def _notify(
-    engine: Engine,
+    rt: Runtime,
     cur: Any,
     cm: CompiledMachine,
-    item: _Claimed,
+    item: ClaimedEffect,
     event: str,
     payload: Any,
     now: datetime,
@@ -185,13 +257,39 @@ def _notify(
     """Send `done.<name>`/`error.<name>` if the instance is still in the entry that armed it.
 
     Returns True when this put the instance into status `failed`."""
-    row = engine.store.lock_instance(cur, item.instance_id, None)
-    if row is None or row[STATUS] != ACTIVE or row[ENTERED_SEQ] != item.entered_seq:
+    row = rt.store.lock_instance(cur, item.instance_id, None)
+    if row is None or row[STATUS] != ACTIVE or not holds_entry(row, item.state, item.entered_seq):
         return False
-    if cm.handles(item.state, event):
-        return apply_or_fail(engine._applier, cur, cm, row, event, payload, EFFECT_ACTOR, now) is None
+    configuration = configuration_of(row)
+    handled = cm.handles(item.state, event) if configuration is None else cm.handlers(configuration, event)
+    if handled:
+        return apply_or_fail(rt.applier, cur, cm, row, event, payload, EFFECT_ACTOR, now) is None
     if fail_unhandled:
         reason = f"effect {item.name!r} failed {payload['attempts']} times: {payload['error']}"
-        engine._applier.fail(cur, row, event, reason, now, payload)
+        rt.applier.fail(cur, row, event, reason, now, payload)
         return True
     return False
+
+
+def _quarantine(rt: Runtime, effect_id: int, instance_id: str, name: str, exc: Exception) -> None:
+    """An effect row the worker cannot process: marked `failed` and its instance failed with the
+    reason (`retry` redrives it once the cause is fixed), so it is neither lost nor retried in a
+    hot loop. Never raises for the row's sake: the worker goes on with the others."""
+    reason = f"effect {name!r} could not be processed by the worker: {type(exc).__name__}: {exc}"
+    reason = reason[:MAX_ERROR_LENGTH]
+    facts = action("effect", None, instance_id, name, "error", error=reason)
+    log.error("effect %s on %s: %s", name, instance_id, reason, exc_info=exc, extra=facts)
+    now = rt.clock.now()
+    try:
+        with rt.transaction() as cur:
+            row = rt.store.lock_instance(cur, instance_id, None)
+            failed = rt.schedule.fail_effect(cur, effect_id, reason, now)
+            if failed and row is not None and row[STATUS] == ACTIVE:
+                rt.applier.fail(cur, row, f"error.{name}", reason, now)
+        return
+    except Exception as again:
+        if is_storage_failure(again):
+            raise
+        log.error("effect %s on %s: failing its instance failed too: %s", name, instance_id, again)
+    with rt.transaction() as cur:  # at least take the row out of the claims
+        rt.schedule.fail_effect(cur, effect_id, reason, now)

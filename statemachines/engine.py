@@ -11,21 +11,24 @@ from __future__ import annotations
 import os
 import reprlib
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store, migrate
+from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
 from persistence.database import Transaction
-from persistence.schedule import Schedule
-from statemachines import errors
-from statemachines.apply import Applier
+from persistence.errors import ReentrantTransaction
+from statemachines import callbacks, due, durable, errors
+from statemachines.apply import to_json
+from statemachines.chart import CompiledChart
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
-from statemachines.durable import DurableMixin
-from statemachines.durations import Duration, parse_duration
+from statemachines.durable import EffectAttempt
+from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
+from statemachines.names import MAX_NAME_LENGTH
 from statemachines.records import (
     ACTIVE,
     APPLIED,
@@ -35,22 +38,28 @@ from statemachines.records import (
     Event,
     Record,
     Snapshot,
+    Status,
 )
 from statemachines.rows import (
     CONTEXT,
     CREATED,
     DEF_VERSION,
+    FINGERPRINT,
     MACHINE,
+    RECEIPT,
     STATE,
     STATUS,
     VERSION,
+    check_fingerprint,
+    configuration_of,
     record_from_row,
     replay_receipt,
     snapshot_from_row,
 )
+from statemachines.runtime import Runtime
 
 DEFAULT_URL = "sqlite:///statemachines.db"
-MAX_ID_LENGTH = 200
+MAX_ID_LENGTH = MAX_NAME_LENGTH  # one limit for every name: definitions declare none longer
 
 
 def resolve_url(url: str | None) -> str:
@@ -61,8 +70,12 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-class Engine(DurableMixin):
-    """Applies events to machine instances stored in SQLite (default) or PostgreSQL."""
+class Engine:
+    """Applies events to machine instances stored in SQLite (default) or PostgreSQL.
+
+    The facade: it checks arguments and tells the story of one event; the parts it shares with
+    timers, effects and tokens (database, statements, clock, registered machines) are its
+    `runtime`, which those modules receive instead of the engine."""
 
     def __init__(
         self,
@@ -74,22 +87,37 @@ class Engine(DurableMixin):
         busy_timeout: Duration = "30s",
     ) -> None:
         self.url = resolve_url(url)
-        self.clock: Clock = clock or SystemClock()
+        busy = parse_duration(busy_timeout, maximum=MAX_BUSY_TIMEOUT)
         try:
             self.db = Database(
                 self.url,
                 sqlite_synchronous=sqlite_synchronous,
-                busy_timeout_ms=int(parse_duration(busy_timeout).total_seconds() * 1000),
+                busy_timeout_ms=int(busy.total_seconds() * 1000),
             )
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc
         self.db.error_hook = _typed_storage_error
         migrate(self.db)
-        self.store = Store(self.db)
-        self.schedule = Schedule(self.db)
-        self._applier = Applier(self.db, self.store, self.schedule)
+        self.runtime = Runtime(self.db, clock or SystemClock())
+        self.store = self.runtime.store
+        self.schedule = self.runtime.schedule
+        self._applier = self.runtime.applier
         self._secret = secret
-        self._machines: dict[str, CompiledMachine] = {}
+        self._machines = self.runtime.machines
+
+    @classmethod
+    def in_memory(cls, clock: Clock | None = None, *, secret: str | bytes | None = None) -> Engine:
+        """An engine on a private in-memory SQLite database (`Engine("sqlite://")`): the same
+        semantics as a file, gone when the engine is closed. For tests and experiments."""
+        return cls("sqlite://", clock=clock, secret=secret)
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.runtime.clock = clock
 
     # Definitions ---------------------------------------------------------------------------------
     def register(self, definition: Definition) -> Definition:
@@ -98,7 +126,7 @@ class Engine(DurableMixin):
             raise errors.ConfigurationError(
                 f"register() takes a Definition from machine(...), got {type(definition).__name__}"
             )
-        compiled = CompiledMachine(definition)
+        compiled = compile_machine(definition)
         with self._tx() as cur:
             self.store.save_definition(
                 cur, definition.name, definition.version, definition.to_json(), self.clock.now()
@@ -122,11 +150,8 @@ class Engine(DurableMixin):
             raise errors.UnknownMachine(name, self._machines)
         return MachineSpec.model_validate_json(text)
 
-    def _compiled(self, name: str) -> CompiledMachine:
-        compiled = self._machines.get(name) if isinstance(name, str) else None
-        if compiled is None:
-            raise errors.UnknownMachine(name if isinstance(name, str) else reprlib.repr(name), self._machines)
-        return compiled
+    def _compiled(self, name: str) -> CompiledMachine | CompiledChart:
+        return self.runtime.compiled(name)
 
     # Events --------------------------------------------------------------------------------------
     def start(
@@ -143,42 +168,36 @@ class Engine(DurableMixin):
         _check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
         now = self.clock.now()
-        step = cm.enter_initial(ctx_json, Event("start", {}, iid, actor, None, now))
-        status = COMPLETED if step.target in cm.final else ACTIVE
-        dv = cm.definition.version
+        start = Event("start", {}, iid, actor, None, now)
         try:
+            if isinstance(cm, CompiledChart):
+                chart_step = cm.enter_initial(ctx_json, start)
+                with self._tx() as cur:
+                    return self._applier.charts.start(cur, cm, iid, chart_step, actor, now)
+            step = cm.enter_initial(ctx_json, start)
+            status = COMPLETED if step.target in cm.final else ACTIVE
+            dv = cm.definition.version
             with self._tx() as cur:
                 self.store.insert_instance(cur, iid, machine, dv, step.target, step.context_json, status, now)
                 self.store.insert_history(
-                    cur,
-                    iid,
-                    machine,
-                    1,
-                    "start",
-                    None,
-                    step.target,
-                    "{}",
-                    step.context_json,
-                    actor,
-                    now,
+                    cur, iid, machine, 1, "start", None, step.target, "{}", step.context_json, actor, now,
                     APPLIED,
-                )
+                )  # fmt: skip
                 self._applier.arm(cur, cm, iid, step.target, 1, now)
         except Conflict:
-            raise errors.InstanceExists(iid) from None
+            # The id, most likely; but say so only if it is: a clash on another unique key
+            # (an effect key) is a storage problem, not an existing instance.
+            with self._read() as cur:
+                exists = self.store.get_instance(cur, iid) is not None
+            if exists:
+                raise errors.InstanceExists(iid) from None
+            raise errors.StorageError(
+                f"starting instance {iid!r} conflicted with a stored row other than an instance"
+                " (an effect key of an older format?)"
+            ) from None
         return Snapshot(
-            iid,
-            machine,
-            step.target,
-            status,
-            step.context_json,
-            1,
-            now,
-            now,
-            cm.model,
-            step.context,
-            dv,
-        )
+            iid, machine, step.target, status, step.context_json, 1, now, now, cm.model, step.context, dv,
+        )  # fmt: skip
 
     def send(
         self,
@@ -189,7 +208,7 @@ class Engine(DurableMixin):
         idempotency_key: str | None = None,
         actor: str | None = None,
     ) -> Snapshot:
-        """Apply one event atomically; see DESIGN.md "send" for the exact steps."""
+        """Apply one event atomically; see docs/design.md ("send") for the exact steps."""
         _check_id(instance_id)
         _check_name(event, "event")
         _check_text(actor, "actor")
@@ -213,8 +232,8 @@ class Engine(DurableMixin):
             if row is None:
                 raise errors.InstanceNotFound(iid)
             cm = self._compiled(row[MACHINE])
-            if row[-1] is not None:
-                return replay_receipt(self.db, row[-1], cm.model)
+            if row[RECEIPT] is not None:
+                return _replay(self.db, cm, row, event, payload, key)
             if row[STATUS] != ACTIVE:
                 raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
             outcome = self._applier.apply(cur, cm, row, event, payload, key, actor, self.clock.now())
@@ -240,7 +259,7 @@ class Engine(DurableMixin):
                 cur, row, CANCELLED, "cancel", CANCELLED, now,
                 reason=reason, payload={"reason": reason}, actor=actor,
             )  # fmt: skip
-            self._applier.disarm(cur, instance_id, True, True, now)
+            self._applier.disarm(cur, instance_id, now)
         model = self._model_of(row[MACHINE])
         return Snapshot(
             instance_id,
@@ -253,6 +272,7 @@ class Engine(DurableMixin):
             now,
             model,
             definition_version=row[DEF_VERSION],
+            configuration=configuration_of(row),
         )
 
     # Queries -------------------------------------------------------------------------------------
@@ -288,29 +308,106 @@ class Engine(DurableMixin):
         for what, value in (("machine", machine), ("state", state), ("status", status)):
             if value is not None:
                 _check_name(value, what)
+        # `state` matches at any depth of a statechart; a machine registered here as flat keeps
+        # the plain indexed query.
+        known = self._machines.get(machine) if machine is not None else None
+        charts = known is None or known.is_chart
         with self._read() as cur:
-            rows = self.store.list_instances(cur, machine, state, status, limit, offset)
+            rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
         return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
 
     def _model_of(self, machine: str) -> type[BaseModel] | None:
-        compiled = self._machines.get(machine)
-        return compiled.model if compiled else None
+        return self.runtime.model_of(machine)
+
+    # Durable time --------------------------------------------------------------------------------
+    def run_due(self, *, batch: int = 100) -> int:
+        """Fire due timers and run due effects until nothing is due at the clock's now.
+
+        Returns timers fired plus effect attempts made (results delivered included). Work that
+        becomes due during the call (an effect armed by a timer it fired) runs in the same call.
+        """
+        return durable.run_due(self.runtime, batch)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest timer or effect of the machines registered here comes due; None
+        when nothing is armed. `run_due` at that instant has work to do."""
+        return due.next_due(self.runtime)
+
+    def status(self, instance_id: str) -> Status:
+        """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""
+        return durable.status(self.runtime, _check_id(instance_id))
+
+    def effect_attempts(self, instance_id: str) -> list[EffectAttempt]:
+        """Every effect attempt of an instance, with its duration and error."""
+        return durable.effect_attempts(self.runtime, _check_id(instance_id))
+
+    def retry(self, instance_id: str, *, actor: str | None = None) -> Snapshot:
+        """Redrive a `failed` instance: back to `active`, failed effects re-armed now, results
+        that arrived while it was failed delivered, due timers fire again; audited (`retried`)."""
+        _check_id(instance_id)
+        _check_text(actor, "actor")
+        return durable.retry(self.runtime, instance_id, actor)
+
+    # Callback tokens -----------------------------------------------------------------------------
+    def token(self, instance_id: str, event: str, ttl: Duration = "7d") -> str:
+        """A signed callback token that lets its bearer send `event` once, while the instance
+        stays in its current state entry, until `ttl` has passed."""
+        _check_id(instance_id)
+        if isinstance(event, str):
+            check_not_reserved(event)
+        return callbacks.issue_token(self.runtime, self._secret, instance_id, event, ttl)
+
+    def send_token(self, token: str, payload: Any = None, *, actor: str | None = None) -> Snapshot:
+        """Apply the event a token was issued for; forged, expired, stale or reused tokens raise
+        `TokenInvalid` and change nothing. A guard refusing the event spends the token (the
+        refusal is in the history) and raises `GuardRejected`."""
+        _check_text(actor, "actor")
+        return callbacks.redeem_token(self.runtime, self._secret, token, payload, actor)
 
     def close(self) -> None:
         self.db.close()
 
     def _tx(self) -> Transaction:
         """A write transaction whose storage errors are already the engine's typed errors."""
-        return self.db.transaction()
+        return self.runtime.transaction()
 
     def _read(self) -> Transaction:
-        return self.db.read()
+        return self.runtime.read()
+
+
+def _replay(
+    db: Database,
+    cm: CompiledMachine | CompiledChart,
+    row: tuple[Any, ...],
+    event: str,
+    payload: Any,
+    key: str,
+) -> Snapshot:
+    """The recorded result of a key already used, if this is the request it was used for."""
+    if row[FINGERPRINT] is not None:
+        payload_json = to_json(event, cm.validate_payload(event, payload))
+        check_fingerprint(row[0], key, row[FINGERPRINT], event, payload_json)
+    return replay_receipt(db, row[RECEIPT], cm.model)
+
+
+def compile_machine(definition: Definition) -> CompiledMachine | CompiledChart:
+    """Flat machines run on `transitions` (`CompiledMachine`); nested, parallel, history or
+    eventless ones on the SCXML algorithm (`CompiledChart`)."""
+    if definition.spec.is_chart:
+        return CompiledChart(definition)
+    return CompiledMachine(definition)
 
 
 def _typed_storage_error(exc: BaseException) -> BaseException:
     """Storage errors as engine errors; `Conflict` stays for the callers that resolve it."""
     if isinstance(exc, Conflict):
         return exc
+    if isinstance(exc, ReentrantTransaction):
+        return errors.ReentrantCall(
+            "the engine was called from inside an action or a guard, which runs inside its"
+            " event's transaction; nothing was written by that call. Actions may only change the"
+            " context: send events to other instances from an effect, or after send() returns"
+        )
     if isinstance(exc, DatabaseUnavailable):
         return errors.StorageUnavailable(str(exc))
     if isinstance(exc, DatabaseError):

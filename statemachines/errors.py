@@ -6,7 +6,7 @@ allowed there, because that is what a person debugging a stuck order needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class StateMachineError(Exception):
@@ -21,10 +21,6 @@ class DefinitionError(StateMachineError, ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{what} {name!r} is invalid ({len(self.problems)} problems):\n{lines}")
-
-
-class InvalidDuration(StateMachineError, ValueError):
-    """A duration string is not a number and a unit (`500ms`, `20s`, `15m`, `24h`, `7d`)."""
 
 
 class UnknownMachine(StateMachineError, LookupError):
@@ -100,12 +96,22 @@ class PayloadInvalid(StateMachineError, ValueError):
 
 
 class ContextInvalid(StateMachineError, ValueError):
-    """A context (given to `start` or produced by actions) fails the context model."""
+    """A context (given to `start` or produced by actions) fails the context model, or could not
+    be stored as JSON and read back. After actions, `event` and `callbacks` (the guards and
+    actions that ran, in order) say what produced it."""
 
-    def __init__(self, machine: str, detail: str) -> None:
+    def __init__(
+        self, machine: str, detail: str, *, event: str | None = None, callbacks: Sequence[str] = ()
+    ) -> None:
         self.machine = machine
         self.detail = detail
-        super().__init__(f"context of machine {machine!r} is invalid: {detail}")
+        self.event = event
+        self.callbacks = list(callbacks)
+        after = ""
+        if event is not None:
+            ran = ", ".join(self.callbacks) or "no callbacks"
+            after = f" after event {event!r} (ran: {ran})"
+        super().__init__(f"context of machine {machine!r} is invalid{after}: {detail}")
 
 
 class ActionFailed(StateMachineError):
@@ -122,7 +128,11 @@ class ActionFailed(StateMachineError):
 
 
 class StorageError(StateMachineError):
-    """The database refused an operation (schema, constraint, SQL error)."""
+    """The database refused an operation (schema, constraint, a value too large, SQL error).
+
+    Permanent: the same call fails the same way again. Only `StorageUnavailable` is retryable."""
+
+    retryable = False
 
 
 class StorageUnavailable(StorageError):
@@ -166,3 +176,43 @@ class StepLimitExceeded(StateMachineError):
             f" (an eventless or done.state loop?); last transitions: {self.last or 'none'};"
             " nothing was written"
         )
+
+
+# Bounds: durations, points in time --------------------------------------------------------------
+class InvalidDuration(InvalidArgument):
+    """A duration is not a number and a unit (`500ms`, `20s`, `15m`, `24h`, `7d`), or is not
+    positive, finite and at most 100 years. In a definition it is reported as one of the
+    `DefinitionError` problems; given to a call (`token(ttl=...)`) it is an `InvalidArgument`."""
+
+
+class TimeOutOfRange(StateMachineError, OverflowError):
+    """The clock plus a duration (a timer's deadline, a lease, a token's expiry) is past the
+    last representable time (year 9999): the clock is wrong. Nothing was written."""
+
+
+# Idempotency and re-entrancy -----------------------------------------------------------------
+class IdempotencyKeyReused(StateMachineError, ValueError):
+    """An idempotency key already recorded for one request was sent with a different one.
+
+    A key names one request (an event and its payload), as with Stripe's `Idempotency-Key`:
+    returning the first result for a different request would silently drop the second."""
+
+    def __init__(self, instance_id: str, key: str, first_event: str, event: str) -> None:
+        self.instance_id = instance_id
+        self.key = key
+        self.first_event = first_event
+        self.event = event
+        what = f"event {event!r}" + (" with a different payload" if first_event == event else "")
+        super().__init__(
+            f"idempotency key {key!r} of instance {instance_id!r} was first used for event"
+            f" {first_event!r}; it was sent again with {what}. Use a new key for a new request"
+        )
+
+
+class ReentrantCall(StateMachineError):
+    """The engine was called from inside an action or a guard (on the same thread and database).
+
+    An action runs inside its event's transaction: a nested call would write in the middle of
+    it (or wait for it forever), so it is refused before anything is written, and the outer
+    event fails as a whole (`ActionFailed`, with this as its cause). Actions may only change
+    the context: send events to other instances from an effect, or after `send` returns."""

@@ -32,18 +32,55 @@ _SafeLoader.add_implicit_resolver(
 
 
 def loads_definition(
-    text: str, registry: Mapping[str, Any] | None = None, *, fmt: str = "yaml"
+    text: str, registry: Mapping[str, Any] | None = None, *, fmt: str = "yaml", source: str | None = None
 ) -> Definition:
-    """Parse YAML (a superset of JSON) or strict JSON text into a checked `Definition`."""
+    """Parse YAML (a superset of JSON) or strict JSON text into a checked `Definition`.
+
+    `source` (a file name) starts every syntax error message, with the line and column, so the
+    reader can open the file at the mistake.
+    """
+    where = source or "?"
     try:
         data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_SafeLoader)
-    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
-        raise DefinitionError("?", [f"not valid {fmt.upper()}: {exc}"]) from None
+    except yaml.MarkedYAMLError as exc:
+        raise DefinitionError(where, [_yaml_problem(exc, source)]) from None
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            where, [f"{_at(source, exc.lineno, exc.colno)}not valid JSON: {exc.msg}"]
+        ) from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise DefinitionError(where, [f"{_prefix(source)}not valid {fmt.upper()}: {exc}"]) from None
     except RecursionError:  # both parsers recurse per nesting level
-        raise DefinitionError("?", [f"not valid {fmt.upper()}: nested too deeply"]) from None
+        raise DefinitionError(
+            where, [f"{_prefix(source)}not valid {fmt.upper()}: nested too deeply"]
+        ) from None
     except Exception as exc:  # PyYAML's own constructor bugs (`!!timestamp foo`: AttributeError)
-        raise DefinitionError("?", [f"not valid {fmt.upper()}: {type(exc).__name__}: {exc}"]) from None
+        raise DefinitionError(
+            where, [f"{_prefix(source)}not valid {fmt.upper()}: {type(exc).__name__}: {exc}"]
+        ) from None
     return Definition.from_dict(data, registry)
+
+
+def _prefix(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def _at(source: str | None, line: int, column: int) -> str:
+    """`file:line:column: ` (what editors and terminals link), or `line L, column C: ` for text."""
+    return f"{source}:{line}:{column}: " if source else f"line {line}, column {column}: "
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, source: str | None) -> str:
+    """`file:line:column: not valid YAML: <problem> (<context>)`, 1-based like editors count."""
+    mark = exc.problem_mark or exc.context_mark
+    at = (
+        f"{source or 'line'}{':' if source else ' '}{mark.line + 1}:{mark.column + 1}: "
+        if mark
+        else _prefix(source)
+    )
+    what = exc.problem or "syntax error"
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{at}not valid YAML: {what}{context}"
 
 
 def load_definition(path: str | Path, registry: Mapping[str, Any] | None = None) -> Definition:
@@ -57,7 +94,7 @@ def load_definition(path: str | Path, registry: Mapping[str, Any] | None = None)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DefinitionError(p.name, [f"{p} is not UTF-8 text: {exc}"]) from None
-    return loads_definition(text, registry, fmt="json" if p.suffix == ".json" else "yaml")
+    return loads_definition(text, registry, fmt="json" if p.suffix == ".json" else "yaml", source=str(p))
 
 
 def dump_definition(definition: Definition, path: str | Path) -> None:

@@ -27,6 +27,7 @@ class Snapshot:
     """An instance as of one moment. `context` is parsed from JSON only when first read."""
 
     __slots__ = (
+        "_configuration",
         "_context",
         "_context_json",
         "_model",
@@ -53,8 +54,10 @@ class Snapshot:
         model: Any = None,
         context: Any = None,
         definition_version: str | None = None,
+        configuration: tuple[str, ...] | None = None,
     ) -> None:
         self.id = id
+        self._configuration = configuration  # None: a flat machine, configuration (state,)
         self.definition_version = definition_version
         self.machine = machine
         self.state = state
@@ -82,11 +85,30 @@ class Snapshot:
     def context_json(self) -> str:
         return self._context_json
 
+    @property
+    def configuration(self) -> tuple[str, ...]:
+        """The active atomic states, full dotted paths in document order; `(state,)` when flat."""
+        return self._configuration if self._configuration is not None else (self.state,)
+
+    @property
+    def is_chart(self) -> bool:
+        """Whether this is an instance of a statechart (nested, parallel or history states)."""
+        return self._configuration is not None
+
+    def is_in(self, path: str) -> bool:
+        """True when `path` is active: one of the atomic states or one of their ancestors
+        (a flat machine: `path == state`)."""
+        if self._configuration is None:
+            return path == self.state
+        prefix = path + "."
+        return any(s == path or s.startswith(prefix) for s in self._configuration)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "machine": self.machine,
             "state": self.state,
+            **({"configuration": list(self._configuration)} if self._configuration is not None else {}),
             "status": self.status,
             "context": json.loads(self._context_json),
             "version": self.version,
@@ -98,8 +120,9 @@ class Snapshot:
         return isinstance(other, Snapshot) and self.as_dict() == other.as_dict()
 
     def __repr__(self) -> str:
+        conf = f", configuration={self._configuration!r}" if self._configuration is not None else ""
         return (
-            f"Snapshot(id={self.id!r}, machine={self.machine!r}, state={self.state!r},"
+            f"Snapshot(id={self.id!r}, machine={self.machine!r}, state={self.state!r}{conf},"
             f" status={self.status!r}, version={self.version}, context={self._context_json})"
         )
 
@@ -118,6 +141,8 @@ class Record:
     at: datetime
     outcome: str
     reason: str | None = None
+    #: The active atomic states after the event (`(target,)` for flat machines).
+    configuration: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +156,7 @@ class Record:
             "at": self.at.isoformat(),
             "outcome": self.outcome,
             "reason": self.reason,
+            "configuration": list(self.configuration),
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -22,7 +23,11 @@ from statemachines.records import Record, Snapshot
     CREATED,
     UPDATED,
     LAST_SEQ,
-) = range(11)
+    CHART,  # statecharts: JSON of the active states (with their entry seqs) and history memory
+    # Added by `Store.lock_instance`: the receipt of the idempotency key, if one was given.
+    RECEIPT,
+    FINGERPRINT,
+) = range(14)
 
 
 def snapshot_from_row(db: Database, row: tuple[Any, ...], model: Any) -> Snapshot:
@@ -37,11 +42,44 @@ def snapshot_from_row(db: Database, row: tuple[Any, ...], model: Any) -> Snapsho
         db.from_ts(row[UPDATED]),
         model,
         definition_version=row[DEF_VERSION],
+        configuration=configuration_of(row),
     )
 
 
+def chart_of(row: tuple[Any, ...]) -> dict[str, Any] | None:
+    """The parsed chart column of an instance row: {"active": {path: entry seq}, "history":
+    {history path: [paths]}}; None for a flat instance."""
+    text = row[CHART]
+    return json.loads(text) if text is not None else None
+
+
+def atomic_states(active: Any) -> tuple[str, ...]:
+    """The atomic states among active state paths in document order (as the `chart` column
+    keeps them): those with no active descendant. A state's descendants follow it directly in
+    document order, and a compound or parallel state in a configuration always has an active
+    child, so a path is atomic unless the next one lies inside it; no definition needed."""
+    paths = list(active)
+    last = len(paths) - 1
+    return tuple(p for i, p in enumerate(paths) if i == last or not paths[i + 1].startswith(p + "."))
+
+
+def configuration_of(row: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """The configuration of a chart instance row; None for a flat one."""
+    chart = chart_of(row)
+    return atomic_states(chart["active"]) if chart is not None else None
+
+
+def holds_entry(row: tuple[Any, ...], state: str, entered_seq: int) -> bool:
+    """Whether `state` is active in the entry `entered_seq` (the one a timer, effect or token
+    was made for): for a flat instance its own state entry, for a chart the state's, at any depth."""
+    chart = chart_of(row)
+    if chart is None:
+        return row[ENTERED_SEQ] == entered_seq and row[STATE] == state
+    return chart["active"].get(state) == entered_seq
+
+
 def record_from_row(db: Database, row: tuple[Any, ...]) -> Record:
-    seq, event, source, target, payload, context, actor, at, outcome, reason = row
+    seq, event, source, target, payload, context, actor, at, outcome, reason, configuration = row
     return Record(
         seq,
         event,
@@ -53,6 +91,7 @@ def record_from_row(db: Database, row: tuple[Any, ...]) -> Record:
         db.from_ts(at),
         outcome,
         reason,
+        tuple(json.loads(configuration)) if configuration is not None else (target,),
     )
 
 
@@ -91,6 +130,7 @@ def replay_receipt(db: Database, text: str, model: Any) -> Snapshot:
         db.from_ts(s["updated_at"]),
         model,
         definition_version=s.get("definition_version"),
+        configuration=tuple(s["configuration"]) if "configuration" in s else None,
     )
 
 
@@ -103,6 +143,26 @@ def _snapshot_fields(snap: Snapshot) -> dict[str, Any]:
         "context": snap.context_json,
         "version": snap.version,
         "definition_version": snap.definition_version,
+        **({"configuration": list(snap.configuration)} if snap.is_chart else {}),
         "created_at": snap.created_at.isoformat(),
         "updated_at": snap.updated_at.isoformat(),
     }
+
+
+def request_fingerprint(event: str, payload_json: str) -> str:
+    """What an idempotency key is bound to: the event, and a hash of the payload as stored
+    (canonical JSON: keys sorted, so `{"a": 1, "b": 2}` and `{"b": 2, "a": 1}` are one request).
+
+    The event is kept in clear so that a mismatch can name the first request."""
+    canonical = json.dumps(json.loads(payload_json), sort_keys=True, separators=(",", ":"))
+    return f"{event} sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def check_fingerprint(iid: str, key: str, recorded: str | None, event: str, payload_json: str) -> None:
+    """Refuse a key sent with another request than the one it was first used for.
+
+    Receipts written before fingerprints were recorded (`recorded` is None) replay unchecked."""
+    if recorded is None or recorded == request_fingerprint(event, payload_json):
+        return
+    first_event = recorded.rpartition(" sha256:")[0]
+    raise errors.IdempotencyKeyReused(iid, key, first_event, event)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from statemachines.names import MAX_NAME_LENGTH
+
 
 def _as_list(value: Any) -> Any:
     if value is None:
@@ -194,7 +196,7 @@ class MachineSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     initial: str
     states: dict[str, StateSpec]
     context: str | None = None

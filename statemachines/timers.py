@@ -2,48 +2,94 @@
 
 So a timer fires exactly once however many workers run: the claim (SKIP LOCKED on PostgreSQL,
 the database write lock on SQLite), the delete and the transition commit together or not at all.
+
+Each timer of a batch runs under a savepoint: a timer whose processing raises (a definition that
+no longer knows its state, a duration that overflows...) is undone alone and puts its instance
+into `failed` with the reason; the other timers of the batch still fire, and the worker lives.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from datetime import datetime
+from typing import Any
 
 from statemachines.apply import apply_or_fail
+from statemachines.logs import action
 from statemachines.records import ACTIVE
-from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS
-
-if TYPE_CHECKING:
-    from statemachines.engine import Engine
+from statemachines.rows import MACHINE, STATUS, holds_entry
+from statemachines.runtime import Runtime, is_storage_failure
 
 TIMER_ACTOR = "timer"
 log = logging.getLogger("statemachines.worker")
+_ROW_SAVEPOINT = "sm_timer_row"
 
 
-def fire_due_timers(engine: Engine, limit: int = 100) -> int:
+def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
     """Fire up to `limit` due timers in one transaction; returns how many were due."""
-    now = engine.clock.now()
-    with engine._tx() as cur:
-        claimed = engine.schedule.claim_timers(cur, now, limit, sorted(engine._machines))
+    now = rt.clock.now()
+    with rt.transaction() as cur:
+        claimed = rt.schedule.claim_timers(cur, now, limit, rt.served())
         # Lock instances in id order: two workers' batches can then never wait on each other.
         # The sort is stable: an instance's timers keep the claim order (fire_at), so of several
         # due timers the earliest fires and the others find the state left (stale).
-        for timer_id, iid, entered_seq, state, event in sorted(claimed, key=lambda r: r[1]):
-            row = engine.store.lock_instance(cur, iid, None)
-            if row is None or row[ENTERED_SEQ] != entered_seq or row[STATE] != state:
-                engine.schedule.delete_timer(cur, timer_id, iid, entered_seq)
-                log.info("timer %s on %s is stale (state left); dropped", event, iid)
-                continue
-            if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
-                continue
-            cm = engine._compiled(row[MACHINE])
-            outcome = apply_or_fail(engine._applier, cur, cm, row, event, {}, TIMER_ACTOR, now)
-            if outcome is not None:
-                # Kept when the instance failed: claims skip failed instances, and `retry` makes
-                # the timer (still due) fire again instead of leaving the instance stuck.
-                engine.schedule.delete_timer(cur, timer_id, iid, entered_seq)
-            log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome))
+        for timer in sorted(claimed, key=lambda r: r[1]):
+            cur.execute(f"SAVEPOINT {_ROW_SAVEPOINT}")
+            try:
+                _fire(rt, cur, timer, now)
+            except Exception as exc:
+                if is_storage_failure(exc):
+                    raise  # the database's fault, not the row's: the whole round is retried
+                cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
+                try:
+                    _quarantine(rt, cur, timer, exc, now)
+                except Exception as again:
+                    if is_storage_failure(again):
+                        raise
+                    # Even failing the instance fails: drop the timer rather than loop on it.
+                    cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
+                    rt.schedule.delete_timer(cur, timer[0], timer[1], timer[2])
+                    log.error("timer %s on %s dropped: %s", timer[4], timer[1], again, exc_info=again)
+            cur.execute(f"RELEASE SAVEPOINT {_ROW_SAVEPOINT}")
     return len(claimed)
+
+
+def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:
+    timer_id, iid, entered_seq, state, event = timer
+    started = time.perf_counter()
+    row = rt.store.lock_instance(cur, iid, None)
+    if row is None or not holds_entry(row, state, entered_seq):
+        rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
+        machine = row[MACHINE] if row is not None else None
+        facts = action("timer", machine, iid, event, "stale", started, state=state)
+        log.info("timer %s on %s is stale (state left); dropped", event, iid, extra=facts)
+        return
+    if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
+        return
+    cm = rt.compiled(row[MACHINE])
+    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now)
+    if outcome is not None:
+        # Kept when the instance failed: claims skip failed instances, and `retry` makes
+        # the timer (still due) fire again instead of leaving the instance stuck.
+        rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
+    facts = action("timer", cm.name, iid, event, _outcome(outcome), started, state=state,
+                   target=getattr(outcome, "state", None))  # fmt: skip
+    log.info("timer %s fired on %s in %s: %s", event, iid, state, _describe(outcome), extra=facts)
+
+
+def _quarantine(rt: Runtime, cur: Any, timer: tuple[Any, ...], exc: Exception, now: datetime) -> None:
+    """A timer that cannot be processed: its instance fails (the timer is kept, so `retry`
+    fires it again once the cause is fixed); without an instance to fail, the timer goes."""
+    timer_id, iid, entered_seq, state, event = timer
+    reason = f"timer {event} could not be processed: {type(exc).__name__}: {exc}"
+    facts = action("timer", None, iid, event, "error", state=state, error=reason)
+    log.error("timer %s on %s in %s: %s", event, iid, state, reason, exc_info=exc, extra=facts)
+    row = rt.store.lock_instance(cur, iid, None)
+    if row is not None and row[STATUS] == ACTIVE:
+        rt.applier.fail(cur, row, event, reason, now)
+    else:
+        rt.schedule.delete_timer(cur, timer_id, iid, entered_seq)
 
 
 def _describe(outcome: object) -> str:
@@ -51,3 +97,10 @@ def _describe(outcome: object) -> str:
         return "instance failed"
     state = getattr(outcome, "state", None)
     return f"now in {state}" if state is not None else f"rejected ({type(outcome).__name__})"
+
+
+def _outcome(outcome: object) -> str:
+    """The word for a log field: fired, rejected (a guard said no), or failed (the instance)."""
+    if outcome is None:
+        return "failed"
+    return "fired" if getattr(outcome, "state", None) is not None else "rejected"

@@ -9,6 +9,7 @@ makes it work once.
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import hmac
 import json
@@ -63,11 +64,17 @@ def issue(key: bytes, instance_id: str, event: str, entered_seq: int, expires_at
         "i": instance_id,
         "e": event,
         "s": entered_seq,
-        "x": int(expires_at.timestamp()),
+        "x": expiry_seconds(expires_at),
         "n": secrets.token_urlsafe(12),
     }
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{PREFIX}.{body}.{_sign(key, body)}"
+
+
+def expiry_seconds(expires_at: datetime) -> int:
+    """Whole Unix seconds, rounded up: a token lives at least its ttl, never a fraction less
+    (rounded down, `ttl="500ms"` would be expired when issued)."""
+    return calendar.timegm(expires_at.utctimetuple()) + (1 if expires_at.microsecond else 0)
 
 
 def verify(key: bytes, token: object, now: datetime) -> TokenClaims:

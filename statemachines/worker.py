@@ -3,19 +3,23 @@
 Claims work in batches, sleeps with a growing back-off while idle, stops gracefully on
 SIGTERM/SIGINT (the effect in flight finishes and is recorded; claimed but unstarted effects are
 given back), survives database restarts (the failed round is retried after a pause), and logs
-one line per action. Run as many as you like side by side: claims never overlap.
+one line per action: text, or JSON with `--log-format json` (statemachines.logs). Run as many
+as you like side by side: claims never overlap.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from statemachines.effects import run_due_effects
-from statemachines.errors import StorageUnavailable
+from statemachines.errors import InvalidArgument, StorageUnavailable
+from statemachines.logs import configure_logging
 from statemachines.timers import fire_due_timers
 
 if TYPE_CHECKING:
@@ -27,8 +31,7 @@ SQLITE_BREATH = 0.005  # seconds between busy rounds on SQLite
 
 class Worker:
     def __init__(self, engine: Engine, *, batch: int = 100, idle: float = 0.5, max_idle: float = 5.0) -> None:
-        if batch < 1 or idle <= 0 or max_idle < idle:
-            raise ValueError("need batch >= 1 and 0 < idle <= max_idle")
+        _check_settings(batch, idle, max_idle)
         self.engine = engine
         self.batch = batch
         self.idle = idle
@@ -47,9 +50,9 @@ class Worker:
 
     def run_once(self) -> int:
         """One round: due timers, then due effects. Returns the number of items handled."""
-        done = fire_due_timers(self.engine, self.batch)
+        done = fire_due_timers(self.engine.runtime, self.batch)
         if not self.stopping:
-            done += run_due_effects(self.engine, self.batch, lambda: self.stopping)
+            done += run_due_effects(self.engine.runtime, self.batch, lambda: self.stopping)
         self.processed += done
         return done
 
@@ -68,6 +71,13 @@ class Worker:
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, self.max_idle)
                 self._stop.wait(self.max_idle)
                 continue
+            except Exception:
+                # Rows are handled one by one (a bad row fails alone), so this is a bug or a
+                # permanent database error: log it and go on after a pause; never die, or the
+                # timers and effects of every machine would stop.
+                log.exception("round failed; retrying in %.1fs", self.max_idle)
+                self._stop.wait(self.max_idle)
+                continue
             if done:
                 pause = self.idle
                 if self.engine.db.dialect == "sqlite":
@@ -81,30 +91,43 @@ class Worker:
         return self.processed
 
 
+def _check_settings(batch: Any, idle: Any, max_idle: Any) -> None:
+    """Typed refusal of settings that would crash or spin: a NaN pause makes `wait` return at once."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 2**31:
+        raise InvalidArgument(f"batch must be an integer from 1 to {2**31}, got {batch!r}")
+    for name, value in (("idle", idle), ("max_idle", max_idle)):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise InvalidArgument(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    if max_idle < idle:
+        raise InvalidArgument(f"max_idle ({max_idle!r}) must be >= idle ({idle!r})")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=100, help="items claimed per round")
-    parser.add_argument("--idle", type=float, default=0.5, help="first pause (s) when idle")
-    parser.add_argument("--max-idle", type=float, default=5.0, help="longest pause (s) when idle")
-    parser.add_argument("--once", action="store_true", help="run everything due now, then exit")
+def main(engine: Engine, args: argparse.Namespace, machines: Sequence[str] = ()) -> int:
+    """Entry point used by the CLI; returns the number of items processed.
 
-
-def main(engine: Engine, args: argparse.Namespace) -> int:
-    """Entry point used by the CLI; returns the number of items processed."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    `machines` are the definitions loaded for it: only their timers and effects are claimed, so
+    the worker says which at start.
+    """
+    configure_logging(getattr(args, "log_format", "text"))
+    log.info("serving machines: %s", ", ".join(machines) if machines else "none")
+    batch = getattr(args, "batch", 100)
     if getattr(args, "once", False):
-        count = engine.run_due(batch=getattr(args, "batch", 100))
+        count = engine.run_due(batch=batch)
         log.info("ran %d due items", count)
         return count
+    idle = getattr(args, "idle", 0.5)
     worker = Worker(
-        engine,
-        batch=getattr(args, "batch", 100),
-        idle=getattr(args, "idle", 0.5),
-        max_idle=getattr(args, "max_idle", 5.0),
+        engine, batch=batch, idle=idle, max_idle=getattr(args, "max_idle", None) or max(5.0, idle)
     )
     return worker.run()

@@ -19,6 +19,9 @@ import pytest
 from statemachines import Engine, ManualClock
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+#: The testing kit's plugin: registered by its entry point once statemachines is installed; named
+#: here too so the suite runs from a checkout that is not (pytest skips a plugin loaded twice).
+pytest_plugins = ["statemachines.testing"]
 
 
 def _postgres_base() -> str | None:

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from statemachines import (
-    ConfigurationError,
     DefinitionError,
     Engine,
     dump_definition,
@@ -118,10 +117,11 @@ def test_an_unchanged_flat_machine_keeps_its_version_and_its_json() -> None:
     assert '"type"' not in orders.spec.canonical_json()
 
 
-def test_the_engine_refuses_a_statechart_until_it_runs_them() -> None:
+def test_the_engine_registers_a_statechart(tmp_path: Path) -> None:
     d = machine("t", initial="review", states=review())
-    with pytest.raises(ConfigurationError):
-        Engine("sqlite:///:memory:").register(d)
+    engine = Engine(f"sqlite:///{tmp_path / 'e.db'}")
+    assert engine.register(d) is d
+    assert engine.start("t").configuration == ("review.first",)
 
 
 # Name resolution ---------------------------------------------------------------------------------

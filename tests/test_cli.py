@@ -46,12 +46,13 @@ def assert_one_line_error(code: int, out: str, err: str, expected_code: int) -> 
     return lines[0]
 
 
-def diagrams_available() -> bool:
-    try:
-        import diagrams
-    except ImportError:
-        return False
-    return all(hasattr(diagrams, n) for n in ("draw", "draw_run", "to_mermaid", "run_to_mermaid", "save"))
+def assert_error(code: int, out: str, err: str, expected_code: int) -> list[str]:
+    """`error: headline` then the problems, one per line (`  - ...`); no traceback."""
+    assert code == expected_code, (code, err)
+    assert out == "" and "Traceback" not in err
+    head, *rest = err.splitlines()
+    assert head.startswith("error: ") and all(line.startswith("  - ") for line in rest), err
+    return [head, *rest]
 
 
 # The happy path on both databases ---------------------------------------------------------------
@@ -168,7 +169,7 @@ def started(capsys: Cap, sqlite_url: str) -> str:
         (["send", "A1", "PAYMENT_RECEIVED", "--payload", '{"amount": "lots"}'], 1, "payload of event"),
         (["start", "order-lifecycle", "--id", "A1", "--context", CTX], 1, "already exists"),
         (["start", "order-lifecycle", "--context", '{"total": -1}'], 1, "context of machine"),
-        (["instances", "--limit", "-1"], 1, "must be integers >= 0"),
+        (["instances", "--limit", "-1"], 2, "argument --limit: '-1' is out of range"),
         (["instances", "--limit", "many"], 2, "invalid int value"),
         (["instances", "--status", "sleeping"], 2, "invalid choice"),
         (["frobnicate"], 2, "invalid choice"),
@@ -177,6 +178,7 @@ def started(capsys: Cap, sqlite_url: str) -> str:
         (["diagram", "order-lifecycle", "-o", "out.txt"], 2, "unknown diagram format"),
         (["diagram", "-o", "out.svg"], 2, "NAME or --instance"),
         (["worker", "--batch", "0"], 2, "--batch"),
+        (["diagram", "order-lifecycle", "-o", "x.svg", "--timeout", "nan"], 2, "argument --timeout"),
     ],
 )
 def test_error_paths(capsys: Cap, started: str, argv: list[str], code: int, needle: str) -> None:
@@ -225,8 +227,8 @@ def test_app_that_fails_to_import(
         "m = machine('m', initial='x', states={'x': state(on={'GO': 'nowhere'})})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    line = assert_one_line_error(*run(capsys, "--db", sqlite_url, "--app", "broken_cli_app", "instances"), 1)
-    assert "unknown state 'nowhere'" in line
+    lines = assert_error(*run(capsys, "--db", sqlite_url, "--app", "broken_cli_app", "instances"), 1)
+    assert "unknown state 'nowhere'" in "\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -241,13 +243,13 @@ def test_app_that_fails_to_import(
 def test_broken_definition_file(capsys: Cap, sqlite_url: str, tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(text)
-    line = assert_one_line_error(*run(capsys, "--db", sqlite_url, "--definition", str(path), "instances"), 1)
-    assert needle in line
+    lines = assert_error(*run(capsys, "--db", sqlite_url, "--definition", str(path), "instances"), 1)
+    assert needle in "\n".join(lines)
 
 
 def test_missing_definition_file(capsys: Cap, sqlite_url: str) -> None:
     res = run(capsys, "--db", sqlite_url, "--definition", "/no/such/file.yaml", "instances")
-    assert "cannot read" in assert_one_line_error(*res, 1)
+    assert "cannot read" in assert_error(*res, 1)[1]
 
 
 def test_help_exits_zero(capsys: Cap) -> None:
@@ -263,9 +265,8 @@ def test_demo_twice_in_process(capsys: Cap, sqlite_url: str, tmp_path: Path) -> 
         out = ok(capsys, "demo", "--db", sqlite_url)
         assert "rejected" in out and "shipped -> completed" in out
     assert len(json.loads(ok(capsys, "--db", sqlite_url, "instances", "--json"))) == 2
-    if diagrams_available():
-        assert len(list(tmp_path.glob("order-*-run.mmd"))) == 2
-        assert (tmp_path / "order-lifecycle.mmd").read_text().startswith("stateDiagram-v2")
+    assert len(list(tmp_path.glob("order-*-run.mmd"))) == 2
+    assert (tmp_path / "order-lifecycle.mmd").read_text().startswith("stateDiagram-v2")
 
 
 def test_demo_as_a_real_process(tmp_path: Path) -> None:
@@ -279,17 +280,14 @@ def test_demo_as_a_real_process(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert re.search(r"^\d+\s+\S+ \S+\s+DELIVERED\s+shipped -> completed\s+applied", proc.stdout, re.M)
     assert db.exists()
-    if diagrams_available():
-        fmt = ".svg" if shutil.which("dot") else ".dot"
-        for suffix in (fmt, ".mmd"):
-            assert (tmp_path / f"order-lifecycle{suffix}").exists()
-            assert str(tmp_path / f"order-lifecycle{suffix}") in proc.stdout
+    fmt = ".svg" if shutil.which("dot") else ".dot"
+    for suffix in (fmt, ".mmd"):
+        assert (tmp_path / f"order-lifecycle{suffix}").exists()
+        assert str(tmp_path / f"order-lifecycle{suffix}") in proc.stdout
 
 
 @pytest.mark.parametrize("suffix", [".mmd", ".dot"])
 def test_diagram_command(capsys: Cap, started: str, tmp_path: Path, suffix: str) -> None:
-    if not diagrams_available():
-        pytest.skip("the diagrams package is not there yet")
     definition, run_file = tmp_path / f"def{suffix}", tmp_path / f"run{suffix}"
     # from the database alone: no --app
     assert ok(capsys, "--db", started, "diagram", "order-lifecycle", "-o", str(definition)).strip()
@@ -301,21 +299,30 @@ def test_diagram_command(capsys: Cap, started: str, tmp_path: Path, suffix: str)
 
 
 def test_diagram_svg(capsys: Cap, started: str, tmp_path: Path, needs_dot: str) -> None:
-    if not diagrams_available():
-        pytest.skip("the diagrams package is not there yet")
     ok(capsys, "--db", started, "diagram", "--instance", "A1", "-o", str(tmp_path / "run.svg"))
     assert "<svg" in (tmp_path / "run.svg").read_text()
 
 
 def test_diagram_of_unknown_machine(capsys: Cap, started: str, tmp_path: Path) -> None:
-    if not diagrams_available():
-        pytest.skip("the diagrams package is not there yet")
     res = run(capsys, "--db", started, "diagram", "nope", "-o", str(tmp_path / "x.dot"))
     assert "unknown machine 'nope'" in assert_one_line_error(*res, 1)
 
 
+def test_diagram_timeout_is_one_line_error(
+    capsys: Cap, started: str, tmp_path: Path, needs_dot: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def too_slow(argv: list[str], **kwargs: object) -> None:
+        assert kwargs["timeout"] == 2.5
+        raise subprocess.TimeoutExpired(argv, 2.5)
+
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    out = tmp_path / "x.svg"
+    res = run(capsys, "--db", started, "diagram", "order-lifecycle", "-o", str(out), "--timeout", "2.5")
+    assert "did not finish within 2.5s" in assert_one_line_error(*res, 1)
+    assert not out.exists()
+
+
 def test_worker_once(capsys: Cap, started: str) -> None:
-    pytest.importorskip("statemachines.worker")
     ok(capsys, "--db", started, *APP, "send", "A1", "PAYMENT_RECEIVED", "--payload", '{"amount": 40}')
     shipment = '{"carrier": "c", "tracking": "t"}'
     ok(capsys, "--db", started, *APP, "send", "A1", "SHIPPED", "--payload", shipment)
@@ -339,8 +346,6 @@ def test_readme_first_section_and_quick_start(tmp_path: Path, monkeypatch: pytes
 def test_without_graphviz(
     capsys: Cap, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not diagrams_available():
-        pytest.skip("the diagrams package is not there yet")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `dot` anywhere
     out = ok(capsys, "demo", "--db", sqlite_url)
     assert (tmp_path / "order-lifecycle.dot").exists() and (tmp_path / "order-lifecycle.mmd").exists()

@@ -111,3 +111,17 @@ def test_any_text_survives_mermaid_escaping(name: str) -> None:
     bare = re.sub(r"#\d+;", "", escaped)  # what is left outside entity codes
     assert not set(bare) & set('\n";<>&%`') and ":::" not in bare
     assert mermaid_decode(escaped) == " ".join(name.split())
+
+
+NASTY = ["]", "]]", "[", "]]>", "x]", "<", "&", '"', "\\", "line\nbreak", "Zustellung \u2713 \u65e5\u672c"]
+
+
+@pytest.mark.parametrize("name", NASTY)
+def test_nasty_state_and_event_names_render_through_dot_as_written(needs_dot: str, name: str) -> None:
+    """Graphviz 2.43 read `]` in an HTML label as markup (RenderFailed): every name must render."""
+    spec = {"name": name, "initial": name, "states": {name: {"on": {name: "end"}}, "end": {"final": True}}}
+    lay = layout(draw(spec))
+    shown = " ".join(name.split())  # a newline is shown as a space
+    assert lay.nodes["s0"].text == shown
+    assert lay.edge(shown, "end", "").text == shown
+    assert lay.title == shown

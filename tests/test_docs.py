@@ -27,9 +27,7 @@ FENCE = re.compile(r"^```\s*python\s*$")
 NOT_A_TEST = re.compile(r"^<!--\s*not-a-test\b(?P<why>.*?)-->\s*$")
 #: Blocks known to fail, by file, with why: each is an expected failure (strict: once it runs, the
 #: entry must go). Kept empty but for files this branch may not edit.
-KNOWN_BROKEN = {
-    "docs/diagrams.md": "uses `orders` and `engine` from the README quick start without defining them",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 #: Settings read from the environment that the examples must not inherit from the test run.
 ENVIRONMENT = ("STATEMACHINES_DATABASE_URL", "STATEMACHINES_SECRET", "STATEMACHINES_DEBUG")
 

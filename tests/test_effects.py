@@ -74,7 +74,7 @@ def test_effect_call_carries_key_attempt_instance_name_and_state(engine):
     engine.register(payment_machine(fn))
     engine.start("pay", instance_id="p1")
     engine.run_due()
-    assert fn.calls == [("p1:1:charge", 1, "p1", "charge", "charging")]
+    assert fn.calls == [('["p1",1,"charge"]', 1, "p1", "charge", "charging")]
 
 
 def test_done_event_payload_is_the_return_value(engine):
@@ -237,12 +237,12 @@ def test_expired_lease_is_retried_with_the_same_key_and_the_next_attempt(engine,
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    [claimed] = effects_mod._claim(engine, 10)  # a worker claims it, then dies: never finishes
-    assert (claimed.key, claimed.attempt) == ("p1:1:charge", 1)
+    [claimed] = effects_mod.claim(engine.runtime, 10)  # a worker claims it, then dies: never finishes
+    assert (claimed.key, claimed.attempt) == ('["p1",1,"charge"]', 1)
     assert engine.status("p1").effects[0].status == "running"
     clock.advance("30s")
     assert engine.run_due() == 1
-    assert fn.calls == [("p1:1:charge", 2, "p1", "charge", "charging")]
+    assert fn.calls == [('["p1",1,"charge"]', 2, "p1", "charge", "charging")]
     assert engine.get("p1").state == "paid"
 
 
@@ -250,22 +250,39 @@ def test_running_effect_is_not_retried_while_its_lease_holds(engine, clock):
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    effects_mod._claim(engine, 10)
+    effects_mod.claim(engine.runtime, 10)
     clock.advance(timedelta(seconds=30) - US)
     assert engine.run_due() == 0
     assert fn.calls == []
 
 
-def test_late_finish_of_an_expired_lease_is_ignored(engine, clock):
+def test_effect_taken_over_after_its_claim_lease_ran_out_is_skipped_by_the_first_worker(engine, clock):
     fn = Provider()
     engine.register(payment_machine(fn, lease="30s"))
     engine.start("pay", instance_id="p1")
-    [slow] = effects_mod._claim(engine, 10)  # worker A stalls past its lease
+    [slow] = effects_mod.claim(engine.runtime, 10)  # worker A claims, then stalls before starting
     clock.advance("31s")
-    assert engine.run_due() == 1  # worker B retries and completes: paid
-    effects_mod._run(engine, slow)  # worker A wakes up and finishes attempt 1
-    assert [c[1] for c in fn.calls] == [2, 1]
+    assert engine.run_due() == 1  # worker B takes it over and completes: paid
+    assert effects_mod.run_claimed(engine.runtime, slow) == 0  # worker A wakes up: no longer its to run
+    assert [c[1] for c in fn.calls] == [2]
     assert engine.get("p1").state == "paid"
+
+
+def test_late_finish_of_an_expired_lease_is_ignored(engine, clock):
+    calls: list[int] = []
+
+    def charge(ctx: dict, call) -> dict:
+        calls.append(call.attempt)
+        if call.attempt == 1:  # worker A stalls mid-effect past its lease; worker B takes over
+            clock.advance("31s")
+            assert engine.run_due() == 1
+        return {"attempt": call.attempt}
+
+    engine.register(payment_machine(charge, lease="30s"))
+    engine.start("pay", instance_id="p1")
+    assert engine.run_due() == 1  # worker A's attempt 1 finishes last, and is ignored
+    assert calls == [1, 2]
+    assert engine.get("p1").context == {"result": {"attempt": 2}}
     assert [r.event for r in engine.history("p1")] == ["start", "done.charge"]
 
 
@@ -280,14 +297,25 @@ def test_pending_effect_is_cancelled_when_its_state_is_left(engine, clock):
     assert fn.calls == []
 
 
-def test_effect_finishing_after_its_state_was_left_sends_nothing(engine):
+def test_effect_cancelled_between_claim_and_start_does_not_run(engine):
     fn = Provider()
     engine.register(payment_machine(fn))
     engine.start("pay", instance_id="p1")
-    [claimed] = effects_mod._claim(engine, 10)
-    engine.send("p1", "CANCEL")  # the state is left while the effect is in flight
-    effects_mod._run(engine, claimed)
-    assert len(fn.calls) == 1
+    [claimed] = effects_mod.claim(engine.runtime, 10)
+    engine.send("p1", "CANCEL")  # the state is left before the worker gets to the effect
+    assert effects_mod.run_claimed(engine.runtime, claimed) == 0
+    assert fn.calls == []
+    assert [r.event for r in engine.history("p1")] == ["start", "CANCEL"]
+
+
+def test_effect_finishing_after_its_state_was_left_sends_nothing(engine):
+    def charge(ctx: dict, call) -> dict:
+        engine.send("p1", "CANCEL")  # the state is left while the effect is in flight
+        return {"charged": True}
+
+    engine.register(payment_machine(charge))
+    engine.start("pay", instance_id="p1")
+    assert engine.run_due() == 1
     assert engine.get("p1").state == "cancelled"
     assert [r.event for r in engine.history("p1")] == ["start", "CANCEL"]
 
@@ -324,10 +352,10 @@ def test_external_self_transition_restarts_the_effect_with_a_new_key(engine):
     [pending] = engine.status("r1").effects
     assert (pending.status, pending.attempt) == ("pending", 0)
     engine.run_due()
-    assert [(c[0], c[1]) for c in fn.calls] == [("r1:1:sync", 1), ("r1:2:sync", 1)]
+    assert [(c[0], c[1]) for c in fn.calls] == [('["r1",1,"sync"]', 1), ('["r1",2,"sync"]', 1)]
 
 
-def test_failing_done_handler_fails_the_instance_and_retry_runs_the_effect_again(engine):
+def test_failing_done_handler_fails_the_instance_and_retry_delivers_the_kept_result(engine):
     broken = [True]
 
     def store_receipt(ctx: dict, event) -> None:
@@ -353,13 +381,15 @@ def test_failing_done_handler_fails_the_instance_and_retry_runs_the_effect_again
     engine.run_due()
     assert engine.get("r1").status == "failed"
     assert engine.history("r1")[-1].outcome == "failed"
+    [held] = engine.status("r1").effects
+    assert (held.name, held.status) == ("charge", "held")
     broken[0] = False
     engine.retry("r1")
     assert engine.run_due() == 1
     snap = engine.get("r1")
     assert (snap.state, snap.status) == ("paid", "completed")
-    assert [(c[0], c[1]) for c in fn.calls] == [("r1:1:charge", 1), ("r1:1:charge", 2)]
-    assert snap.context == {"receipt": {"attempt": 2, "key": "r1:1:charge"}}
+    assert [(c[0], c[1]) for c in fn.calls] == [('["r1",1,"charge"]', 1)]  # not run again
+    assert snap.context == {"receipt": {"attempt": 1, "key": '["r1",1,"charge"]'}}
 
 
 def test_stopping_worker_gives_back_effects_it_claimed_but_did_not_start(engine):
@@ -373,7 +403,7 @@ def test_stopping_worker_gives_back_effects_it_claimed_but_did_not_start(engine)
         asked.append(1)
         return len(asked) > 1
 
-    assert run_due_effects(engine, 10, stop_after_first) == 1
+    assert run_due_effects(engine.runtime, 10, stop_after_first) == 1
     statuses = sorted((e.status, e.attempt) for i in range(3) for e in engine.status(f"p{i}").effects)
     assert statuses == [("pending", 0), ("pending", 0)]
     assert engine.run_due() == 2
@@ -408,7 +438,7 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
         )
     )
     engine.start("race", instance_id="r1")
-    [claimed] = effects_mod._claim(engine, 10)
+    [claimed] = effects_mod.claim(engine.runtime, 10)
     outcome: dict[str, object] = {}
 
     def send() -> None:
@@ -420,7 +450,7 @@ def test_send_leaving_the_state_while_the_effect_finishes_never_deadlocks(engine
     sender = threading.Thread(target=send)
     sender.start()
     assert in_action.wait(10)
-    worker = threading.Thread(target=effects_mod._run, args=(engine, claimed))
+    worker = threading.Thread(target=effects_mod.run_claimed, args=(engine.runtime, claimed))
     worker.start()
     wait_until_blocked_or_done(engine.db.url, worker)  # the send holds the instance until then
     release.set()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
 from statemachines import Engine, ManualClock, loads_definition
 from statemachines.examples import expense_approval, flaky_payment, subscription
+from statemachines.testing import assert_history, run_until_idle
 
 SECRET = "examples-secret-0123456789"
 
@@ -44,7 +46,7 @@ def test_subscription_trial_reminder_renewal_and_expiry(engine, clock):
 def test_subscription_reminder_mail_carries_the_effect_key(engine, clock):
     subscription.run(engine, clock, prefix="key-")
     carol = engine.get("key-carol").context
-    assert carol.reminders == ["key-carol:2:send_trial_reminder"]
+    assert carol.reminders == ['["key-carol",2,"send_trial_reminder"]']
     assert subscription.mailer.sent[carol.reminders[0]]["to"] == "carol@example.com"
 
 
@@ -64,24 +66,37 @@ def test_expense_approval_by_token_and_escalation_after_24_hours(engine, clock):
 
 def test_expense_escalation_timer_never_fires_early(engine, clock):
     engine.register(expense_approval.expense_approval)
+    start = clock.now()
     engine.start(
         "expense-approval",
         {"employee": "eli", "amount": 10, "approver": "pat", "manager": "morgan"},
         instance_id="x1",
     )
-    clock.advance("23h")
-    engine.run_due()
-    assert engine.get("x1").state == "awaiting_approval"
-    clock.advance("1h")
-    engine.run_due()
-    assert engine.get("x1").state == "escalated"
+    run_until_idle(engine, until=start + timedelta(hours=24) - timedelta(microseconds=1))
+    assert_history(engine, "x1", ["awaiting_approval"])
+    run_until_idle(engine, until=start + timedelta(hours=24))
+    assert clock.now() == start + timedelta(hours=24)
+    assert_history(
+        engine,
+        "x1",
+        [("start", "awaiting_approval"), ("after.24h", "escalated"), ("done.ask_manager", "escalated")],
+    )
+
+
+def test_flaky_payment_retries_until_paid_with_time_jumping_by_itself(engine):
+    engine.register(flaky_payment.payment)
+    flaky_payment.provider.reset()
+    engine.start("payment", {"order_id": "o1", "amount": 5, "provider_failures": 2}, instance_id="p1")
+    assert run_until_idle(engine) == 3  # two failed attempts, then the charge
+    assert_history(engine, "p1", [("start", "charging"), ("done.charge_card", "paid")])
+    assert [a.ok for a in engine.effect_attempts("p1")] == [False, False, True]
 
 
 def test_flaky_payment_succeeds_after_retries_on_the_backoff_schedule(engine, clock):
     out = flaky_payment.run(engine, clock)
     flaky = out["pay-flaky"]
     assert (flaky["state"], flaky["status"], flaky["error"]) == ("paid", "completed", None)
-    assert flaky["charge_id"] == flaky_payment.provider.charges["pay-flaky:1:charge_card"]["charge_id"]
+    assert flaky["charge_id"] == flaky_payment.provider.charges['["pay-flaky",1,"charge_card"]']["charge_id"]
     assert [(a["attempt"], a["ok"]) for a in flaky["attempts"]] == [(1, False), (2, False), (3, True)]
     assert_on_schedule(flaky["attempts"])
 

@@ -388,11 +388,6 @@ def test_an_unknown_sqlite_synchronous_level_is_a_configuration_error(sqlite_url
         Engine(sqlite_url, sqlite_synchronous="SOMETIMES")
 
 
-def test_in_memory_sqlite_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="in-memory"):
-        Engine("sqlite:///:memory:")
-
-
 # URLs ----------------------------------------------------------------------------------------------
 
 

@@ -275,7 +275,7 @@ def test_send_racing_a_worker_that_fires_the_same_instance_timer_never_deadlocks
     sender.start()
     assert in_action.wait(10)
     fired: list[int] = []
-    worker = threading.Thread(target=lambda: fired.append(fire_due_timers(engine)))
+    worker = threading.Thread(target=lambda: fired.append(fire_due_timers(engine.runtime)))
     worker.start()
     # The send keeps the instance until the worker has tried it: waiting for its lock (SQLite,
     # and PostgreSQL if it locked the timer first) or done without it (PostgreSQL SKIP LOCKED).

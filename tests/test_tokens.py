@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from statemachines import (
     Effect,
     Engine,
     EventNotAllowed,
+    GuardRejected,
     InstanceClosed,
     InvalidArgument,
     ManualClock,
@@ -25,6 +26,7 @@ from statemachines import (
     state,
     transition,
 )
+from statemachines.durations import parse_duration
 from statemachines.tokens import SECRET_ENV
 
 SECRET = "test-secret-0123456789abcdef"
@@ -141,6 +143,21 @@ def test_expired_token_is_rejected_and_nothing_changes(engine, clock):
     assert "expired" in rejects(engine, token).reason
 
 
+@pytest.mark.parametrize("ttl", ["500ms", "1s", "1500ms"])
+def test_a_token_issued_just_before_a_whole_second_lives_at_least_its_ttl(engine, clock, ttl):
+    clock.set(datetime(2030, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC))
+    token = engine.token("a1", "APPROVE", ttl=ttl)
+    clock.advance(parse_duration(ttl) - timedelta(microseconds=1))
+    assert engine.send_token(token).state == "approved"
+
+
+def test_a_token_expires_less_than_a_second_after_its_ttl(engine, clock):
+    clock.set(datetime(2030, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC))
+    token = engine.token("a1", "APPROVE", ttl="500ms")
+    clock.advance("1500ms")
+    assert "expired" in rejects(engine, token).reason
+
+
 def test_stale_token_after_its_state_was_left_is_rejected(db_url, clock, monkeypatch):
     monkeypatch.delenv(SECRET_ENV, raising=False)
     eng = Engine(db_url, clock=clock, secret=SECRET)
@@ -207,6 +224,32 @@ def test_token_with_an_invalid_payload_raises_and_stays_usable(db_url, clock, mo
         eng.send_token(token, {"cents": "lots"})
     assert len(eng.history("t1")) == 1
     assert eng.send_token(token, {"cents": 5}).state == "b"
+    eng.close()
+
+
+def test_guard_refused_token_is_spent_and_the_refusal_is_in_the_history(db_url, clock, monkeypatch):
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    eng = Engine(db_url, clock=clock, secret=SECRET)
+    eng.register(
+        machine(
+            "guarded",
+            initial="a",
+            states={
+                "a": state(on={"GO": transition("b", guard=lambda ctx, event: False)}),
+                "b": state(final=True),
+            },
+        )
+    )
+    eng.start("guarded", instance_id="g1")
+    token = eng.token("g1", "GO")
+    with pytest.raises(GuardRejected):
+        eng.send_token(token, actor="pat")
+    last = eng.history("g1")[-1]
+    assert (last.event, last.outcome, last.actor) == ("GO", "rejected", "pat")
+    assert "GuardRejected" in last.reason
+    with pytest.raises(TokenInvalid, match="used"):  # spent: a refusal is an answer, not a retry
+        eng.send_token(token)
+    assert eng.get("g1").state == "a"
     eng.close()
 
 

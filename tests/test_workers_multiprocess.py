@@ -92,7 +92,7 @@ def run_timer_workers(url: str, instances: int, workers: int = 4) -> list[int]:
 
 
 def timer_records_per_instance(engine: Engine) -> dict[str, int]:
-    with engine._read() as cur:
+    with engine.runtime.read() as cur:
         cur.execute(
             engine.db.sql(
                 "SELECT instance_id, COUNT(*) FROM sm_history WHERE event LIKE :pattern GROUP BY instance_id"

@@ -1,6 +1,6 @@
 """The engine under test: ``statemachines.Engine`` on the shared workload.
 
-Written against the public API of DESIGN.md (plain-dict context, guard and
+Written against the public API in docs/design.md (plain-dict context, guard and
 action as named functions).  If ``statemachines`` cannot be imported the
 harness lists this contender as skipped and runs the others.  The SQLite
 durability level goes through ``Engine(url, sqlite_synchronous=...)``; on

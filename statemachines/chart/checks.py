@@ -11,26 +11,31 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
-from statemachines.checks import outgoing
+from statemachines.checks import event_problem, outgoing
 from statemachines.durations import parse_duration
 from statemachines.errors import InvalidDuration
+from statemachines.names import did_you_mean, name_problem
 from statemachines.spec import MachineSpec, TransitionSpec
 
 
 def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[str]:
     """Every problem of a statechart definition (empty when it is valid)."""
+    problems = [p for p in [name_problem("the machine", spec.name)] if p]
     if not spec.states:
-        return ["no states declared"]
+        return [*problems, "no states declared"]
     tree = Tree(spec)
-    problems = list(tree.problems)
+    problems.extend(tree.problems)
     for node in tree.order:
         problems.extend(_node_problems(node))
     problems.extend(_unreachable(tree))
     for missing in sorted(spec.callable_names() - set(known_callables)):
-        problems.append(f"callable {missing!r} is not in the registry")
+        suggestion = did_you_mean(missing, known_callables)
+        problems.append(f"callable {missing!r} is not in the registry{suggestion}")
     used = {ev for _path, st in spec.walk() for ev in st.on}
     for event in sorted(set(spec.events) - used):
-        problems.append(f"payload schema declared for event {event!r}, which no state handles")
+        problems.append(
+            f"payload schema declared for event {event!r}, which no state handles{did_you_mean(event, used)}"
+        )
     return problems
 
 
@@ -44,6 +49,9 @@ def _node_problems(node: Node) -> list[str]:
         )
     if "." in node.name:
         problems.append(f"{where}: '.' is reserved as the path separator and cannot be part of a name")
+    if node.name.strip():  # the full path is what the database stores and indexes
+        problems.extend(p for p in [name_problem("a state", node.path)] if p)
+    problems.extend(_event_problems(where, node))
     busy = bool(st.on or st.after or st.effects or st.always)
     if node.kind == HISTORY:
         problems.extend(_history_problems(node))
@@ -75,6 +83,18 @@ def _node_problems(node: Node) -> list[str]:
         problems.append(f"{where} declares effect {dup!r} twice")
     problems.extend(_duration_problems(where, node))
     return problems
+
+
+def _event_problems(where: str, node: Node) -> list[str]:
+    """The flat rules for the events of `on` (names, reserved `after.`), with the statechart's
+    scope: `done.x`/`error.x` for an effect of this state or of a state inside it, and
+    `done.state.<path>` for this state or a compound or parallel state inside it."""
+    below = [node, *sorted(node.descendants, key=lambda n: n.order)]
+    effects = [e.name for n in below for e in n.spec.effects]
+    done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
+    problems = [event_problem(where, event, effects, done_states, nested=True) for event in node.spec.on]
+    problems += [name_problem(f"{where}: an effect", eff.name) for eff in node.spec.effects]
+    return [p for p in problems if p]
 
 
 def _history_problems(node: Node) -> list[str]:

@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
+from statemachines import contexts
 from statemachines.chart.algorithm import (
     ContextCopy,
     Interpretation,
@@ -29,11 +28,9 @@ from statemachines.chart.tree import ChartTransition, Node, Tree
 from statemachines.checks import outgoing
 from statemachines.definition import Definition
 from statemachines.errors import (
-    ContextInvalid,
     EventNotAllowed,
     GuardRejected,
     InvalidArgument,
-    PayloadInvalid,
 )
 from statemachines.records import Event
 from statemachines.spec import EffectSpec
@@ -72,6 +69,8 @@ class ChartStep:
 
 class CompiledChart:
     """One per definition version; shared by every event and every thread (it holds no run state)."""
+
+    is_chart = True  # the engine writes its steps with `statemachines.chart_apply`
 
     def __init__(self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS) -> None:
         self.definition = definition
@@ -136,7 +135,7 @@ class CompiledChart:
         return Interpretation(self.tree, self.callables, active, history, ctx, event, self.max_microsteps)
 
     def _finish(self, run: Interpretation) -> ChartStep:
-        ctx_json, ctx = self._context_out(run.ctx)
+        ctx_json, ctx = self._context_out(run.ctx, run.external.name)
         conf = sorted(run.configuration, key=lambda s: s.order)
         return ChartStep(
             configuration=tuple(s.path for s in conf if s.is_atomic),
@@ -194,36 +193,18 @@ class CompiledChart:
         node = self.tree.nodes[path]
         return [event for event, _group in outgoing(node.spec)]
 
-    # Context and payloads (the same rules as flat machines) ---------------------------------------
+    # Context and payloads (the same rules as flat machines: `statemachines.contexts`) ----------
     def validate_payload(self, event: str, payload: Any) -> Any:
-        schema = self.schemas.get(event)
-        if schema is None:
-            return {} if payload is None else payload
-        try:
-            if isinstance(payload, schema):
-                return schema.model_validate(payload.model_dump())
-            return schema.model_validate(payload if payload is not None else {})
-        except ValidationError as exc:
-            raise PayloadInvalid(event, _short(exc)) from None
+        return contexts.validate_payload(self.schemas, event, payload)
 
-    def _context_out(self, ctx: ContextCopy) -> tuple[str, Any]:
+    def new_context(self, context: Any) -> tuple[Any, str]:
+        """Validate a context given to `start`: (object, JSON)."""
+        return contexts.new_context(self.name, self.model, context)
+
+    def _context_out(self, ctx: ContextCopy, event: str) -> tuple[str, Any]:
         if ctx.parsed is None:  # no callable looked at the context: it is unchanged
             return ctx.json, None
-        value = ctx.parsed
-        if self.model is None:
-            try:
-                return json.dumps(value, separators=(",", ":")), value
-            except (TypeError, ValueError) as exc:
-                raise ContextInvalid(self.name, f"not JSON-serialisable: {exc}") from None
-            except RecursionError:
-                raise ContextInvalid(self.name, "nested too deeply to store as JSON") from None
-        try:
-            checked = self.model.model_validate_json(value.model_dump_json(warnings=False))
-        except ValidationError as exc:
-            raise ContextInvalid(self.name, _short(exc)) from None
-        except Exception as exc:  # unserialisable values assigned by an action
-            raise ContextInvalid(self.name, str(exc)) from None
-        return checked.model_dump_json(), checked
+        return contexts.context_out(self.name, self.model, ctx.parsed, event)
 
 
 def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
@@ -238,7 +219,3 @@ def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
     for s in atomic[1:]:
         common = tuple(a for a in common if s.is_descendant_of(a))
     return common[0].path if common else ""
-
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())

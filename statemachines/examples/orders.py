@@ -1,4 +1,4 @@
-"""The order lifecycle of DESIGN.md: payment guard, warehouse, backorder, shipping, delivery.
+"""The order lifecycle of docs/design.md: payment guard, warehouse, backorder, shipping, delivery.
 
 Use it from Python (`from statemachines.examples.orders import orders`), from the command line
 (`statemachines --app statemachines.examples.orders start order-lifecycle --context '{...}'`), or

@@ -85,9 +85,9 @@ def mode_work(url: str, log_path: str, base: str, ref: str, speed: str) -> int:
     log("L")
     while not orphaned():
         log("T")
-        fired = fire_due_timers(engine, 3)
+        fired = fire_due_timers(engine.runtime, 3)
         log("t", fired)
-        ran = run_due_effects(engine, 3)
+        ran = run_due_effects(engine.runtime, 3)
         if fired == 0 and ran == 0 and not engine.instances(status="active", limit=1):
             log("FINISHED")
             return 0
@@ -131,7 +131,7 @@ def mode_timers(url: str, out: str, stop: str) -> int:
     errors = []
     while not Path(stop).exists() and not orphaned():
         try:
-            got = fire_due_timers(engine, 20)
+            got = fire_due_timers(engine.runtime, 20)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             got = 0

@@ -34,6 +34,7 @@ from reliability.support import (
     start_busy,
 )
 from statemachines import Engine, EventRejected, ManualClock
+from statemachines.apply import effect_key
 
 KILLS = scale(20, 250)
 INSTANCES = [f"crash-{i}" for i in range(4)]
@@ -213,11 +214,12 @@ def test_killed_worker_fires_every_timer_once_and_runs_every_effect_at_least_onc
             (2, "after.1h", "waiting", "fired", "applied", "timer"),
             (3, "done.notify", "fired", "notified", "applied", "effect"),
         ], f"{iid}: {shape}"
-        assert hist[2].payload["key"] == f"{iid}:2:notify", hist[2].payload
+        assert hist[2].payload["key"] == effect_key(iid, 2, "notify"), hist[2].payload
     assert raw_rows(engine, "SELECT count(*) FROM sm_timers", {}) == [(0,)]
     effects = raw_rows(engine, "SELECT instance_id, key, status FROM sm_effects", {})
     assert len(effects) == len(started)
-    assert all(key == f"{iid}:2:notify" and status == "done" for iid, key, status in effects), effects[:5]
+    expected = {(iid, effect_key(iid, 2, "notify"), "done") for iid in started}
+    assert set(effects) == expected, effects[:5]
     _integrity(engine)
 
     # The outside world: every effect ran with its one key, at least once.
@@ -227,9 +229,9 @@ def test_killed_worker_fires_every_timer_once_and_runs_every_effect_at_least_onc
     ended = Counter((ln[1], ln[3]) for ln in calls if ln[0] in "EF")
     interrupted = sum(1 for ln in calls if ln[0] == "S" and (ln[1], ln[3]) not in ended)
     for iid in started:
-        key = f"{iid}:2:notify"
+        key = effect_key(iid, 2, "notify")
         assert starts[key] >= 1 and successes[key] >= 1, f"{key}: never ran to success"
-    assert set(starts) == {f"{iid}:2:notify" for iid in started}
+    assert set(starts) == {effect_key(iid, 2, "notify") for iid in started}
     reruns = sum(successes.values()) - len(started)
     engine.close()
     record(

@@ -73,12 +73,17 @@ def _wait_ready(timeout: float = 120.0) -> None:
 
 
 def _ctl(cluster: tuple[str, str], action: str) -> None:
-    subprocess.run(
+    done = subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
         timeout=120,
     )
+    if done.returncode != 0:  # say why: pg_ctl's own words are the only clue
+        raise RuntimeError(
+            f"pg_ctlcluster {action} exited {done.returncode}: {(done.stderr or done.stdout).strip()}"
+        )
 
 
 @pytest.fixture

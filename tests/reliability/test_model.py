@@ -41,6 +41,7 @@ from statemachines import (
     EventNotAllowed,
     EventRejected,
     GuardRejected,
+    IdempotencyKeyReused,
     InstanceClosed,
     InvalidArgument,
     ManualClock,
@@ -139,7 +140,7 @@ class RefInstance:
     entry: int = 1
     history: list[tuple[Any, ...]] = field(default_factory=list)
     timers: list[RefTimer] = field(default_factory=list)
-    receipts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    receipts: dict[str, tuple[str, tuple[Any, ...]]] = field(default_factory=dict)  # key: (event, result)
 
     def snapshot(self) -> tuple[Any, ...]:
         return ("ok", self.state, self.status, self.version, self.n)
@@ -210,12 +211,14 @@ class Reference:
             return ("err", "InvalidArgument")
         inst = self.instances[iid]
         if key is not None and key in inst.receipts:  # the recorded result, nothing changes
-            return inst.receipts[key]
+            first_event, result = inst.receipts[key]
+            # A key names one request (the payload here is {"e": event}: it differs iff the event does).
+            return result if first_event == event else ("err", "IdempotencyKeyReused")
         if inst.status != "active":
             return ("err", "InstanceClosed")
         result = self._apply(inst, event, None, now)
         if key is not None:
-            inst.receipts[key] = result
+            inst.receipts[key] = (event, result)
         return result
 
     def cancel(self, iid: str) -> tuple[Any, ...]:
@@ -290,9 +293,10 @@ class EngineVersusReference(RuleBasedStateMachine):
     def _outcome(call: Any) -> tuple[Any, ...]:
         try:
             snap = call()
-        except (EventRejected, InstanceClosed, InvalidArgument) as exc:
+        except (EventRejected, InstanceClosed, InvalidArgument, IdempotencyKeyReused) as exc:
             kind = type(exc).__name__
-            assert isinstance(exc, EventNotAllowed | GuardRejected | InstanceClosed | InvalidArgument), kind
+            expected = (EventNotAllowed, GuardRejected, InstanceClosed, InvalidArgument, IdempotencyKeyReused)
+            assert isinstance(exc, expected), kind
             return ("err", kind)
         return ("ok", snap.state, snap.status, snap.version, snap.context["n"])
 

@@ -1,0 +1,79 @@
+"""Callback tokens against the database: issue one for the state entry an instance is in, and
+apply the event a token carries (once). `tokens.py` signs and verifies; this module decides.
+
+Functions of the `Runtime`; `Engine.token/send_token` delegate here after checking arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistence import Conflict
+from statemachines import errors, tokens
+from statemachines.durations import Duration, deadline
+from statemachines.records import ACTIVE, Snapshot
+from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS, atomic_states, chart_of
+from statemachines.runtime import Runtime
+
+TOKEN_ACTOR = "token"
+
+
+def issue_token(rt: Runtime, secret: str | bytes | None, instance_id: str, event: str, ttl: Duration) -> str:
+    """A signed token for `event`, bound to the instance's current state entry."""
+    key = tokens.resolve_secret(secret)
+    with rt.read() as cur:  # one read: the entry seq comes with the state
+        row = rt.store.get_instance(cur, instance_id)
+    if row is None:
+        raise errors.InstanceNotFound(instance_id)
+    if row[STATUS] != ACTIVE:
+        raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
+    cm = rt.compiled(row[MACHINE])
+    chart = chart_of(row)
+    if chart is None:
+        allowed = cm.allowed.get(row[STATE], [])
+        entered_seq = row[ENTERED_SEQ]
+    else:  # bound to the entry of the state that handles the event (the first, in document order)
+        configuration = atomic_states(chart["active"])
+        allowed = cm.allowed_events(configuration)
+        handlers = cm.handlers(configuration, event) if event in allowed else []
+        entered_seq = chart["active"][handlers[0]] if handlers else 0
+    if event not in allowed:
+        raise errors.EventNotAllowed(instance_id, row[STATE], event, allowed)
+    expires = deadline(rt.clock.now(), ttl)
+    return tokens.issue(key, instance_id, event, entered_seq, expires)
+
+
+def _issued_entry_holds(rt: Runtime, row: tuple[Any, ...], event: str, entered_seq: int) -> bool:
+    """Whether the instance is still in the state entry a token was issued for: a flat
+    instance's own entry; for a statechart, a state handling the event entered at that seq."""
+    chart = chart_of(row)
+    if chart is None:
+        return row[ENTERED_SEQ] == entered_seq
+    active = chart["active"]
+    handlers = rt.compiled(row[MACHINE]).handlers(atomic_states(active), event)
+    return any(active[h] == entered_seq for h in handlers)
+
+
+def redeem_token(
+    rt: Runtime, secret: str | bytes | None, token: str, payload: Any, actor: str | None
+) -> Snapshot:
+    """Apply the token's event. The token is spent in the transaction that applies it, and a
+    guard's refusal is committed too: a refused token is spent, and the refusal audited."""
+    key = tokens.resolve_secret(secret)
+    now = rt.clock.now()
+    claims = tokens.verify(key, token, now)
+    try:
+        with rt.transaction() as cur:
+            row = rt.store.lock_instance(cur, claims.instance_id, None)
+            if row is None:
+                raise errors.TokenInvalid("its instance does not exist")
+            rt.schedule.use_token(cur, claims.nonce, claims.instance_id, now)
+            if row[STATUS] != ACTIVE or not _issued_entry_holds(rt, row, claims.event, claims.entered_seq):
+                raise errors.TokenInvalid("stale: the instance has left the state it was issued in")
+            cm = rt.compiled(row[MACHINE])
+            outcome = rt.applier.apply(cur, cm, row, claims.event, payload, None, actor or TOKEN_ACTOR, now)
+    except Conflict:
+        raise errors.TokenInvalid("already used") from None
+    if isinstance(outcome, errors.EventRejected):
+        raise outcome
+    return outcome

@@ -1,0 +1,72 @@
+"""What every durable operation shares: the database, its statements, the clock, the machines.
+
+`Engine` is the public facade; timers, effects, callback tokens and redrive receive this object
+instead, so none of them reaches into the facade (and no import circle runs engine -> effects ->
+engine). It holds no logic beyond looking things up.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+from pydantic import BaseModel
+
+from persistence import Database, Store
+from persistence.database import Transaction, is_transient
+from persistence.schedule import Schedule
+from statemachines import errors
+from statemachines.apply import Applier
+from statemachines.chart import CompiledChart
+from statemachines.chart_apply import ChartApplier
+from statemachines.clock import Clock
+from statemachines.compiled import CompiledMachine
+
+
+class Runtime:
+    """The engine's shared parts. `machines` is the registry of compiled machines this process
+    serves: workers claim timers and effects of these machines only."""
+
+    __slots__ = ("applier", "clock", "db", "machines", "schedule", "store")
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self.store = Store(db)
+        self.schedule = Schedule(db)
+        charts = ChartApplier(db, self.store, self.schedule)
+        self.applier = Applier(db, self.store, self.schedule, charts)
+        self.machines: dict[str, CompiledMachine | CompiledChart] = {}
+
+    def compiled(self, name: Any) -> Any:
+        """The registered machine `name`, or `UnknownMachine` naming the ones there are."""
+        compiled = self.machines.get(name) if isinstance(name, str) else None
+        if compiled is None:
+            raise errors.UnknownMachine(name if isinstance(name, str) else reprlib.repr(name), self.machines)
+        return compiled
+
+    def model_of(self, machine: str) -> type[BaseModel] | None:
+        """The context model of a registered machine; None when untyped or not registered here."""
+        compiled = self.machines.get(machine)
+        return compiled.model if compiled else None
+
+    def served(self) -> list[str]:
+        """The names of the machines whose work this process may claim (sorted: stable SQL)."""
+        return sorted(self.machines)
+
+    def transaction(self) -> Transaction:
+        """A write transaction whose storage errors come out as the engine's typed errors."""
+        return self.db.transaction()
+
+    def read(self) -> Transaction:
+        return self.db.read()
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """True for transient errors of the database itself (a lost connection, a lock timeout, a
+    deadlock), as opposed to errors of one row (its content, or a statement the database refuses
+    for that row, such as a unique key taken).
+
+    Workers handle a bad row by itself and go on with the others; a transient storage failure is
+    never blamed on a row: it ends the transaction and the worker retries the round later."""
+    return isinstance(exc, errors.StorageUnavailable) or is_transient(exc)
