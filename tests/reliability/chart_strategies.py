@@ -18,7 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from reliability.chart_reference import GUARDS
+from reliability.chart_vocabulary import GUARDS
 
 EVENTS = ("E0", "E1", "E2", "E3")
 NAMES = ("a", "b", "c", "d")

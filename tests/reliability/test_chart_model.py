@@ -30,9 +30,9 @@ from reliability.chart_reference import (
     RefResult,
     reference_send,
     reference_start,
-    registry_for,
 )
 from reliability.chart_strategies import chart_specs, event_sequences
+from reliability.chart_vocabulary import registry_for
 from reliability.support import FULL, scale
 from statemachines import (
     ConfigurationError,
