@@ -330,9 +330,10 @@ class Interpreter:
         return self.effective(self.chart.history_default(s))
 
     def get_transition_domain(self, t: RefTransition) -> RefState | None:
-        targets = self.get_effective_target_states(t)
-        if not targets:
+        # A history target counts as itself (not as what it remembers): see docs/statecharts.md.
+        if t.target is None:
             return None
+        targets = [t.target]
         if t.internal and t.source.kind == COMPOUND and all(is_descendant(s, t.source) for s in targets):
             return t.source
         return self.find_lcca([t.source, *targets])
