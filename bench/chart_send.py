@@ -71,6 +71,7 @@ def main() -> None:
             "chart1": lambda: engine.send("chart1", "F"),
         }
         times: dict[str, list[float]] = {k: [] for k in cases}
+        cpu: dict[str, list[float]] = {k: [] for k in cases}
         wal_path = Path(f"{path}-wal")
         for _ in range(2):  # warm-up
             for send in cases.values():
@@ -78,18 +79,21 @@ def main() -> None:
                     send()
         for _ in range(args.rounds):
             for name, send in cases.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(args.events):
                     send()
                 times[name].append((time.perf_counter() - t0) / args.events * 1e6)
+                cpu[name].append((time.process_time() - c0) / args.events * 1e6)
         wal = {name: _wal_per_event(path, wal_path, send) for name, send in cases.items()}
         flat = statistics.median(times["flat"])
         flat_min = min(times["flat"])
+        flat_cpu = statistics.median(cpu["flat"])
         print(f"load {os.getloadavg()[0]:.1f}; {args.rounds} rounds x {args.events} events, medians")
         for name in cases:
-            med = statistics.median(times[name])
+            med, low, c = statistics.median(times[name]), min(times[name]), statistics.median(cpu[name])
             print(
-                f"{name:7s} {med:7.1f} us  {med / flat:5.2f}x  (min {min(times[name]):.1f}, {min(times[name]) / flat_min:.2f}x)"
+                f"{name:7s} wall {med:6.1f} us {med / flat:4.2f}x (min {low:.1f}, {low / flat_min:.2f}x)"
+                f"  cpu {c:6.1f} us {c / flat_cpu:4.2f}x"
                 f"  {wal[name]:.0f} B WAL/event ({wal[name] / 4096:.2f} pages)"
             )
 

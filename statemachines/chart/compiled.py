@@ -56,6 +56,7 @@ class ChartStep:
 
     configuration: tuple[str, ...]  # active atomic states, document order
     active: frozenset[str]  # every active state, compound and parallel ones included
+    active_order: tuple[str, ...]  # the same states in document order (what the engine stores)
     history: dict[str, tuple[str, ...]]  # history pseudo-state path -> remembered state paths
     context_json: str
     context: Any  # the parsed, validated context; None when no callable touched it
@@ -119,18 +120,21 @@ class CompiledChart:
         timer fires the transition of the state that armed it, even when a descendant declares the
         same `after` label (whose own timer is a different row)."""
         active = self.active_nodes(configuration)
-        named = {*history, *(p for paths in history.values() for p in paths)}
-        unknown = sorted(p for p in named if p not in self.tree.nodes)
-        if unknown:
-            raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
+        if history:
+            named = {*history, *(p for paths in history.values() for p in paths)}
+            unknown = sorted(p for p in named if p not in self.tree.nodes)
+            if unknown:
+                raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
         run = self._interpretation(active, history, ctx_json, event)
         if source is None:
             enabled = select_transitions(run, event.name)
-            handled = bool(self._handlers(active, event.name))
         else:
             enabled = select_transitions_from(run, self.tree.nodes[source], event.name)
-            handled = bool(self.tree.nodes[source].by_event.get(event.name))
-        if not enabled:
+        if not enabled:  # which error: did an active state declare the event at all?
+            if source is None:
+                handled = bool(self._handlers(active, event.name))
+            else:
+                handled = bool(self.tree.nodes[source].by_event.get(event.name))
             error = GuardRejected if handled else EventNotAllowed
             label = state_label(self.tree, active)
             raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
@@ -148,10 +152,13 @@ class CompiledChart:
 
     def _finish(self, run: Interpretation) -> ChartStep:
         ctx_json, ctx = self._context_out(run.ctx, run.external.name)
-        conf = sorted(run.configuration, key=lambda s: s.order)
+        conf = sorted(run.configuration, key=_order)
+        ordered = tuple(s.path for s in conf)
+        atomic = [s for s in conf if s.is_atomic]
         return ChartStep(
-            configuration=tuple(s.path for s in conf if s.is_atomic),
-            active=frozenset(s.path for s in conf),
+            configuration=tuple(s.path for s in atomic),
+            active=frozenset(ordered),
+            active_order=ordered,
             history=run.history_value,
             context_json=ctx_json,
             context=ctx,
@@ -164,7 +171,7 @@ class CompiledChart:
             ),
             done=not run.running,
             microsteps=run.microsteps,
-            state=state_label(self.tree, run.configuration),
+            state=_label(atomic),
         )
 
     # Queries --------------------------------------------------------------------------------------
@@ -222,7 +229,15 @@ class CompiledChart:
 def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
     """`snap.state`: the active atomic state when there is one, else the deepest state that contains
     the whole configuration (`"checks"` while its regions run)."""
-    atomic = sorted((s for s in active if s.is_atomic), key=lambda s: s.order)
+    return _label(sorted((s for s in active if s.is_atomic), key=_order))
+
+
+def _order(node: Node) -> int:
+    return node.order
+
+
+def _label(atomic: list[Node]) -> str:
+    """`state_label` of atomic states already in document order."""
     if len(atomic) == 1:
         return atomic[0].path
     if not atomic:
