@@ -38,6 +38,8 @@ from statemachines.spec import EffectSpec
 
 #: Microsteps one call may take before `StepLimitExceeded` (an eventless or done-event loop).
 MAX_MICROSTEPS = 1000
+#: Remembered steps per compiled chart (see `CompiledChart.step`); the memory starts over when full.
+STEP_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,9 @@ class CompiledChart:
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
         self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
+        #: (configuration, history items, event, source) -> the step it took when no guard, action
+        #: or entry/exit callable ran: then nothing else (context, payload) can change the outcome.
+        self._steps: dict[tuple[Any, ...], ChartStep] = {}
 
     # Running ------------------------------------------------------------------------------------
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
@@ -119,6 +124,10 @@ class CompiledChart:
         With `source`, only the transitions that state declares for the event are candidates: a
         timer fires the transition of the state that armed it, even when a descendant declares the
         same `after` label (whose own timer is a different row)."""
+        key = (tuple(configuration), tuple((k, tuple(v)) for k, v in history.items()), event.name, source)
+        known = self._steps.get(key)
+        if known is not None:  # the same pure step as before: only the context is this call's
+            return _with_context(known, ctx_json)
         active = self.active_nodes(configuration)
         if history:
             named = {*history, *(p for paths in history.values() for p in paths)}
@@ -140,7 +149,12 @@ class CompiledChart:
             raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
         microstep(run, enabled)
         macrostep(run)
-        return self._finish(run)
+        step = self._finish(run)
+        if not run.called:
+            if len(self._steps) >= STEP_CACHE_SIZE:
+                self._steps.clear()
+            self._steps[key] = step
+        return step
 
     def _interpretation(
         self, active: set[Node], history: Mapping[str, tuple[str, ...]], ctx_json: str, event: Event
@@ -224,6 +238,14 @@ class CompiledChart:
         if ctx.parsed is None:  # no callable looked at the context: it is unchanged
             return ctx.json, None
         return contexts.context_out(self.name, self.model, ctx.parsed, event)
+
+
+def _with_context(step: ChartStep, ctx_json: str) -> ChartStep:
+    """`step` with another (untouched) context: `dataclasses.replace` costs twice as much."""
+    return ChartStep(
+        step.configuration, step.active, step.active_order, step.history, ctx_json, None, step.exited,
+        step.entered, step.moves, step.transitions, step.done, step.microsteps, step.state,
+    )  # fmt: skip
 
 
 def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
