@@ -76,9 +76,11 @@ class Interpretation:
         self.entered: list[str] = []
         self.moves: list[tuple[str, str]] = []  # ("exit" | "enter", path), in the order they ran
         self.taken: list[tuple[ChartTransition, str | None]] = []  # with the event that took it
+        self.called = False  # whether any user callable ran (if not, the step is a pure function)
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""
+        self.called = True
         try:
             return self.callables[name](self.ctx.value, self.event)
         except Exception as exc:
