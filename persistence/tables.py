@@ -92,18 +92,20 @@ class ChartStateRow(SQLModel, table=True):
     parallel ones included), with the history seq of its entry.
 
     Maintained on every chart step (exited states deleted, entered ones inserted), so that
-    `instances(state=X)` finds X at any depth through an index, and so that a timer or effect row
-    is live exactly while its declaring state is active with the same entry seq. Flat instances
-    have no rows here."""
+    `instances(state=X)` finds X at any depth, and so that a timer or effect row is live exactly
+    while its declaring state is active with the same entry seq. Flat instances have no rows here.
+
+    One B-tree, no secondary index: every statement names the state, so the primary key is
+    (state, instance_id) and serves them all (`instances(state=X)` is a key-prefix scan, with
+    `machine` a plain column filtered there; a step's deletes and the liveness checks name both
+    columns). On SQLite the table is `WITHOUT ROWID`: the key is the table. An index on
+    (state, machine, instance_id) beside a (instance_id, state) key cost a second B-tree write
+    per state entered or exited (docs/decisions.md, "Statecharts in the engine: storage")."""
 
     __tablename__ = "sm_chart_states"
-    __table_args__ = (
-        Index("ix_sm_chart_states_state", "state", "machine", "instance_id"),
-        # SQLite: the (instance_id, state) key *is* the table, one B-tree less to write per step.
-        {"sqlite_with_rowid": False},
-    )
-    instance_id: str = Field(primary_key=True)
+    __table_args__ = ({"sqlite_with_rowid": False},)
     state: str = Field(primary_key=True)
+    instance_id: str = Field(primary_key=True)
     machine: str
     entered_seq: int
 

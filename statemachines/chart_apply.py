@@ -82,7 +82,7 @@ class ChartApplier:
     ) -> Snapshot:
         """Insert a new instance in the configuration `step` entered (history seq 1)."""
         status = COMPLETED if step.done else ACTIVE
-        active = {path: 1 for path in _in_order(cm, step.active)}
+        active = dict.fromkeys(step.active_order, 1)
         armed = _armable(cm, active) if status == ACTIVE else []
         dv = cm.definition.version
         self.rows.insert_chart_instance(
@@ -177,7 +177,7 @@ class ChartApplier:
         exited = set(step.exited)
         # A state keeps its entry unless the step entered it (again); an old entry is gone when
         # the step exited it, even if it was entered again afterwards.
-        new_active = {p: seq if p in entered else active[p] for p in _in_order(cm, step.active)}
+        new_active = {p: seq if p in entered else active[p] for p in step.active_order}
         gone = [p for p in active if p in exited]
         came = [p for p, s in new_active.items() if s == seq and p in entered]
         disarm = any(p in exited for p in armed)
@@ -251,8 +251,3 @@ class ChartApplier:
 def _armable(cm: CompiledChart, states: Iterable[str]) -> list[str]:
     """The states among `states` that declare timers or effects."""
     return [s for s in states if cm.timers.get(s) or cm.effects.get(s)]
-
-
-def _in_order(cm: CompiledChart, paths: Iterable[str]) -> list[str]:
-    nodes = cm.tree.nodes
-    return sorted(paths, key=lambda p: nodes[p].order)

@@ -76,9 +76,11 @@ class Interpretation:
         self.entered: list[str] = []
         self.moves: list[tuple[str, str]] = []  # ("exit" | "enter", path), in the order they ran
         self.taken: list[tuple[ChartTransition, str | None]] = []  # with the event that took it
+        self.called = False  # whether any user callable ran (if not, the step is a pure function)
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""
+        self.called = True
         try:
             return self.callables[name](self.ctx.value, self.event)
         except Exception as exc:
@@ -307,17 +309,22 @@ def is_in_final_state(run: Interpretation, s: Node) -> bool:
 
 
 def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | None:
+    """getTransitionDomain, with one deliberate difference from Appendix D: a history target
+    counts as itself, not as the states it remembers. Appendix D's choice makes a transition from
+    inside `a` to `a`'s history enter the remembered `a.m` again while it is still active (its
+    entry actions run twice, it is never exited); with the pseudo-state as the target the domain
+    is `a`, so `a.m` is exited and entered again, as UML and most SCXML engines do. The domain is
+    then fixed by the definition, and cached."""
     if t.domain is not None:
         return t.domain
-    tstates = get_effective_target_states(run, t)
-    if not tstates:
+    if t.target is None:
         return None
+    tstates = [t.target]
     if t.internal and t.source.kind == COMPOUND and all(s in t.source.descendants for s in tstates):
         domain = t.source
     else:
         domain = find_lca([t.source, *tstates], run.tree.root)
-    if t.target is not None and t.target.kind != HISTORY:  # fixed by the definition: keep it
-        t.domain = domain
+    t.domain = domain
     return domain
 
 

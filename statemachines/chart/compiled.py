@@ -38,6 +38,8 @@ from statemachines.spec import EffectSpec
 
 #: Microsteps one call may take before `StepLimitExceeded` (an eventless or done-event loop).
 MAX_MICROSTEPS = 1000
+#: Remembered steps per compiled chart (see `CompiledChart.step`); the memory starts over when full.
+STEP_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class ChartStep:
 
     configuration: tuple[str, ...]  # active atomic states, document order
     active: frozenset[str]  # every active state, compound and parallel ones included
+    active_order: tuple[str, ...]  # the same states in document order (what the engine stores)
     history: dict[str, tuple[str, ...]]  # history pseudo-state path -> remembered state paths
     context_json: str
     context: Any  # the parsed, validated context; None when no callable touched it
@@ -94,6 +97,9 @@ class CompiledChart:
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
         self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
+        #: (configuration, history items, event, source) -> the step it took when no guard, action
+        #: or entry/exit callable ran: then nothing else (context, payload) can change the outcome.
+        self._steps: dict[tuple[Any, ...], ChartStep] = {}
 
     # Running ------------------------------------------------------------------------------------
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
@@ -118,25 +124,37 @@ class CompiledChart:
         With `source`, only the transitions that state declares for the event are candidates: a
         timer fires the transition of the state that armed it, even when a descendant declares the
         same `after` label (whose own timer is a different row)."""
+        key = (tuple(configuration), tuple((k, tuple(v)) for k, v in history.items()), event.name, source)
+        known = self._steps.get(key)
+        if known is not None:  # the same pure step as before: only the context is this call's
+            return _with_context(known, ctx_json)
         active = self.active_nodes(configuration)
-        named = {*history, *(p for paths in history.values() for p in paths)}
-        unknown = sorted(p for p in named if p not in self.tree.nodes)
-        if unknown:
-            raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
+        if history:
+            named = {*history, *(p for paths in history.values() for p in paths)}
+            unknown = sorted(p for p in named if p not in self.tree.nodes)
+            if unknown:
+                raise InvalidArgument(f"history memory names states {unknown} not in machine {self.name!r}")
         run = self._interpretation(active, history, ctx_json, event)
         if source is None:
             enabled = select_transitions(run, event.name)
-            handled = bool(self._handlers(active, event.name))
         else:
             enabled = select_transitions_from(run, self.tree.nodes[source], event.name)
-            handled = bool(self.tree.nodes[source].by_event.get(event.name))
-        if not enabled:
+        if not enabled:  # which error: did an active state declare the event at all?
+            if source is None:
+                handled = bool(self._handlers(active, event.name))
+            else:
+                handled = bool(self.tree.nodes[source].by_event.get(event.name))
             error = GuardRejected if handled else EventNotAllowed
             label = state_label(self.tree, active)
             raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
         microstep(run, enabled)
         macrostep(run)
-        return self._finish(run)
+        step = self._finish(run)
+        if not run.called:
+            if len(self._steps) >= STEP_CACHE_SIZE:
+                self._steps.clear()
+            self._steps[key] = step
+        return step
 
     def _interpretation(
         self, active: set[Node], history: Mapping[str, tuple[str, ...]], ctx_json: str, event: Event
@@ -148,10 +166,13 @@ class CompiledChart:
 
     def _finish(self, run: Interpretation) -> ChartStep:
         ctx_json, ctx = self._context_out(run.ctx, run.external.name)
-        conf = sorted(run.configuration, key=lambda s: s.order)
+        conf = sorted(run.configuration, key=_order)
+        ordered = tuple(s.path for s in conf)
+        atomic = [s for s in conf if s.is_atomic]
         return ChartStep(
-            configuration=tuple(s.path for s in conf if s.is_atomic),
-            active=frozenset(s.path for s in conf),
+            configuration=tuple(s.path for s in atomic),
+            active=frozenset(ordered),
+            active_order=ordered,
             history=run.history_value,
             context_json=ctx_json,
             context=ctx,
@@ -164,7 +185,7 @@ class CompiledChart:
             ),
             done=not run.running,
             microsteps=run.microsteps,
-            state=state_label(self.tree, run.configuration),
+            state=_label(atomic),
         )
 
     # Queries --------------------------------------------------------------------------------------
@@ -219,10 +240,26 @@ class CompiledChart:
         return contexts.context_out(self.name, self.model, ctx.parsed, event)
 
 
+def _with_context(step: ChartStep, ctx_json: str) -> ChartStep:
+    """`step` with another (untouched) context: `dataclasses.replace` costs twice as much."""
+    return ChartStep(
+        step.configuration, step.active, step.active_order, step.history, ctx_json, None, step.exited,
+        step.entered, step.moves, step.transitions, step.done, step.microsteps, step.state,
+    )  # fmt: skip
+
+
 def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
     """`snap.state`: the active atomic state when there is one, else the deepest state that contains
     the whole configuration (`"checks"` while its regions run)."""
-    atomic = sorted((s for s in active if s.is_atomic), key=lambda s: s.order)
+    return _label(sorted((s for s in active if s.is_atomic), key=_order))
+
+
+def _order(node: Node) -> int:
+    return node.order
+
+
+def _label(atomic: list[Node]) -> str:
+    """`state_label` of atomic states already in document order."""
     if len(atomic) == 1:
         return atomic[0].path
     if not atomic:
