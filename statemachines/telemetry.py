@@ -34,7 +34,9 @@ class _Api:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.trace = trace
+        self.metrics = metrics
         self.context = context
+        self.unset_tracers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
         self.propagator = TraceContextTextMapPropagator()
         # The API's proxies: spans and instruments made now go to the providers set later.
         self.tracer = trace.get_tracer(TRACER_NAME)
@@ -131,6 +133,15 @@ def _span(api: _Api, kind: str, parent: str | None, attributes: dict[str, Any]) 
         _count(api, kind, span)
 
 
+def _configured(api: _Api) -> bool:
+    """Has the application set a tracer or a meter provider? Until it does, the API's proxies would
+    make spans and measurements that go nowhere at ~10 µs an event: skip them (checked per call,
+    so a provider set after the engine was made is picked up)."""
+    if not isinstance(api.trace.get_tracer_provider(), api.unset_tracers):
+        return True
+    return type(api.metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+
+
 def span(kind: str, parent: str | None = None, **attributes: Any) -> Any:
     """A context manager around one action (`send`, `start`, `timer`, `effect`), yielding an
     object whose `set(**attributes)` adds what the action learns (source, target, outcome...).
@@ -141,7 +152,7 @@ def span(kind: str, parent: str | None = None, **attributes: Any) -> Any:
     events/attempts counters count every action.
     """
     api = _api if _api is not None else _load()
-    if api is None:
+    if api is None or not _configured(api):
         return _NO_SPAN
     return _span(api, kind, parent, attributes)
 
@@ -165,7 +176,7 @@ def _count(api: _Api, kind: str, span: Span) -> None:
 def traceparent() -> str | None:
     """The W3C `traceparent` of the current span, if one is recording; else None (store nothing)."""
     api = _api if _api is not None else _load()
-    if api is None:
+    if api is None or not _configured(api):
         return None
     current = api.trace.get_current_span()
     if not current.is_recording():
@@ -178,5 +189,5 @@ def traceparent() -> str | None:
 def timer_lag(machine: str, seconds: float) -> None:
     """Record how late a timer fired (seconds after its due time)."""
     api = _api if _api is not None else _load()
-    if api is not None:
+    if api is not None and _configured(api):
         api.lag.record(max(seconds, 0.0), {MACHINE: machine})

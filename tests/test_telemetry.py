@@ -303,6 +303,22 @@ def test_without_a_tracer_provider_or_the_package_everything_runs_and_nothing_is
     assert bool(report["otel"]) is (otel == "no provider")
 
 
+def test_with_the_api_installed_but_no_provider_set_no_span_is_made() -> None:
+    """Applications often have opentelemetry-api installed without configuring it: the engine must
+    not pay for spans that go nowhere (the shared no-op is returned, nothing is allocated)."""
+    probe = (
+        "from statemachines import telemetry\n"
+        "import opentelemetry.trace\n"
+        "first = telemetry.span('send', machine='m')\n"
+        "assert first is telemetry.span('start'), 'not the shared no-op'\n"
+        "assert type(first).__name__ == '_NoSpan', type(first)\n"
+        "assert telemetry.traceparent() is None\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 # Schema --------------------------------------------------------------------------------------------
 def test_schema_version_4_adds_the_trace_columns_to_a_version_3_database(db_url: str) -> None:
     engine = Engine(db_url, clock=ManualClock())
