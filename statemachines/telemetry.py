@@ -15,6 +15,7 @@ See docs/observability.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -133,13 +134,24 @@ def _span(api: _Api, kind: str, parent: str | None, attributes: dict[str, Any]) 
         _count(api, kind, span)
 
 
+_RECHECK_SECONDS = 1.0
+_checked_at = -_RECHECK_SECONDS
+_providers_set = False
+
+
 def _configured(api: _Api) -> bool:
     """Has the application set a tracer or a meter provider? Until it does, the API's proxies would
-    make spans and measurements that go nowhere at ~10 µs an event: skip them (checked per call,
-    so a provider set after the engine was made is picked up)."""
-    if not isinstance(api.trace.get_tracer_provider(), api.unset_tracers):
-        return True
-    return type(api.metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+    make spans and measurements that go nowhere at ~10 µs an event: skip them. Asking the API costs
+    a few µs (it reads the environment), so the answer is kept for a second: a provider set after
+    the engine was made is picked up within a second."""
+    global _checked_at, _providers_set
+    now = time.monotonic()
+    if now - _checked_at >= _RECHECK_SECONDS:
+        _providers_set = not isinstance(api.trace.get_tracer_provider(), api.unset_tracers) or (
+            type(api.metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+        )
+        _checked_at = now
+    return _providers_set
 
 
 def span(kind: str, parent: str | None = None, **attributes: Any) -> Any:
