@@ -157,24 +157,29 @@ def _reserved_event_problem(
 
 
 def _duration_problems(spec: MachineSpec) -> list[str]:
+    return [p for name, st in spec.states.items() for p in duration_problems(f"state {name!r}", st)]
+
+
+def duration_problems(where: str, st: StateSpec) -> list[str]:
+    """Timer labels, effect leases and retry delays of the state `where` ("state 'a'") that are
+    not durations, and retry policies whose initial delay exceeds their max (flat and charts)."""
     problems: list[str] = []
-    for name, st in spec.states.items():
-        texts = [(f"timer of state {name!r}", k) for k in st.after]
-        for eff in st.effects:
-            where = f"effect {eff.name!r} of state {name!r}"
-            texts += [(where, eff.lease), (where, eff.retry.initial), (where, eff.retry.max)]
-            try:
-                if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
-                    problems.append(
-                        f"{where}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
-                    )
-            except InvalidDuration:
-                pass  # reported below
-        for where, text in texts:
-            try:
-                parse_duration(text)
-            except InvalidDuration as exc:
-                problems.append(f"{where}: {exc}")
+    texts = [(f"timer of {where}", k) for k in st.after]
+    for eff in st.effects:
+        what = f"effect {eff.name!r} of {where}"
+        texts += [(what, eff.lease), (what, eff.retry.initial), (what, eff.retry.max)]
+        try:
+            if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
+                problems.append(
+                    f"{what}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
+                )
+        except InvalidDuration:
+            pass  # reported below
+    for what, text in texts:
+        try:
+            parse_duration(text)
+        except InvalidDuration as exc:
+            problems.append(f"{what}: {exc}")
     return problems
 
 
