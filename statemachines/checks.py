@@ -74,21 +74,27 @@ def _state_problems(name: str, st: StateSpec, states: dict[str, StateSpec]) -> l
                     f"state {name!r}: event {event!r} targets unknown state {t.target!r}"
                     + did_you_mean(t.target, states)
                 )
-        for i, t in enumerate(group[:-1]):
-            if t.guard is None:
-                later = (
-                    "another unguarded transition"
-                    if any(u.guard is None for u in group[i + 1 :])
-                    else "the guarded transitions after it"
-                )
-                problems.append(
-                    f"state {name!r}: event {event!r} has an unguarded transition that shadows {later}"
-                )
-                break
+        shadowed = shadow_problem(f"state {name!r}", event, group)
+        if shadowed is not None:
+            problems.append(shadowed)
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"state {name!r} declares effect {dup!r} twice")
     return problems
+
+
+def shadow_problem(where: str, event: str, group: list[TransitionSpec]) -> str | None:
+    """The first unguarded transition of `event` followed by others, which it makes dead: the
+    first transition whose guard passes wins, and an unguarded one always passes."""
+    for i, t in enumerate(group[:-1]):
+        if t.guard is None:
+            later = (
+                "another unguarded transition"
+                if any(u.guard is None for u in group[i + 1 :])
+                else "the guarded transitions after it"
+            )
+            return f"{where}: event {event!r} has an unguarded transition that shadows {later}"
+    return None
 
 
 def _name_problems(name: str, st: StateSpec) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
-from statemachines.checks import duration_problems, event_problem, outgoing
+from statemachines.checks import duration_problems, event_problem, outgoing, shadow_problem
 from statemachines.names import did_you_mean, name_problem
 from statemachines.spec import MachineSpec, TransitionSpec
 
@@ -126,15 +126,9 @@ def _group_problems(where: str, event: str, group: list[TransitionSpec]) -> list
         problems.append(f"{where} has an event with an empty name")
     if not group and event != "(eventless)":
         problems.append(f"{where}: event {event!r} has no transition")
-    for i, t in enumerate(group[:-1]):
-        if t.guard is None:
-            later = (
-                "another unguarded transition"
-                if any(u.guard is None for u in group[i + 1 :])
-                else "the guarded transitions after it"
-            )
-            problems.append(f"{where}: event {event!r} has an unguarded transition that shadows {later}")
-            break
+    shadowed = shadow_problem(where, event, group)
+    if shadowed is not None:
+        problems.append(shadowed)
     return problems
 
 
