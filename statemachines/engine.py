@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
+from persistence import Conflict, Database, DatabaseError, migrate
 from persistence.database import Transaction
-from persistence.errors import ReentrantTransaction
 from statemachines import callbacks, due, durable, errors, telemetry
 from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
@@ -54,7 +53,7 @@ from statemachines.rows import (
     replay_receipt,
     snapshot_from_row,
 )
-from statemachines.runtime import Runtime
+from statemachines.runtime import Runtime, typed_storage_error
 
 DEFAULT_URL = "sqlite:///statemachines.db"
 
@@ -93,7 +92,7 @@ class Engine:
             )
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc
-        self.db.error_hook = _typed_storage_error
+        self.db.error_hook = typed_storage_error
         migrate(self.db)
         self.runtime = Runtime(self.db, clock or SystemClock())
         self.store = self.runtime.store
@@ -405,20 +404,3 @@ def compile_machine(definition: Definition) -> CompiledMachine | CompiledChart:
     if definition.spec.is_chart:
         return CompiledChart(definition)
     return CompiledMachine(definition)
-
-
-def _typed_storage_error(exc: BaseException) -> BaseException:
-    """Storage errors as engine errors; `Conflict` stays for the callers that resolve it."""
-    if isinstance(exc, Conflict):
-        return exc
-    if isinstance(exc, ReentrantTransaction):
-        return errors.ReentrantCall(
-            "the engine was called from inside an action or a guard, which runs inside its"
-            " event's transaction; nothing was written by that call. Actions may only change the"
-            " context: send events to other instances from an effect, or after send() returns"
-        )
-    if isinstance(exc, DatabaseUnavailable):
-        return errors.StorageUnavailable(str(exc))
-    if isinstance(exc, DatabaseError):
-        return errors.StorageError(str(exc))
-    return exc
