@@ -19,12 +19,12 @@ explain a step, the first in declaration order is drawn. Records without a `conf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from diagrams.chartmodel import ancestors, is_inside
 from diagrams.model import Chart, Edge
-from diagrams.run import Rejection, Run, short_reason
+from diagrams.run import Run, field_of, take_record
 from statemachines.records import ACTIVE, APPLIED, CANCELLED, COMPLETED, FAILED, REJECTED
 
 
@@ -41,15 +41,11 @@ def chart_overlay(
     before: set[str] = set()
     last_outcome = None
     for rec in history:
-        seq, event, source, target, outcome, reason = (
-            _get(rec, k) for k in ("seq", "event", "source", "target", "outcome", "reason")
-        )
-        run.records += 1
+        seq, event, source, target, outcome, reason = take_record(run, rec)
         last_outcome = outcome
         if outcome == REJECTED:
-            run.rejected.append(Rejection(seq, event, source or target, short_reason(reason)))
             continue
-        after = active_set(chart, _get(rec, "configuration") or (target,))
+        after = active_set(chart, field_of(rec, "configuration") or (target,))
         run.current, run.active = target, after
         if outcome == FAILED:
             run.failure = reason or "failed"
@@ -216,7 +212,3 @@ def _default_entry(chart: Chart, state: str) -> set[str]:
     elif node.kind == "history" and node.default is not None:
         out = _default_entry(chart, node.default)
     return out
-
-
-def _get(rec: Any, key: str) -> Any:
-    return rec.get(key) if isinstance(rec, Mapping) else getattr(rec, key, None)

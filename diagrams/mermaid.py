@@ -83,7 +83,7 @@ def render(chart: Chart, run: Run | None = None) -> str:
                 lines.append(f"    {chart.nodes[source].id} --> {chart.nodes[target].id} : {text(label)}")
     lines += [f"    {n.id} --> [*]" for n in chart.nodes.values() if n.final]
     if run is not None:
-        lines += _run_lines(chart, run)
+        lines += run_lines(chart, run)
     return "\n".join(lines) + "\n"
 
 
@@ -93,11 +93,16 @@ def _internal(edge: Edge, run: Run | None) -> str:
     return edge.label
 
 
-def _run_lines(chart: Chart, run: Run) -> list[str]:
+def run_lines(chart: Chart, run: Run) -> list[str]:
+    """The run overlay of a diagram, flat or statechart: class lines for the states drawn as
+    current (`run.active_states`), visited or not, and a note per state with rejections or the
+    failure. History pseudo-states (charts only) are never classed."""
     lines = [f"    classDef {name} {style}" for name, style in CLASSES.items()]
     groups: dict[str, list[str]] = {}
     for node in chart.nodes.values():
-        if node.name == run.current:
+        if node.kind == "history":
+            continue
+        if node.name in run.active_states:
             cls = run.status if run.status in CLASSES and run.status != "active" else "current"
         else:
             cls = "visited" if node.name in run.visited else "unvisited"

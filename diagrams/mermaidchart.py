@@ -12,7 +12,7 @@ output is checked by Mermaid's own parser in the tests.
 from __future__ import annotations
 
 from diagrams.chartmodel import ancestors, drawn_source, is_inside
-from diagrams.mermaid import CLASSES, text
+from diagrams.mermaid import run_lines, text
 from diagrams.model import Chart, Edge, Node
 from diagrams.run import Run, numbers
 
@@ -32,7 +32,7 @@ def render_chart(chart: Chart, run: Run | None = None) -> str:
         if not node.known:
             lines.append(f'{INDENT}state "{text(node.name + " (not in this definition)")}" as {node.id}')
     if run is not None:
-        lines += _run_lines(chart, run)
+        lines += run_lines(chart, run)
     return "\n".join(lines) + "\n"
 
 
@@ -109,28 +109,3 @@ def _internal(edge: Edge, run: Run | None) -> str:
     if run is not None and edge.index in run.taken:
         return f"{edge.label} \u00b7 {numbers(run.taken[edge.index])}"
     return edge.label
-
-
-def _run_lines(chart: Chart, run: Run) -> list[str]:
-    lines = [f"{INDENT}classDef {name} {style}" for name, style in CLASSES.items()]
-    groups: dict[str, list[str]] = {}
-    for node in chart.nodes.values():
-        if node.kind == "history":
-            continue
-        if node.name in run.active_states:
-            cls = run.status if run.status in CLASSES and run.status != "active" else "current"
-        else:
-            cls = "visited" if node.name in run.visited else "unvisited"
-        groups.setdefault(cls, []).append(node.id)
-    lines += [f"{INDENT}class {','.join(ids)} {cls}" for cls, ids in groups.items()]
-    by_state: dict[str, list[str]] = {}
-    for r in run.rejected:
-        if r.state in chart.nodes:
-            by_state.setdefault(r.state, []).append(f"rejected {r.text}")
-    if run.failure and run.current in chart.nodes:
-        by_state.setdefault(run.current, []).append(f"failed: {run.failure}")
-    for state, texts in by_state.items():
-        lines.append(f"{INDENT}note right of {chart.nodes[state].id}")
-        lines += [f"{INDENT * 2}{text(t)}" for t in texts]
-        lines.append(f"{INDENT}end note")
-    return lines

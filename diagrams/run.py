@@ -87,13 +87,9 @@ def overlay(
     run = Run(instance_id, ACTIVE, None)
     last_outcome = None
     for rec in history:
-        seq, event, source, target, outcome, reason = (
-            _get(rec, k) for k in ("seq", "event", "source", "target", "outcome", "reason")
-        )
-        run.records += 1
+        seq, event, source, target, outcome, reason = take_record(run, rec)
         last_outcome = outcome
         if outcome == REJECTED:
-            run.rejected.append(Rejection(seq, event, source or target, short_reason(reason)))
             continue
         for name in (source, target):
             if name is not None and name not in chart.nodes:
@@ -186,8 +182,21 @@ def _is_engine(obj: Any) -> bool:
     return all(callable(getattr(obj, name, None)) for name in ("get", "history", "stored_spec"))
 
 
-def _get(rec: Any, key: str) -> Any:
+def field_of(rec: Any, key: str) -> Any:
+    """A field of a history record: a `Record` from the engine or a mapping (JSON, a test)."""
     return rec.get(key) if isinstance(rec, Mapping) else getattr(rec, key, None)
+
+
+def take_record(run: Run, rec: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Count one history record into `run`, noting it as a rejection when it is one, and return
+    its (seq, event, source, target, outcome, reason): what every overlay reads of a record."""
+    seq, event, source, target, outcome, reason = (
+        field_of(rec, k) for k in ("seq", "event", "source", "target", "outcome", "reason")
+    )
+    run.records += 1
+    if outcome == REJECTED:
+        run.rejected.append(Rejection(seq, event, source or target, short_reason(reason)))
+    return seq, event, source, target, outcome, reason
 
 
 def _infer_status(chart: Chart, current: str | None, last_outcome: str | None) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from persistence.database import Database
-from persistence.store import HISTORY_COLUMNS, INSTANCE_COLUMNS, UPDATE_INSTANCE
+from persistence.store import HISTORY_COLUMNS, INSTANCE_COLUMNS, history_params, update_statements
 
 _SQL = {
     "insert_chart_instance": f"INSERT INTO sm_instances ({INSTANCE_COLUMNS}) VALUES (:id, :machine,"
@@ -29,17 +29,7 @@ class ChartStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
-        self._updates = {
-            (new_state, new_status): db.sql(
-                UPDATE_INSTANCE.format(
-                    changed="chart = :chart, "
-                    + ("state = :state, " if new_state else "")
-                    + ("status = :status, " if new_status else "")
-                )
-            )
-            for new_state in (False, True)
-            for new_status in (False, True)
-        }
+        self._updates = update_statements(db, "chart = :chart, ")
 
     def insert_chart_instance(
         self,
@@ -103,9 +93,8 @@ class ChartStore:
         atomic states after the event."""
         cur.execute(
             self.sql["insert_chart_history"],
-            {"id": instance_id, "machine": machine, "seq": seq, "event": event, "source": source,
-             "target": target, "payload": payload, "context": context, "actor": actor,
-             "now": self.db.ts(now), "outcome": outcome, "reason": reason,
+            {**history_params(self.db, instance_id, machine, seq, event, source, target, payload,
+                              context, actor, now, outcome, reason),
              "configuration": configuration},
         )  # fmt: skip
 

@@ -70,6 +70,54 @@ _SQL = {
 }
 
 
+def update_statements(db: Database, changed: str = "") -> dict[tuple[bool, bool], str]:
+    """The four `UPDATE_INSTANCE` variants keyed by (state changes, status changes), each naming
+    `changed` (e.g. `"chart = :chart, "`) and only the indexed columns that change."""
+    return {
+        (new_state, new_status): db.sql(
+            UPDATE_INSTANCE.format(
+                changed=changed
+                + ("state = :state, " if new_state else "")
+                + ("status = :status, " if new_status else "")
+            )
+        )
+        for new_state in (False, True)
+        for new_status in (False, True)
+    }
+
+
+def history_params(
+    db: Database,
+    instance_id: str,
+    machine: str,
+    seq: int,
+    event: str,
+    source: str | None,
+    target: str,
+    payload: str,
+    context: str,
+    actor: str | None,
+    now: datetime,
+    outcome: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    """The parameters of a history insert (`HISTORY_COLUMNS`), flat or chart alike."""
+    return {
+        "id": instance_id,
+        "machine": machine,
+        "seq": seq,
+        "event": event,
+        "source": source,
+        "target": target,
+        "payload": payload,
+        "context": context,
+        "actor": actor,
+        "now": db.ts(now),
+        "outcome": outcome,
+        "reason": reason,
+    }
+
+
 class Store:
     """The engine's statements for one database, prepared as text at construction."""
 
@@ -77,16 +125,7 @@ class Store:
         self.db = db
         pg = db.dialect == "postgresql"
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
-        self._updates = {
-            (new_state, new_status): db.sql(
-                UPDATE_INSTANCE.format(
-                    changed=("state = :state, " if new_state else "")
-                    + ("status = :status, " if new_status else "")
-                )
-            )
-            for new_state in (False, True)
-            for new_status in (False, True)
-        }
+        self._updates = update_statements(db)
         self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
@@ -269,21 +308,11 @@ class Store:
     ) -> None:
         cur.execute(
             self.sql["insert_history"],
-            {
-                "id": instance_id,
-                "machine": machine,
-                "seq": seq,
-                "event": event,
-                "source": source,
-                "target": target,
-                "payload": payload,
-                "context": context,
-                "actor": actor,
-                "now": self.db.ts(now),
-                "outcome": outcome,
-                "reason": reason,
-            },
-        )
+            history_params(
+                self.db, instance_id, machine, seq, event, source, target, payload, context, actor,
+                now, outcome, reason,
+            ),
+        )  # fmt: skip
 
     def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         cur.execute(self.sql["history"], {"id": instance_id})

@@ -8,7 +8,9 @@ commits; the caller's transaction is the unit of atomicity.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -35,6 +37,7 @@ from statemachines.rows import (
 )
 
 if TYPE_CHECKING:
+    from statemachines.chart import CompiledChart
     from statemachines.chart_apply import ChartApplier
 
 #: History outcome of an instance put into status `failed` (an effect exhausted without a
@@ -82,9 +85,7 @@ class Applier:
                 cur, iid, row[MACHINE], seq, event, row[STATE], row[STATE], payload_json,
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
             )  # fmt: skip
-            if key is not None:
-                fingerprint = request_fingerprint(event, payload_json)
-                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now, fingerprint)
+            write_receipt(self.store, cur, iid, key, seq, event, payload_json, err, now)
             return err
         return self._write(cur, cm, row, seq, event, payload_json, actor, now, key, step)
 
@@ -126,21 +127,12 @@ class Applier:
             iid, cm.name, step.target, status, step.context_json, version,
             self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
         )  # fmt: skip
-        if key is not None:
-            fingerprint = request_fingerprint(event, payload_json)
-            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now, fingerprint)
+        write_receipt(self.store, cur, iid, key, seq, event, payload_json, snap, now)
         return snap
 
     def arm(self, cur: Any, cm: CompiledMachine, iid: str, state: str, seq: int, now: datetime) -> None:
         """Arm the timers and effects of a state just entered (its entry is history `seq`)."""
-        labels = cm.timers.get(state)
-        if labels:
-            timers = [(f"after.{x}", deadline(now, x)) for x in labels]
-            self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers, telemetry.traceparent())
-        effects = cm.effects.get(state)
-        if effects:
-            keys = [(e.name, effect_key(iid, seq, e.name)) for e in effects]
-            self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
+        arm_state(self.schedule, cur, cm, iid, state, seq, now, partial(effect_key, iid, seq))
 
     def disarm(self, cur: Any, iid: str, now: datetime) -> None:
         """Drop every armed timer and cancel every live effect of the instance, whichever version
@@ -179,6 +171,48 @@ class Applier:
     ) -> None:
         """Put the instance into status `failed` (state kept) with an audit record saying why."""
         self.set_status(cur, row, FAILED, event, FAILED_OUTCOME, now, reason=reason, payload=payload)
+
+
+def write_receipt(
+    store: Store,
+    cur: Any,
+    iid: str,
+    key: str | None,
+    seq: int,
+    event: str,
+    payload_json: str,
+    outcome: Snapshot | errors.EventRejected,
+    now: datetime,
+) -> None:
+    """Record what a send with idempotency `key` got (flat or chart, applied or rejected), with
+    the request's fingerprint, so a retry with the same key replays it; no key, no receipt."""
+    if key is None:
+        return
+    result = applied_receipt(outcome) if isinstance(outcome, Snapshot) else rejected_receipt(outcome)
+    store.insert_receipt(cur, iid, key, seq, result, now, request_fingerprint(event, payload_json))
+
+
+def arm_state(
+    schedule: Schedule,
+    cur: Any,
+    cm: CompiledMachine | CompiledChart,
+    iid: str,
+    state: str,
+    seq: int,
+    now: datetime,
+    key_of: Callable[[str], str],
+) -> None:
+    """Arm the timers and effects `state` declares for its entry `seq`; `key_of` gives an
+    effect's idempotency key from its name (flat and chart keys differ: `effect_key`,
+    `chart_effect_key`)."""
+    labels = cm.timers.get(state)
+    if labels:
+        timers = [(f"after.{x}", deadline(now, x)) for x in labels]
+        schedule.arm_timers(cur, iid, cm.name, seq, state, timers, telemetry.traceparent())
+    effects = cm.effects.get(state)
+    if effects:
+        keys = [(e.name, key_of(e.name)) for e in effects]
+        schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
 
 
 def effect_key(instance_id: str, entered_seq: int, name: str) -> str:

@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from persistence import Database, Store
 from persistence.chart_store import ChartStore
 from persistence.schedule import Schedule
-from statemachines import errors, telemetry
-from statemachines.apply import to_json
+from statemachines import errors
+from statemachines.apply import arm_state, to_json, write_receipt
 from statemachines.chart import ChartStep, CompiledChart
-from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, REJECTED, Event, Snapshot
 from statemachines.rows import (
     CONTEXT,
@@ -38,11 +38,8 @@ from statemachines.rows import (
     STATE,
     STATUS,
     VERSION,
-    applied_receipt,
     atomic_states,
     chart_of,
-    rejected_receipt,
-    request_fingerprint,
 )
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -149,9 +146,7 @@ class ChartApplier:
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
                 _compact(list(configuration)),
             )  # fmt: skip
-            if key is not None:
-                fingerprint = request_fingerprint(event, payload_json)
-                self.store.insert_receipt(cur, iid, key, seq, rejected_receipt(err), now, fingerprint)
+            write_receipt(self.store, cur, iid, key, seq, event, payload_json, err, now)
             return err
         armed = chart.get("armed", ())
         return self._write(cur, cm, row, active, armed, seq, event, payload_json, actor, now, key, step)
@@ -208,9 +203,7 @@ class ChartApplier:
             self.db.from_ts(row[CREATED]), now, cm.model, step.context, cm.definition.version,
             step.configuration,
         )  # fmt: skip
-        if key is not None:
-            fingerprint = request_fingerprint(event, payload_json)
-            self.store.insert_receipt(cur, iid, key, seq, applied_receipt(snap), now, fingerprint)
+        write_receipt(self.store, cur, iid, key, seq, event, payload_json, snap, now)
         return snap
 
     def audit(
@@ -238,14 +231,8 @@ class ChartApplier:
     ) -> None:
         """Arm the timers and effects each state entered declares, bound to its entry `seq`."""
         for state in states:
-            labels = cm.timers.get(state)
-            if labels:
-                timers = [(f"after.{x}", deadline(now, x)) for x in labels]
-                self.schedule.arm_timers(cur, iid, cm.name, seq, state, timers, telemetry.traceparent())
-            effects = cm.effects.get(state)
-            if effects:
-                keys = [(e.name, chart_effect_key(iid, seq, state, e.name)) for e in effects]
-                self.schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
+            key_of = partial(chart_effect_key, iid, seq, state)
+            arm_state(self.schedule, cur, cm, iid, state, seq, now, key_of)
 
 
 def _armable(cm: CompiledChart, states: Iterable[str]) -> list[str]:

@@ -74,21 +74,27 @@ def _state_problems(name: str, st: StateSpec, states: dict[str, StateSpec]) -> l
                     f"state {name!r}: event {event!r} targets unknown state {t.target!r}"
                     + did_you_mean(t.target, states)
                 )
-        for i, t in enumerate(group[:-1]):
-            if t.guard is None:
-                later = (
-                    "another unguarded transition"
-                    if any(u.guard is None for u in group[i + 1 :])
-                    else "the guarded transitions after it"
-                )
-                problems.append(
-                    f"state {name!r}: event {event!r} has an unguarded transition that shadows {later}"
-                )
-                break
+        shadowed = shadow_problem(f"state {name!r}", event, group)
+        if shadowed is not None:
+            problems.append(shadowed)
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"state {name!r} declares effect {dup!r} twice")
     return problems
+
+
+def shadow_problem(where: str, event: str, group: list[TransitionSpec]) -> str | None:
+    """The first unguarded transition of `event` followed by others, which it makes dead: the
+    first transition whose guard passes wins, and an unguarded one always passes."""
+    for i, t in enumerate(group[:-1]):
+        if t.guard is None:
+            later = (
+                "another unguarded transition"
+                if any(u.guard is None for u in group[i + 1 :])
+                else "the guarded transitions after it"
+            )
+            return f"{where}: event {event!r} has an unguarded transition that shadows {later}"
+    return None
 
 
 def _name_problems(name: str, st: StateSpec) -> list[str]:
@@ -157,24 +163,29 @@ def _reserved_event_problem(
 
 
 def _duration_problems(spec: MachineSpec) -> list[str]:
+    return [p for name, st in spec.states.items() for p in duration_problems(f"state {name!r}", st)]
+
+
+def duration_problems(where: str, st: StateSpec) -> list[str]:
+    """Timer labels, effect leases and retry delays of the state `where` ("state 'a'") that are
+    not durations, and retry policies whose initial delay exceeds their max (flat and charts)."""
     problems: list[str] = []
-    for name, st in spec.states.items():
-        texts = [(f"timer of state {name!r}", k) for k in st.after]
-        for eff in st.effects:
-            where = f"effect {eff.name!r} of state {name!r}"
-            texts += [(where, eff.lease), (where, eff.retry.initial), (where, eff.retry.max)]
-            try:
-                if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
-                    problems.append(
-                        f"{where}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
-                    )
-            except InvalidDuration:
-                pass  # reported below
-        for where, text in texts:
-            try:
-                parse_duration(text)
-            except InvalidDuration as exc:
-                problems.append(f"{where}: {exc}")
+    texts = [(f"timer of {where}", k) for k in st.after]
+    for eff in st.effects:
+        what = f"effect {eff.name!r} of {where}"
+        texts += [(what, eff.lease), (what, eff.retry.initial), (what, eff.retry.max)]
+        try:
+            if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
+                problems.append(
+                    f"{what}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
+                )
+        except InvalidDuration:
+            pass  # reported below
+    for what, text in texts:
+        try:
+            parse_duration(text)
+        except InvalidDuration as exc:
+            problems.append(f"{what}: {exc}")
     return problems
 
 

@@ -9,26 +9,23 @@ Everything raised before the commit leaves the database exactly as it was.
 from __future__ import annotations
 
 import os
-import reprlib
 import uuid
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, migrate
+from persistence import Conflict, Database, DatabaseError, migrate
 from persistence.database import Transaction
-from persistence.errors import ReentrantTransaction
 from statemachines import callbacks, due, durable, errors, telemetry
 from statemachines.apply import to_json
+from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
-from statemachines.checks import RESERVED_PREFIXES
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
 from statemachines.durable import EffectAttempt
 from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
-from statemachines.names import MAX_NAME_LENGTH
 from statemachines.records import (
     ACTIVE,
     APPLIED,
@@ -56,10 +53,9 @@ from statemachines.rows import (
     replay_receipt,
     snapshot_from_row,
 )
-from statemachines.runtime import Runtime
+from statemachines.runtime import Runtime, typed_storage_error
 
 DEFAULT_URL = "sqlite:///statemachines.db"
-MAX_ID_LENGTH = MAX_NAME_LENGTH  # one limit for every name: definitions declare none longer
 
 
 def resolve_url(url: str | None) -> str:
@@ -96,7 +92,7 @@ class Engine:
             )
         except DatabaseError as exc:
             raise errors.ConfigurationError(str(exc)) from exc
-        self.db.error_hook = _typed_storage_error
+        self.db.error_hook = typed_storage_error
         migrate(self.db)
         self.runtime = Runtime(self.db, clock or SystemClock())
         self.store = self.runtime.store
@@ -141,9 +137,9 @@ class Engine:
         """The spec as stored in the database (latest, or a given version): no user code needed."""
         from statemachines.spec import MachineSpec
 
-        _check_name(name, "machine name")
+        check_name(name, "machine name")
         if version is not None:
-            _check_name(version, "definition version")
+            check_name(version, "definition version")
         with self._read() as cur:
             text = self.store.definition_spec(cur, name, version)
         if text is None:
@@ -164,8 +160,8 @@ class Engine:
     ) -> Snapshot:
         """Create an instance in the initial state: run its entry actions, arm its timers."""
         cm = self._compiled(machine)
-        iid = _check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
-        _check_text(actor, "actor")
+        iid = check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
+        check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
         with telemetry.span("start", machine=machine, instance=iid, event="start") as span:
             snap = self._start(cm, machine, iid, ctx_json, actor)
@@ -217,12 +213,12 @@ class Engine:
         actor: str | None = None,
     ) -> Snapshot:
         """Apply one event atomically; see docs/design.md ("send") for the exact steps."""
-        _check_id(instance_id)
-        _check_name(event, "event")
-        _check_text(actor, "actor")
+        check_id(instance_id)
+        check_name(event, "event")
+        check_text(actor, "actor")
         check_not_reserved(event)
         if idempotency_key is not None:
-            _check_name(idempotency_key, "idempotency_key")
+            check_name(idempotency_key, "idempotency_key")
         with telemetry.span("send", instance=instance_id, event=event) as span:
             for attempt in range(3):
                 try:
@@ -260,9 +256,9 @@ class Engine:
         """Close the instance as `cancelled`: state kept, timers and effects dropped, audited.
 
         An active or a `failed` instance can be cancelled (giving up on a failure)."""
-        _check_id(instance_id)
-        _check_text(reason, "reason")
-        _check_text(actor, "actor")
+        check_id(instance_id)
+        check_text(reason, "reason")
+        check_text(actor, "actor")
         with self._tx() as cur:
             row = self.store.lock_instance(cur, instance_id, None)
             if row is None:
@@ -292,7 +288,7 @@ class Engine:
 
     # Queries -------------------------------------------------------------------------------------
     def get(self, instance_id: str) -> Snapshot:
-        _check_id(instance_id)
+        check_id(instance_id)
         with self._read() as cur:
             row = self.store.get_instance(cur, instance_id)
         if row is None:
@@ -300,7 +296,7 @@ class Engine:
         return snapshot_from_row(self.db, row, self._model_of(row[MACHINE]))
 
     def history(self, instance_id: str) -> list[Record]:
-        _check_id(instance_id)
+        check_id(instance_id)
         with self._read() as cur:
             rows = self.store.history(cur, instance_id)
             if not rows and self.store.get_instance(cur, instance_id) is None:
@@ -316,13 +312,10 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Snapshot]:
-        for number in (limit, offset):
-            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 2**63:
-                got = reprlib.repr(number)
-                raise errors.InvalidArgument(f"limit and offset must be integers >= 0, got {got}")
+        check_page(limit, offset)
         for what, value in (("machine", machine), ("state", state), ("status", status)):
             if value is not None:
-                _check_name(value, what)
+                check_name(value, what)
         # `state` matches at any depth of a statechart; a machine registered here as flat keeps
         # the plain indexed query.
         known = self._machines.get(machine) if machine is not None else None
@@ -350,24 +343,24 @@ class Engine:
 
     def status(self, instance_id: str) -> Status:
         """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""
-        return durable.status(self.runtime, _check_id(instance_id))
+        return durable.status(self.runtime, check_id(instance_id))
 
     def effect_attempts(self, instance_id: str) -> list[EffectAttempt]:
         """Every effect attempt of an instance, with its duration and error."""
-        return durable.effect_attempts(self.runtime, _check_id(instance_id))
+        return durable.effect_attempts(self.runtime, check_id(instance_id))
 
     def retry(self, instance_id: str, *, actor: str | None = None) -> Snapshot:
         """Redrive a `failed` instance: back to `active`, failed effects re-armed now, results
         that arrived while it was failed delivered, due timers fire again; audited (`retried`)."""
-        _check_id(instance_id)
-        _check_text(actor, "actor")
+        check_id(instance_id)
+        check_text(actor, "actor")
         return durable.retry(self.runtime, instance_id, actor)
 
     # Callback tokens -----------------------------------------------------------------------------
     def token(self, instance_id: str, event: str, ttl: Duration = "7d") -> str:
         """A signed callback token that lets its bearer send `event` once, while the instance
         stays in its current state entry, until `ttl` has passed."""
-        _check_id(instance_id)
+        check_id(instance_id)
         if isinstance(event, str):
             check_not_reserved(event)
         return callbacks.issue_token(self.runtime, self._secret, instance_id, event, ttl)
@@ -376,7 +369,7 @@ class Engine:
         """Apply the event a token was issued for; forged, expired, stale or reused tokens raise
         `TokenInvalid` and change nothing. A guard refusing the event spends the token (the
         refusal is in the history) and raises `GuardRejected`."""
-        _check_text(actor, "actor")
+        check_text(actor, "actor")
         return callbacks.redeem_token(self.runtime, self._secret, token, payload, actor)
 
     def close(self) -> None:
@@ -411,63 +404,3 @@ def compile_machine(definition: Definition) -> CompiledMachine | CompiledChart:
     if definition.spec.is_chart:
         return CompiledChart(definition)
     return CompiledMachine(definition)
-
-
-def _typed_storage_error(exc: BaseException) -> BaseException:
-    """Storage errors as engine errors; `Conflict` stays for the callers that resolve it."""
-    if isinstance(exc, Conflict):
-        return exc
-    if isinstance(exc, ReentrantTransaction):
-        return errors.ReentrantCall(
-            "the engine was called from inside an action or a guard, which runs inside its"
-            " event's transaction; nothing was written by that call. Actions may only change the"
-            " context: send events to other instances from an effect, or after send() returns"
-        )
-    if isinstance(exc, DatabaseUnavailable):
-        return errors.StorageUnavailable(str(exc))
-    if isinstance(exc, DatabaseError):
-        return errors.StorageError(str(exc))
-    return exc
-
-
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not _storable(value):
-        raise errors.InvalidArgument(
-            f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
-            f" without NUL or lone surrogates, got {reprlib.repr(value)}"
-        )
-    return value
-
-
-def _storable(text: str) -> bool:
-    """Text both databases can store: no NUL, valid UTF-8 (no lone surrogates, which is what
-    undecodable bytes become in Python)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_text(value: Any, what: str) -> None:
-    """Free text stored as such (an actor, a reason): None, or a string of storable text."""
-    if value is not None and (not isinstance(value, str) or not _storable(value)):
-        raise errors.InvalidArgument(
-            f"{what} must be a string without NUL or lone surrogates, got {reprlib.repr(value)}"
-        )
-
-
-def check_not_reserved(event: str) -> None:
-    """Events the engine sends itself can neither be sent nor carried by a token: no faking a
-    timer or an effect's result."""
-    if event.startswith(RESERVED_PREFIXES):
-        raise errors.InvalidArgument(
-            f"event {event!r} is reserved: events starting with {', '.join(RESERVED_PREFIXES)}"
-            " are sent by the engine itself (timers and effects)"
-        )
-
-
-def _check_id(value: Any) -> str:
-    return _check_name(value, "instance id")

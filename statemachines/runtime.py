@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Database, Store
+from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store
 from persistence.database import Transaction, is_transient
+from persistence.errors import ReentrantTransaction
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
@@ -70,3 +71,21 @@ def is_storage_failure(exc: BaseException) -> bool:
     Workers handle a bad row by itself and go on with the others; a transient storage failure is
     never blamed on a row: it ends the transaction and the worker retries the round later."""
     return isinstance(exc, errors.StorageUnavailable) or is_transient(exc)
+
+
+def typed_storage_error(exc: BaseException) -> BaseException:
+    """Storage errors as engine errors (the database's `error_hook`, set by `Engine`); `Conflict`
+    stays for the callers that resolve it."""
+    if isinstance(exc, Conflict):
+        return exc
+    if isinstance(exc, ReentrantTransaction):
+        return errors.ReentrantCall(
+            "the engine was called from inside an action or a guard, which runs inside its"
+            " event's transaction; nothing was written by that call. Actions may only change the"
+            " context: send events to other instances from an effect, or after send() returns"
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        return errors.StorageUnavailable(str(exc))
+    if isinstance(exc, DatabaseError):
+        return errors.StorageError(str(exc))
+    return exc

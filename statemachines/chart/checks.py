@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
-from statemachines.checks import event_problem, outgoing
-from statemachines.durations import parse_duration
-from statemachines.errors import InvalidDuration
+from statemachines.checks import duration_problems, event_problem, outgoing, shadow_problem
 from statemachines.names import did_you_mean, name_problem
 from statemachines.spec import MachineSpec, TransitionSpec
 
@@ -81,7 +79,7 @@ def _node_problems(node: Node) -> list[str]:
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{where} declares effect {dup!r} twice")
-    problems.extend(_duration_problems(where, node))
+    problems.extend(duration_problems(where, node.spec))
     return problems
 
 
@@ -128,37 +126,9 @@ def _group_problems(where: str, event: str, group: list[TransitionSpec]) -> list
         problems.append(f"{where} has an event with an empty name")
     if not group and event != "(eventless)":
         problems.append(f"{where}: event {event!r} has no transition")
-    for i, t in enumerate(group[:-1]):
-        if t.guard is None:
-            later = (
-                "another unguarded transition"
-                if any(u.guard is None for u in group[i + 1 :])
-                else "the guarded transitions after it"
-            )
-            problems.append(f"{where}: event {event!r} has an unguarded transition that shadows {later}")
-            break
-    return problems
-
-
-def _duration_problems(where: str, node: Node) -> list[str]:
-    st = node.spec
-    problems: list[str] = []
-    texts = [(f"timer of {where}", k) for k in st.after]
-    for eff in st.effects:
-        what = f"effect {eff.name!r} of {where}"
-        texts += [(what, eff.lease), (what, eff.retry.initial), (what, eff.retry.max)]
-        try:
-            if parse_duration(eff.retry.initial) > parse_duration(eff.retry.max):
-                problems.append(
-                    f"{what}: retry initial delay {eff.retry.initial} exceeds its max {eff.retry.max}"
-                )
-        except InvalidDuration:
-            pass  # reported below
-    for what, text in texts:
-        try:
-            parse_duration(text)
-        except InvalidDuration as exc:
-            problems.append(f"{what}: {exc}")
+    shadowed = shadow_problem(where, event, group)
+    if shadowed is not None:
+        problems.append(shadowed)
     return problems
 
 
