@@ -147,8 +147,9 @@ def _configured(api: _Api) -> bool:
     global _checked_at, _providers_set
     now = time.monotonic()
     if now - _checked_at >= _RECHECK_SECONDS:
+        meters = type(api.metrics.get_meter_provider()).__name__
         _providers_set = not isinstance(api.trace.get_tracer_provider(), api.unset_tracers) or (
-            type(api.metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+            meters not in ("_ProxyMeterProvider", "NoOpMeterProvider")
         )
         _checked_at = now
     return _providers_set
