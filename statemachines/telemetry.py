@@ -155,6 +155,13 @@ def _configured(api: _Api) -> bool:
     return _providers_set
 
 
+def refresh() -> None:
+    """Look for a tracer/meter provider on the next event instead of within a second: call it
+    right after setting the providers when the very next events must be traced (tests)."""
+    global _checked_at
+    _checked_at = -_RECHECK_SECONDS
+
+
 def span(kind: str, parent: str | None = None, **attributes: Any) -> Any:
     """A context manager around one action (`send`, `start`, `timer`, `effect`), yielding an
     object whose `set(**attributes)` adds what the action learns (source, target, outcome...).

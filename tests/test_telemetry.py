@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import StatusCode
 
 from persistence import migrations
-from statemachines import Effect, Engine, GuardRejected, ManualClock, machine, state, transition
+from statemachines import Effect, Engine, GuardRejected, ManualClock, machine, state, telemetry, transition
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +62,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+        telemetry.refresh()  # the engine looks for providers once a second: now, at once
         _installed = True
     _EXPORTER.clear()
     _SWITCH.on = True
