@@ -169,3 +169,13 @@ def test_a_replayed_action_that_raises_fails_the_step_naming_it() -> None:
     chart.step(start.configuration, start.history, "{}", _event("E"))
     with pytest.raises(ActionFailed, match="picky"):
         chart.step(start.configuration, start.history, '{"bad": true}', _event("E"))
+
+
+def test_with_no_plans_kept_every_step_runs_the_algorithm_to_the_same_outcome() -> None:
+    fresh, kept = (CompiledChart(_joining().definition, plans=n) for n in (0, 4096))
+    start = fresh.enter_initial("{}", _event("start"))
+    charts = (fresh, fresh, kept, kept)
+    steps = [c.step(start.configuration, start.history, "{}", _event("E")) for c in charts]
+    assert steps[1].transitions is not steps[0].transitions  # decided again
+    assert steps[3].transitions is steps[2].transitions  # replayed
+    assert len({(s.configuration, s.moves, s.context_json, s.transitions) for s in steps}) == 1

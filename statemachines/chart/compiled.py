@@ -25,7 +25,7 @@ from statemachines.chart.algorithm import (
     select_transitions,
     select_transitions_from,
 )
-from statemachines.chart.plan import Plan, Plans, run_calls
+from statemachines.chart.plan import PLAN_CACHE_SIZE, Plan, Plans, run_calls
 from statemachines.chart.tree import ChartTransition, Node, Tree
 from statemachines.checks import outgoing
 from statemachines.definition import Definition
@@ -75,7 +75,11 @@ class CompiledChart:
 
     is_chart = True  # the engine writes its steps with `statemachines.chart_apply`
 
-    def __init__(self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS) -> None:
+    def __init__(
+        self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS, plans: int = PLAN_CACHE_SIZE
+    ) -> None:
+        """`plans`: how many step plans to remember (`statemachines.chart.plan`); 0 runs the
+        algorithm on every step (what `bench.chart_memory` compares with other interpreters)."""
         self.definition = definition
         spec = definition.spec
         self.name = spec.name
@@ -99,7 +103,7 @@ class CompiledChart:
         self._parse = self.model.model_validate_json if self.model is not None else json.loads
         #: (configuration, history items, event, source[, enabled transitions when guards chose
         #: them]) -> the plan of the step (`statemachines.chart.plan`).
-        self._plans = Plans()
+        self._plans = Plans(plans)
 
     # Running ------------------------------------------------------------------------------------
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:

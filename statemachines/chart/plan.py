@@ -44,17 +44,20 @@ class Plan:
 class Plans:
     """A bounded memory of plans, keyed by whatever fixes a step's outcome (see the module)."""
 
-    __slots__ = ("plans",)
+    __slots__ = ("plans", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
         self.plans: dict[tuple[Any, ...], Plan] = {}
+        self.size = size  # 0: remember nothing (every step runs the algorithm)
 
     def get(self, key: tuple[Any, ...]) -> Plan | None:
         return self.plans.get(key)
 
     def keep(self, key: tuple[Any, ...], plan: Plan) -> None:
-        if len(self.plans) >= PLAN_CACHE_SIZE:
+        if len(self.plans) >= self.size:
             self.plans.clear()
+            if not self.size:
+                return
         self.plans[key] = plan
 
 
