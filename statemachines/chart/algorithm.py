@@ -76,13 +76,21 @@ class Interpretation:
         self.entered: list[str] = []
         self.moves: list[tuple[str, str]] = []  # ("exit" | "enter", path), in the order they ran
         self.taken: list[tuple[ChartTransition, str | None]] = []  # with the event that took it
-        self.called = False  # whether any user callable ran (if not, the step is a pure function)
+        #: Every callable run, in order, with the event it was told: None for the external one,
+        #: else (how many internal events were taken so far, name). What `statemachines.chart.plan`
+        #: replays.
+        self.log: list[tuple[Callable[..., Any], str, tuple[int, str] | None]] = []
+        self.internal_taken = 0
+        self.guards = 0  # guards evaluated: a step whose later selections ran none can be replayed
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""
-        self.called = True
+        fn = self.callables[name]
+        event = self.event
+        told = None if event is self.external else (self.internal_taken, event.name)
+        self.log.append((fn, where, told))
         try:
-            return self.callables[name](self.ctx.value, self.event)
+            return fn(self.ctx.value, event)
         except Exception as exc:
             raise ActionFailed(self.external.instance_id, self.external.name, where, exc) from exc
 
@@ -99,6 +107,7 @@ def macrostep(run: Interpretation) -> None:
             if not run.internal_queue:
                 return
             run.event = run.internal_queue.popleft()
+            run.internal_taken += 1
             enabled = select_transitions(run, run.event.name)
         if enabled:
             microstep(run, enabled)
@@ -136,6 +145,7 @@ def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
 def condition_match(run: Interpretation, t: ChartTransition) -> bool:
     if t.guard is None:
         return True
+    run.guards += 1
     return bool(run.call(t.guard, f"guard {t.guard!r} of {_arrow(t)}"))
 
 
@@ -220,16 +230,19 @@ def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
             if parent.parent is None:  # a top-level final state: the machine is done
                 run.running = False
                 continue
-            run.internal_queue.append(_done_event(run, parent))
+            run.internal_queue.append(internal_event(run.external, f"done.state.{parent.path}"))
             grandparent = parent.parent
             if grandparent.kind == PARALLEL and all(
                 is_in_final_state(run, c) for c in grandparent.state_children
             ):
-                run.internal_queue.append(_done_event(run, grandparent))
+                done = f"done.state.{grandparent.path}"
+                run.internal_queue.append(internal_event(run.external, done))
 
 
-def _done_event(run: Interpretation, state: Node) -> Event:
-    return replace(run.external, name=f"done.state.{state.path}", payload={}, idempotency_key=None)
+def internal_event(external: Event, name: str) -> Event:
+    """An event raised during the call (`done.state.<path>`): the external one's instance, actor
+    and time, no payload."""
+    return replace(external, name=name, payload={}, idempotency_key=None)
 
 
 def compute_exit_set(run: Interpretation, transitions: list[ChartTransition]) -> set[Node]:

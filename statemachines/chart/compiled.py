@@ -25,6 +25,7 @@ from statemachines.chart.algorithm import (
     select_transitions,
     select_transitions_from,
 )
+from statemachines.chart.plan import PLAN_CACHE_SIZE, Plan, Plans, run_calls
 from statemachines.chart.tree import ChartTransition, Node, Tree
 from statemachines.checks import outgoing
 from statemachines.definition import Definition
@@ -38,8 +39,6 @@ from statemachines.spec import EffectSpec
 
 #: Microsteps one call may take before `StepLimitExceeded` (an eventless or done-event loop).
 MAX_MICROSTEPS = 1000
-#: Remembered steps per compiled chart (see `CompiledChart.step`); the memory starts over when full.
-STEP_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,11 @@ class CompiledChart:
 
     is_chart = True  # the engine writes its steps with `statemachines.chart_apply`
 
-    def __init__(self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS) -> None:
+    def __init__(
+        self, definition: Definition, *, max_microsteps: int = MAX_MICROSTEPS, plans: int = PLAN_CACHE_SIZE
+    ) -> None:
+        """`plans`: how many step plans to remember (`statemachines.chart.plan`); 0 runs the
+        algorithm on every step (what `bench.chart_memory` compares with other interpreters)."""
         self.definition = definition
         spec = definition.spec
         self.name = spec.name
@@ -97,9 +100,10 @@ class CompiledChart:
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
         self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
-        #: (configuration, history items, event, source) -> the step it took when no guard, action
-        #: or entry/exit callable ran: then nothing else (context, payload) can change the outcome.
-        self._steps: dict[tuple[Any, ...], ChartStep] = {}
+        self._parse = self.model.model_validate_json if self.model is not None else json.loads
+        #: (configuration, history items, event, source[, enabled transitions when guards chose
+        #: them]) -> the plan of the step (`statemachines.chart.plan`).
+        self._plans = Plans(plans)
 
     # Running ------------------------------------------------------------------------------------
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
@@ -124,10 +128,12 @@ class CompiledChart:
         With `source`, only the transitions that state declares for the event are candidates: a
         timer fires the transition of the state that armed it, even when a descendant declares the
         same `after` label (whose own timer is a different row)."""
-        key = (tuple(configuration), tuple((k, tuple(v)) for k, v in history.items()), event.name, source)
-        known = self._steps.get(key)
-        if known is not None:  # the same pure step as before: only the context is this call's
-            return _with_context(known, ctx_json)
+        key: tuple[Any, ...] = (
+            tuple(configuration), tuple((k, tuple(v)) for k, v in history.items()), event.name, source
+        )
+        plan = self._plans.get(key)
+        if plan is not None:  # no guard in the way: the same step as before, on this context
+            return self._replay(plan, ContextCopy(ctx_json, self._parse), event)
         active = self.active_nodes(configuration)
         if history:
             named = {*history, *(p for paths in history.values() for p in paths)}
@@ -147,21 +153,34 @@ class CompiledChart:
             error = GuardRejected if handled else EventNotAllowed
             label = state_label(self.tree, active)
             raise error(event.instance_id, label, event.name, self.allowed_events(configuration))
+        if run.guards:  # the guards' verdict is part of what fixes the step
+            key = (*key, tuple(enabled))
+            plan = self._plans.get(key)
+            if plan is not None:
+                return self._replay(plan, run.ctx, event)
+        guards, ran = run.guards, len(run.log)
         microstep(run, enabled)
         macrostep(run)
         step = self._finish(run)
-        if not run.called:
-            if len(self._steps) >= STEP_CACHE_SIZE:
-                self._steps.clear()
-            self._steps[key] = step
+        if run.guards == guards:  # no later selection read the context: the step is a plan
+            self._plans.keep(key, Plan(step, tuple(run.log[ran:])))
         return step
+
+    def _replay(self, plan: Plan, ctx: ContextCopy, event: Event) -> ChartStep:
+        """A remembered step on this call's context: its callables run, nothing else is decided."""
+        if plan.calls:
+            run_calls(plan, ctx, event)
+        ctx_json, value = self._context_out(ctx, event.name)
+        s = plan.step
+        return ChartStep(
+            s.configuration, s.active, s.active_order, s.history, ctx_json, value, s.exited,
+            s.entered, s.moves, s.transitions, s.done, s.microsteps, s.state,
+        )  # fmt: skip
 
     def _interpretation(
         self, active: set[Node], history: Mapping[str, tuple[str, ...]], ctx_json: str, event: Event
     ) -> Interpretation:
-        model = self.model
-        parse = model.model_validate_json if model is not None else json.loads
-        ctx = ContextCopy(ctx_json, parse)
+        ctx = ContextCopy(ctx_json, self._parse)
         return Interpretation(self.tree, self.callables, active, history, ctx, event, self.max_microsteps)
 
     def _finish(self, run: Interpretation) -> ChartStep:
@@ -238,14 +257,6 @@ class CompiledChart:
         if ctx.parsed is None:  # no callable looked at the context: it is unchanged
             return ctx.json, None
         return contexts.context_out(self.name, self.model, ctx.parsed, event)
-
-
-def _with_context(step: ChartStep, ctx_json: str) -> ChartStep:
-    """`step` with another (untouched) context: `dataclasses.replace` costs twice as much."""
-    return ChartStep(
-        step.configuration, step.active, step.active_order, step.history, ctx_json, None, step.exited,
-        step.entered, step.moves, step.transitions, step.done, step.microsteps, step.state,
-    )  # fmt: skip
 
 
 def state_label(tree: Tree, active: set[Node] | frozenset[Node]) -> str:
