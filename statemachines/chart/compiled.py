@@ -27,7 +27,6 @@ from statemachines.chart.algorithm import (
 )
 from statemachines.chart.plan import PLAN_CACHE_SIZE, Plan, Plans, run_calls
 from statemachines.chart.tree import ChartTransition, Node, Tree
-from statemachines.checks import outgoing
 from statemachines.definition import Definition
 from statemachines.errors import (
     EventNotAllowed,
@@ -239,11 +238,6 @@ class CompiledChart:
                     found[s] = None
                     break
         return list(found)
-
-    def declared_events(self, path: str) -> list[str]:
-        """Every event a state declares, timers included (`after.<label>`)."""
-        node = self.tree.nodes[path]
-        return [event for event, _group in outgoing(node.spec)]
 
     # Context and payloads (the same rules as flat machines: `statemachines.contexts`) ----------
     def validate_payload(self, event: str, payload: Any) -> Any:
