@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, parallel, state, transition
+from statemachines.examples.driving import drive
 
 RETRY = Retry(max_attempts=3, initial="5s", backoff=2.0, max="1m")
 LOOKUPS = ("profile", "orders", "risk")
@@ -155,22 +156,6 @@ enrich_customer = machine(
 )
 
 
-def drive(engine: Engine, clock: ManualClock, ids: list[str], *, max_steps: int = 100) -> None:
-    """Run what is due, then jump the clock to the next pending retry of `ids`; stop when none is left."""
-    for _ in range(max_steps):
-        engine.run_due()
-        pending = [
-            e.next_at
-            for iid in ids
-            for e in engine.status(iid).effects
-            if e.status == "pending" and e.next_at is not None
-        ]
-        if not pending:
-            return
-        wait = min(pending) - clock.now()
-        if wait.total_seconds() > 0:
-            clock.advance(wait)
-
 
 def run(engine: Engine, clock: ManualClock, *, prefix: str = "enrich-") -> dict[str, Any]:
     """Two customers enriched: `full` with every service up; `partial` started while the risk
@@ -179,10 +164,10 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "enrich-") -> dict[
     directory.reset()
     full, partial = f"{prefix}full", f"{prefix}partial"
     engine.start(enrich_customer.name, {"customer_id": "c-1"}, instance_id=full)
-    drive(engine, clock, [full])
+    drive(engine, clock, [full], max_steps=100)
     directory.down.add("risk")
     engine.start(enrich_customer.name, {"customer_id": "c-1"}, instance_id=partial)
-    drive(engine, clock, [partial])
+    drive(engine, clock, [partial], max_steps=100)
     directory.down.clear()
     out: dict[str, Any] = {}
     for iid in (full, partial):

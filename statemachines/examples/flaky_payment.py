@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, state, transition
+from statemachines.examples.driving import drive
 
 RETRY = Retry(max_attempts=4, initial="2s", backoff=3.0, max="10s", jitter=0.25)
 
@@ -101,22 +102,6 @@ payment = machine(
 )
 
 
-def drive(engine: Engine, clock: ManualClock, ids: list[str], *, max_steps: int = 100) -> None:
-    """Run what is due, then jump the clock to the next retry of `ids`; stop when none is left."""
-    for _ in range(max_steps):
-        engine.run_due()
-        pending = [
-            e.next_at
-            for iid in ids
-            for e in engine.status(iid).effects
-            if e.status == "pending" and e.next_at is not None
-        ]
-        if not pending:
-            return
-        wait = min(pending) - clock.now()
-        if wait.total_seconds() > 0:
-            clock.advance(wait)
-
 
 def run(engine: Engine, clock: ManualClock, *, prefix: str = "pay-") -> dict[str, Any]:
     """Two payments: the provider fails `flaky` twice then succeeds; it never succeeds for `down`.
@@ -131,7 +116,7 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "pay-") -> dict[str
         engine.start(
             payment.name, {"order_id": iid, "amount": 25.0, "provider_failures": failures}, instance_id=iid
         )
-    drive(engine, clock, list(cases))
+    drive(engine, clock, list(cases), max_steps=100)
     out: dict[str, Any] = {}
     for iid in cases:
         snap = engine.get(iid)

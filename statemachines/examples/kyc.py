@@ -56,6 +56,7 @@ from statemachines import (
     state,
     transition,
 )
+from statemachines.examples.driving import drive
 
 #: Attempts at 0, 1m, 5m, 21m and 85m (plus up to 10% jitter per wait): a provider that is down
 #: for good is given up on after about an hour and a half, well inside the 3-day deadline.
@@ -245,22 +246,6 @@ kyc = machine(
     },
 )
 
-
-def drive(engine: Engine, clock: ManualClock, ids: list[str], *, max_steps: int = 200) -> None:
-    """Run what is due, then jump the clock to the next pending effect retry or timer of `ids`;
-    stop when nothing is pending."""
-    for _ in range(max_steps):
-        engine.run_due()
-        due = []
-        for iid in ids:
-            status = engine.status(iid)
-            due += [e.next_at for e in status.effects if e.status == "pending" and e.next_at is not None]
-            due += [t.fire_at for t in status.timers]
-        if not due:
-            return
-        wait = min(due) - clock.now()
-        if wait.total_seconds() > 0:
-            clock.advance(wait)
 
 
 def run(engine: Engine, clock: ManualClock, *, prefix: str = "kyc-") -> dict[str, Any]:
