@@ -38,11 +38,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def history_table(records: Iterable[Any]) -> str:
     rows = []
     for r in records:
-        move = f"{r.source or ''} -> {r.target}".strip() if r.outcome == "applied" else r.target
+        moved = r.outcome in ("applied", "migrated")
+        move = f"{r.source or ''} -> {r.target}".strip() if moved else r.target
         detail = "" if r.payload in ({}, None) else compact(r.payload)
+        if r.outcome == "migrated":  # the versions, the map in --json; the reason the operator gave
+            detail = f"version {r.payload.get('from_version')} -> {r.payload.get('to_version')}: {r.reason}"
         if r.reason:  # "GuardRejected: event ... allowed events: [...]": the kind fits, --json has it all
             kind, _, text = r.reason.partition(":")
-            detail = f"{kind if text else r.reason} {detail}".strip() if r.outcome == "rejected" else r.reason
+            if r.outcome == "rejected":
+                detail = f"{kind if text else r.reason} {detail}".strip()
+            elif r.outcome != "migrated":
+                detail = r.reason
         rows.append((r.seq, when(r.at), r.event, move, r.outcome, r.actor, detail))
     return table(("SEQ", "AT (UTC)", "EVENT", "STATE", "OUTCOME", "ACTOR", "PAYLOAD / REASON"), rows)
 
