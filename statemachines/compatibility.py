@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -64,9 +65,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check(rt: Runtime, definitions: Sequence[Definition], sample: int | None = 1000) -> CheckReport:
-    """Compare `definitions` (the code; the last of a name is its latest) with the database.
-    `sample`: how many stored contexts per version to validate (None: all)."""
+def check(engine: Any, definitions: Sequence[Definition], sample: int | None = 1000) -> CheckReport:
+    """Compare `definitions` (the code; the last of a name is its latest) with the database of
+    `engine` (an `Engine`, or its runtime). `sample`: stored contexts validated per version (None:
+    all). Registers nothing."""
+    rt: Runtime = getattr(engine, "runtime", engine)
     report = CheckReport()
     by_name: dict[str, list[Definition]] = {}
     for d in definitions:
