@@ -241,3 +241,25 @@ def test_register_compatible_leaves_instances_in_changed_or_vanished_states(engi
     assert {s.id: s.definition_version for s in engine.instances(machine="doc")} == {
         "stranded": "1", "drafting": "1"
     }  # fmt: skip
+
+
+def test_an_effect_finishing_after_its_instance_moved_to_a_version_unknown_here_keeps_its_result(
+    engine: Engine, db_url: str, clock: ManualClock
+) -> None:
+    from statemachines.effects import claim, run_claimed
+
+    in_review(engine)
+    (item,) = claim(engine.runtime, 10)  # this process (v1 only) claims the review's effect
+    other = Engine(db_url, clock=clock)
+    other.register(doc_v1())
+    other.register(doc_v1_1())  # `review` unchanged: the effect stays with the entry
+    try:
+        assert other.migrate(["f1"]).migrated[0].effects_cancelled == ()
+        run_claimed(engine.runtime, item)  # runs here; the result waits for a process with 1.1
+        assert NOTIFIED == ['["f1",2,"notify"]']
+        assert [e.status for e in engine.status("f1").effects] == ["pending"]
+        other.run_due()
+        assert engine.status("f1").effects == []  # delivered as done, not run again
+        assert NOTIFIED == ['["f1",2,"notify"]'] and len(engine.effect_attempts("f1")) == 1
+    finally:
+        other.close()

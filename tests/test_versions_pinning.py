@@ -219,3 +219,19 @@ def test_snapshots_carry_the_definition_version(v1_engine: Engine) -> None:
     v1_engine.register(doc_v2())
     assert v1_engine.get("f1").as_dict()["definition_version"] == "1"
     assert v1_engine.status("f1").snapshot.definition_version == "1"
+
+
+def test_a_definition_file_may_name_its_version() -> None:
+    from statemachines.definition import Definition
+
+    data = {"name": "m", "initial": "a", "version": "2024-06", "states": {"a": {}}}
+    assert Definition.from_dict(data).version == "2024-06"
+
+
+def test_a_run_is_drawn_on_the_instances_own_version(v1_engine: Engine) -> None:
+    from diagrams import run_to_mermaid
+
+    submitted_on_v1(v1_engine)
+    v1_engine.register(doc_v2())
+    drawing = run_to_mermaid(v1_engine, "f1")
+    assert 'state "review"' in drawing and "in_review" not in drawing
