@@ -330,10 +330,10 @@ class Engine:
         for what, value in (("machine", machine), ("state", state), ("status", status)):
             if value is not None:
                 check_name(value, what)
-        # `state` matches at any depth of a statechart; a machine registered here as flat keeps
-        # the plain indexed query.
+        # `state` matches at any depth of a statechart; a machine whose versions registered here
+        # are all flat keeps the plain indexed query.
         known = self._machines.get(machine) if machine is not None else None
-        charts = known is None or known.is_chart
+        charts = known is None or any(c.is_chart for (n, _), c in self._versions.items() if n == machine)
         with self._read() as cur:
             rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
         model_of = self.runtime.model_of
@@ -357,7 +357,7 @@ class Engine:
         """Move instances (`ids`, or every live one of `machine` [at `from_version`]) to
         `to_version` (default: the latest registered), each in its own transaction, audited
         (outcome `migrated`); see `statemachines.migration` and docs/versions.md."""
-        request = migration.Request(machine, from_version, to_version, dict(state_map or {}), context,
+        request = migration.Request(machine, from_version, to_version, state_map or {}, context,
                                     dry_run, actor, reason, batch)  # fmt: skip
         return migration.migrate(self.runtime, ids, request)
 

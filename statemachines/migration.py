@@ -40,7 +40,7 @@ from statemachines.rows import (
     STATUS,
     VERSION,
 )
-from statemachines.runtime import Runtime
+from statemachines.runtime import Runtime, is_storage_failure
 
 log = logging.getLogger("statemachines.versions")
 MIGRATED = "migrated"  # the history outcome of a migration
@@ -55,7 +55,7 @@ class Request:
     machine: str | None = None
     from_version: str | None = None
     to_version: str | None = None
-    state_map: dict[str, str] = field(default_factory=dict)
+    state_map: Mapping[str, str] = field(default_factory=dict)
     context: Callable[[Any], Any] | None = None
     dry_run: bool = False
     actor: str | None = None
@@ -142,7 +142,11 @@ def _check(rt: Runtime, ids: Iterable[str] | None, req: Request) -> tuple[str | 
     """Typed refusal of a request that cannot be carried out as a whole; the target compiled."""
     if ids is None and req.machine is None:
         raise errors.InvalidArgument("migrate() takes instance ids, or machine= (and from_version=)")
+    if ids is not None and not isinstance(ids, str | Iterable):
+        raise errors.InvalidArgument(f"ids must be an instance id or an iterable of them, got {ids!r}")
     id_list = None if ids is None else [check_id(i) for i in ([ids] if isinstance(ids, str) else ids)]
+    if not isinstance(req.state_map, Mapping):
+        raise errors.InvalidArgument(f"state_map must map old state names to new ones, got {req.state_map!r}")
     if req.machine is not None:
         check_name(req.machine, "machine name")
     for value, what in ((req.from_version, "from_version"), (req.to_version, "to_version")):
@@ -203,6 +207,11 @@ def _one(
             moved = _move(rt, store, cur, iid, row, req, machine)
     except Unmovable as exc:
         report.skipped.append(Skipped(iid, str(exc)))
+        return
+    except errors.StateMachineError as exc:  # this instance's (a timer past year 9999...): the others go on
+        if is_storage_failure(exc):
+            raise  # the database's: stop; running again resumes where this stopped
+        report.skipped.append(Skipped(iid, f"{type(exc).__name__}: {exc}"))
         return
     report.migrated.append(moved)
 
@@ -275,7 +284,8 @@ def _write(
     store.move_instance(cur, iid, to_version, where.state, context_json, where.status, row[VERSION] + 1,
                         entered, seq, chart, now)  # fmt: skip
     _chart_states(rt, cur, cm, row, where)
-    payload = json.dumps({"from_version": from_version, "to_version": to_version, "state_map": req.state_map})
+    moved = {"from_version": from_version, "to_version": to_version, "state_map": dict(req.state_map)}
+    payload = json.dumps(moved)
     reason = req.reason or f"migrated from version {from_version} to {to_version}"
     if cm.is_chart:
         rt.applier.charts.rows.insert_chart_history(

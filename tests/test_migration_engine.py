@@ -263,3 +263,20 @@ def test_an_effect_finishing_after_its_instance_moved_to_a_version_unknown_here_
         assert NOTIFIED == ['["f1",2,"notify"]'] and len(engine.effect_attempts("f1")) == 1
     finally:
         other.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"ids": 7}, "ids must be an instance id or an iterable"),
+        ({"machine": "doc", "state_map": [("review", "in_review")]}, "state_map must map"),
+        ({"machine": "doc", "batch": 0}, "batch must be an integer"),
+        ({"machine": "doc", "context": "add_owner"}, "context must be a function"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_moves(engine: Engine, kwargs: dict, needle: str) -> None:
+    in_review(engine)
+    engine.register(doc_v2())
+    with pytest.raises(InvalidArgument, match=needle):
+        engine.migrate(**kwargs)
+    assert engine.get("f1").definition_version == "1"
