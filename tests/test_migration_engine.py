@@ -280,3 +280,23 @@ def test_bad_arguments_are_refused_before_anything_moves(engine: Engine, kwargs:
     with pytest.raises(InvalidArgument, match=needle):
         engine.migrate(**kwargs)
     assert engine.get("f1").definition_version == "1"
+
+
+def test_a_timer_the_new_version_removed_is_dropped_and_never_fires_as_a_rejection(
+    engine: Engine, clock: ManualClock
+) -> None:
+    from statemachines.definition import Definition
+
+    in_review(engine)
+    v1 = doc_v1()
+    spec = v1.to_dict()
+    del spec["states"]["review"]["after"]  # v1.5: reviews no longer expire (an editor can expire them)
+    spec["states"]["review"]["on"]["EXPIRE"] = "expired"
+    spec["version"] = "1.5"
+    engine.register(Definition.from_dict(spec, {**v1.callables, "Doc": v1.context_model}))
+    report = engine.migrate(["f1"])
+    assert report.migrated[0].timers_dropped == ("review: after.3d",)
+    assert engine.status("f1").timers == []
+    clock.advance("4d")
+    engine.run_due()
+    assert [r.outcome for r in engine.history("f1")] == ["applied", "applied", "migrated"]
