@@ -7,6 +7,8 @@ not register are compared with the code's latest version of that machine:
 - error: a state they are in no longer exists (they need `migrate --map`);
 - error: an event they wait on (declared by their state in their version) is gone from the state;
 - error: their stored context does not validate against the new context model (a sample, or all);
+  this one is checked for the versions the code does register too: a context model can change
+  without the spec (which names it) changing;
 - warning: their state exists but changed (an explicit `migrate` moves them; `compatible` won't);
 - warning: they run on a version the code does not register at all (they raise
   `VersionNotRegistered` until migrated or registered again).
@@ -80,14 +82,23 @@ def check(engine: Any, definitions: Sequence[Definition], sample: int | None = 1
         with rt.read() as cur:
             stored = {v: MachineSpec.model_validate_json(s) for v, _, _, s in store.definitions(cur, name)}
             live = store.live_states(cur, name)
-        in_code = {d.version for d in defs}
+        in_code = {d.version: d for d in defs}
         per_version: dict[str, dict[str, int]] = {}
         for version, state, count in live:
-            if version not in in_code:
-                per_version.setdefault(version, {})[state] = count
+            per_version.setdefault(version, {})[state] = count
         for version, states in sorted(per_version.items()):
-            _compare(rt, store, report, defs[-1], version, stored.get(version), states, sample)
+            if version in in_code:  # same spec: only the context model may have changed under it
+                _contexts(rt, store, in_code[version], version, sample, _adder(report, name, version))
+            else:
+                _compare(rt, store, report, defs[-1], version, stored.get(version), states, sample)
     return report
+
+
+def _adder(report: CheckReport, machine: str, version: str) -> Report:
+    def add(level: str, message: str, count: int) -> None:
+        report.findings.append(Finding(level, machine, version, message, count))
+
+    return add
 
 
 def _compare(
@@ -100,12 +111,8 @@ def _compare(
     states: dict[str, int],
     sample: int | None,
 ) -> None:
-    name = new.name
     total = sum(n for s, n in states.items() if "." not in s)
-
-    def add(level: str, message: str, count: int) -> None:
-        report.findings.append(Finding(level, name, version, message, count))
-
+    add = _adder(report, new.name, version)
     add(
         WARNING,
         f"{total} live instance(s) run on this version, which the code does not register: they raise"
