@@ -160,5 +160,6 @@ def _contexts(
     if failures:
         iid, why = failures[0]
         add(ERROR, f"{len(failures)} of {len(rows)} stored context(s) checked do not validate against"
-            f" {model.__name__} of version {new.version!r} (first: instance {iid!r}, {why}); migrate"
-            " them with a context function", len(failures))  # fmt: skip
+            f" {model.__name__} of version {new.version!r} (first: instance {iid!r}, {why}); give the"
+            " new model a version of its own (machine(..., version=...)) and migrate them with a"
+            " context function", len(failures))  # fmt: skip
