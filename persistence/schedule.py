@@ -82,11 +82,13 @@ _SQL = {
     " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
     "effects_of": "SELECT e.name, e.state, e.status, e.attempt, e.next_at, e.last_error FROM sm_effects e"
     f" JOIN sm_instances i ON i.id = e.instance_id AND {_LIVE.format(t='e')}"
-    " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held', 'waiting') ORDER BY e.id",
+    " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held', 'waiting')"
+    " ORDER BY e.id",
     "drop_exited_timers": "DELETE FROM sm_timers WHERE instance_id = :id"
     f" AND {_NOT_LIVE.format(table='sm_timers')}",
     "cancel_exited_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL,"
-    " updated_at = :now WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held', 'waiting')"
+    " updated_at = :now WHERE instance_id = :id"
+    " AND status IN ('pending', 'running', 'failed', 'held', 'waiting')"
     f" AND {_NOT_LIVE.format(table='sm_effects')}",
     "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
     " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"

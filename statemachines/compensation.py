@@ -45,10 +45,17 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def compensation_key(state: str, entered_seq: int, effect_key: str) -> str:
-    """The idempotency key of one compensation: the state entry that armed it and the key of the
-    effect it undoes, as compact JSON. Stable over its attempts; a later arming (the state
-    entered again) gets a new one."""
-    return _compact(["compensate", state, entered_seq, effect_key])
+    """The idempotency key of one compensation: the state entry that armed it and the parts of
+    the key of the effect it undoes, as compact JSON, e.g.
+    `["compensate","undo",4,"t1",2,"book_hotel"]`. Stable over its attempts; a later arming (the
+    state entered again) gets a new one."""
+    try:
+        parts = json.loads(effect_key)
+    except ValueError:
+        parts = None
+    if not isinstance(parts, list):  # a key of the older "<id>:<seq>:<name>" format
+        parts = [effect_key]
+    return _compact(["compensate", state, entered_seq, *parts])
 
 
 def undo_spec(cm: Any, state: str, name: str) -> EffectSpec | None:
@@ -135,7 +142,8 @@ def exhausted(rt: Runtime, cur: Any, item: Any, payload: dict[str, Any], now: da
         f"compensation of effect {undone!r} failed {payload['attempts']} times: {payload['error']};"
         " the compensations after it wait: fix the cause and retry the instance"
     )
-    if row is not None and row[STATUS] in (ACTIVE, CANCELLED) and holds_entry(row, item.state, item.entered_seq):
+    live = row is not None and holds_entry(row, item.state, item.entered_seq)
+    if live and row[STATUS] in (ACTIVE, CANCELLED):  # type: ignore[index]
         rt.applier.fail(cur, row, event, reason, now, payload)
     elif row is not None:
         effect_audit.record(rt, cur, item.instance_id, event, payload, now, actor=ACTOR, reason=reason)

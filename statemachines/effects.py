@@ -235,7 +235,7 @@ def _finish(
     with rt.transaction() as cur:
         # The instance first, as everywhere: `send` locks it, then cancels its effects.
         row = rt.store.lock_instance(cur, item.instance_id, None)
-        if started is not None:
+        if started is not None and row is not None:  # (an instance pruned meanwhile keeps nothing)
             ok = error is None
             sched.record_attempt(
                 cur, item.effect_id, item.attempt, item.instance_id, started, duration_ms, ok, error

@@ -216,3 +216,18 @@ class ReentrantCall(StateMachineError):
     it (or wait for it forever), so it is refused before anything is written, and the outer
     event fails as a whole (`ActionFailed`, with this as its cause). Actions may only change
     the context: send events to other instances from an effect, or after `send` returns."""
+
+
+# Rewind ------------------------------------------------------------------------------------------
+class RewindLimit(StateMachineError):
+    """A rewind would restore a state declared `state(max_rewinds=N)` for the N+1th time on this
+    instance. Raised before anything is written."""
+
+    def __init__(self, instance_id: str, state: str, limit: int) -> None:
+        self.instance_id = instance_id
+        self.state = state
+        self.limit = limit
+        super().__init__(
+            f"instance {instance_id!r} was rewound to state {state!r} {limit} time(s) already,"
+            f" its max_rewinds; nothing was written"
+        )
