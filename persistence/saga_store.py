@@ -1,4 +1,5 @@
-"""Statements of rewind and compensation: succeeded effects, their compensation rows, rewinds.
+"""Statements of compensation and the effect audit: succeeded effects, compensation rows, and
+every effect of an instance with its attempts (`statemachines effects ID`).
 
 Like `Store`, this knows rows, ids and JSON text only; what a compensation or a rewind means is
 in `statemachines/compensation.py` and `statemachines/rewind.py`.
@@ -29,7 +30,12 @@ _SQL = {
     " AND state = :state AND entered_seq = :entered_seq AND compensates IS NOT NULL ORDER BY id",
     "promote": "UPDATE sm_effects SET status = 'pending', next_at = :now, updated_at = :now"
     " WHERE id = :effect_id AND status = 'waiting'",
-    "rewinds": "SELECT payload FROM sm_history WHERE instance_id = :id AND outcome = 'rewound'",
+    # Every effect and compensation row of an instance, with the original's name for the latter.
+    "effects": "SELECT e.id, e.name, e.state, e.entered_seq, e.key, e.status, e.attempt, e.last_error,"
+    " e.result, e.compensates, e.done_seq, e.updated_at FROM sm_effects e WHERE e.instance_id = :id"
+    " ORDER BY e.id",
+    "attempts": "SELECT effect_id, attempt, started_at, duration_ms, ok, error FROM sm_effect_attempts"
+    " WHERE instance_id = :id ORDER BY effect_id, attempt",
 }
 
 
@@ -82,10 +88,15 @@ class SagaStore:
         """Make a `waiting` compensation due now (the one before it succeeded)."""
         cur.execute(self.sql["promote"], {"effect_id": effect_id, "now": self.db.ts(now)})
 
-    def rewind_payloads(self, cur: Any, instance_id: str) -> list[str]:
-        """The payload JSON of every `rewound` record of an instance (few: rewinds are rare)."""
-        cur.execute(self.sql["rewinds"], {"id": instance_id})
-        return [r[0] for r in cur.fetchall()]
+    def effects(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        """Every effect row of an instance (compensations included), oldest first."""
+        cur.execute(self.sql["effects"], {"id": instance_id})
+        return cur.fetchall()
+
+    def attempts(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        """(effect id, attempt, started_at, duration_ms, ok, error) of every attempt."""
+        cur.execute(self.sql["attempts"], {"id": instance_id})
+        return cur.fetchall()
 
 
 _STORES: weakref.WeakKeyDictionary[Database, SagaStore] = weakref.WeakKeyDictionary()

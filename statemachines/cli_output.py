@@ -38,7 +38,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def history_table(records: Iterable[Any]) -> str:
     rows = []
     for r in records:
-        move = f"{r.source or ''} -> {r.target}".strip() if r.outcome == "applied" else r.target
+        moved = r.outcome in ("applied", "rewound")
+        move = f"{r.source or ''} -> {r.target}".strip() if moved else r.target
         detail = "" if r.payload in ({}, None) else compact(r.payload)
         if r.reason:  # "GuardRejected: event ... allowed events: [...]": the kind fits, --json has it all
             kind, _, text = r.reason.partition(":")

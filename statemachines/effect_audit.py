@@ -39,3 +39,4 @@ def record(
         cur, row, row[STATUS], event, outcome, now, reason=reason, payload=payload, actor=actor
     )
     return int(row[LAST_SEQ]) + 1
+

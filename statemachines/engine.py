@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from persistence import Conflict, Database, DatabaseError, migrate
 from persistence.database import Transaction
-from statemachines import callbacks, compensation, due, durable, errors, telemetry
+from statemachines import callbacks, compensation, due, durable, effect_report, errors, telemetry
 from statemachines import prune as pruning
 from statemachines import rewind as rewinding
 from statemachines.apply import to_json
@@ -396,6 +396,10 @@ class Engine:
     def status(self, instance_id: str) -> Status:
         """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""
         return durable.status(self.runtime, check_id(instance_id))
+
+    def effects(self, instance_id: str) -> list[effect_report.EffectReport]:
+        """Every effect (and compensation) of an instance with its attempts and final result."""
+        return effect_report.effects(self.runtime, check_id(instance_id))
 
     def effect_attempts(self, instance_id: str) -> list[EffectAttempt]:
         """Every effect attempt of an instance, with its duration and error."""

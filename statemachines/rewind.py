@@ -101,7 +101,9 @@ def _rewind_once(
             check_fingerprint(iid, key or "", row[FINGERPRINT], REWIND_EVENT, request)
             return replay_receipt(rt.db, row[RECEIPT], cm.model)
         if row[STATUS] in (COMPLETED, CANCELLED) and not reopen:
-            raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
+            closed = errors.InstanceClosed(iid, row[STATUS], row[STATE])
+            closed.args = (f"{closed}; rewinding it reopens it: pass reopen=True (CLI: --reopen)",)
+            raise closed
         records = rt.store.history(cur, iid)
         chosen = _resolve(cm, iid, records, to)
         configuration = _configuration(chosen)
