@@ -92,7 +92,7 @@ def test_a_rewind_racing_a_timer_firing_lets_exactly_one_take_effect(engines):
             assert fired == 0 and a.status(iid).timers == []
             assert events == ["start", "SUBMIT", "rewind"]
             outcomes.add("rewind")
-    assert outcomes  # (which side wins is not asserted)
+    print(f"\nwinners: {sorted(outcomes)}")  # which side wins is not asserted
 
 
 def test_a_rewind_racing_a_send_lets_exactly_one_take_effect(engines):
