@@ -373,3 +373,49 @@ def test_compensation_in_a_statechart_region(engine, clock):
     run_until_idle(engine)
     assert ledger.names() == ["book_a", "book_c", "undo_a"]
     assert engine.get("c1").state == "undone"
+
+
+def two_bookings(ledger: Ledger) -> Any:
+    f = ledger.fn
+    return machine(
+        "two",
+        initial="a",
+        states={
+            "a": state(effect=Effect(f("book_a"), compensate=f("undo_a")), on={"done.book_a": "b"}),
+            "b": state(effect=Effect(f("book_b"), compensate=f("undo_b")), on={"done.book_b": "held"}),
+            "held": state(on={"UNDO": "undoing"}),
+            "undoing": state(compensate=True, on={"done.compensation": "undone"}),
+            "undone": state(final=True),
+        },
+    )
+
+
+def test_an_older_database_gains_the_compensation_columns_and_its_effects_still_compensate(db_url, clock):
+    from persistence import migrations
+    from statemachines import Engine
+
+    ledger = Ledger()
+    engine = Engine(db_url, clock=clock)
+    engine.register(two_bookings(ledger))
+    engine.start("two", instance_id="old")
+    engine.run_due()  # book_a, book_b succeed
+    previous = len(migrations.MIGRATIONS) - 1
+    with engine.db.transaction() as cur:  # the schema as the step before this feature left it
+        cur.execute("DROP INDEX ix_sm_token_uses_instance_id")
+        for column in ("compensates", "done_seq"):
+            cur.execute(f"ALTER TABLE sm_effects DROP COLUMN {column}")
+        cur.execute(f"UPDATE sm_schema SET version = {previous}")
+    engine.close()
+    upgraded = Engine(db_url, clock=clock)
+    try:
+        upgraded.register(two_bookings(ledger))
+        with upgraded.db.read() as cur:
+            cur.execute("SELECT version FROM sm_schema")
+            assert cur.fetchone()[0] == len(migrations.MIGRATIONS)
+        upgraded.send("old", "UNDO")
+        run_until_idle(upgraded)
+        # rows from before the order of success was kept: newest first by id
+        assert ledger.names()[-2:] == ["undo_b", "undo_a"]
+        assert upgraded.get("old").state == "undone"
+    finally:
+        upgraded.close()
