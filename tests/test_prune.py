@@ -22,7 +22,6 @@ from statemachines import (
 )
 from statemachines.cli import main
 
-
 END = state(final=True)
 
 
