@@ -320,6 +320,8 @@ class Engine:
         if event is not None:
             check_name(event, "event")
             check_not_reserved(event)
+        elif payload is not None:
+            raise errors.InvalidArgument("rewind payload= is the payload of event=: give the event too")
         if idempotency_key is not None:
             check_name(idempotency_key, "idempotency_key")
         return rewinding.rewind(

@@ -91,7 +91,10 @@ def _rewind_once(
     reopen: bool,
     key: str | None,
 ) -> Snapshot:
-    request = json.dumps({"to": to, "event": event, "payload": payload, "reopen": reopen}, sort_keys=True)
+    try:  # what an idempotency key is bound to (the payload is validated again when applied)
+        request = json.dumps({"to": to, "event": event, "payload": payload, "reopen": reopen}, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise errors.PayloadInvalid(event or REWIND_EVENT, f"not JSON-serialisable: {exc}") from None
     with rt.transaction() as cur:
         row = rt.store.lock_instance(cur, iid, key)
         if row is None:

@@ -292,3 +292,16 @@ def test_rewind_to_the_latest_entry_of_a_state_entered_twice(engine):
     engine.send("r1", "SUBMIT")  # the second entry of `reviewing`, with the notes
     snap = engine.rewind("r1", "reviewing")
     assert snap.context == {"notes": ["a"], "drafts": 1, "reviews": 1}
+
+
+def test_a_payload_without_a_feedback_event_is_refused(engine):
+    submitted(engine)
+    with pytest.raises(InvalidArgument, match="give the event too"):
+        engine.rewind("r1", "drafting", payload={"notes": "x"})
+
+
+def test_a_payload_that_is_not_json_is_refused_before_anything_is_written(engine):
+    submitted(engine)
+    with pytest.raises(PayloadInvalid):
+        engine.rewind("r1", "drafting", event="REVISE", payload={"notes": object()})
+    assert engine.get("r1").version == 2
