@@ -97,5 +97,5 @@ def prune(rt: Runtime, before: Any, status: Sequence[str], batch: int, dry_run: 
         report.batches += 1
         for label, n in removed.items():
             report.counts[label] += n
-        if len(found) < batch:
-            return report
+        # Go on until a batch finds nothing: on PostgreSQL a short batch may only mean that rows
+        # held by a sender were skipped, and they may be free now.
