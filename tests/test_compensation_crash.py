@@ -40,6 +40,7 @@ def _apply(ctx: dict, name: str, call: Any) -> str:
         done.write_text(f"{call.instance_id} {name} {call.key}")
         with (root / "order.log").open("a") as order:
             order.write(f"{call.instance_id} {name}\n")
+    time.sleep(float(os.environ.get("CRASH_SLOW", "0")))  # took effect, not yet recorded
     if name == ctx.get("hang") and call.attempt == 1:
         (root / "marker").write_text(f"{os.getpid()}")
         time.sleep(CHILD_DEADLINE)
@@ -153,4 +154,73 @@ def test_a_worker_killed_mid_compensation_is_taken_over_and_each_compensation_ta
     killed = [c for c in calls if c[0] == "s0" and c[1] == "undo_b"]
     assert [int(c[2]) for c in killed] == [1, 2]  # run again after the kill, same key
     assert int(killed[0][3]) == first.pid != int(killed[1][3])
+    engine.close()
+
+
+def _slow_worker(url: str, ids: list[str]) -> None:
+    """Child: like `_worker`, with every call slowed down (`SLOW` in the environment) so that kills
+    land inside effects and compensations as well as between them."""
+    os.environ["CRASH_SLOW"] = "0.3"
+    _worker(url, ids)
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_workers_killed_at_random_moments_still_compensate_each_effect_exactly_once(
+    url: str, tmp_path: Path
+) -> None:
+    import random
+
+    root = tmp_path / "provider"
+    (root / "applied").mkdir(parents=True)
+    engine = Engine(url)
+    engine.register(saga())
+    ids = [f"r{i}" for i in range(8)]
+    for iid in ids:
+        engine.start("crash-saga", {"root": str(root), "hang": None}, instance_id=iid)
+    rng = random.Random(12)
+    procs = [SPAWN.Process(target=_slow_worker, args=(url, ids)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    kills = 0
+    try:
+        end = time.monotonic() + CHILD_DEADLINE
+        log = root / "calls.log"
+        seen = 0
+        while kills < 6 and time.monotonic() < end:
+            while time.monotonic() < end and _lines(log) <= seen:  # kill workers that are working
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
+            seen = _lines(log)
+            victim = rng.choice([p for p in procs if p.is_alive()] or procs)
+            if victim.is_alive():
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join(timeout=10)
+                kills += 1
+            procs = [p for p in procs if p.is_alive()]
+            procs.append(SPAWN.Process(target=_slow_worker, args=(url, ids)))
+            procs[-1].start()
+        last = SPAWN.Process(target=_worker, args=(url, ids))
+        last.start()
+        last.join(timeout=CHILD_DEADLINE + 10)
+        assert last.exitcode == 0
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
+    calls = [line.split() for line in (root / "calls.log").read_text().splitlines()]
+    order = [line.split() for line in (root / "order.log").read_text().splitlines()]
+    for iid in ids:
+        assert engine.get(iid).state == "undone", iid
+        assert [name for i, name in order if i == iid] == ["book_a", "book_b", "undo_b", "undo_a"], iid
+        for name in ("undo_a", "undo_b"):
+            assert len({c[4] for c in calls if c[0] == iid and c[1] == name}) == 1
+    again = sum(1 for c in calls if int(c[2]) > 1)
+    undo_again = sum(1 for c in calls if int(c[2]) > 1 and c[1].startswith("undo"))
+    print(f"\n{kills} workers killed; {len(calls)} calls for {len(order)} effects that took effect;"
+          f" {again} calls ran again after a kill ({undo_again} compensations)")  # fmt: skip
     engine.close()
