@@ -419,3 +419,10 @@ def test_an_older_database_gains_the_compensation_columns_and_its_effects_still_
         assert upgraded.get("old").state == "undone"
     finally:
         upgraded.close()
+
+
+def test_lint_knows_a_compensating_state_receives_done_compensation(capsys):
+    from statemachines.cli import main
+
+    assert main(["lint", "--app", "statemachines.examples.trip_booking:trip"]) == 0
+    assert "no problems found" in capsys.readouterr().out
