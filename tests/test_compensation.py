@@ -426,3 +426,13 @@ def test_lint_knows_a_compensating_state_receives_done_compensation(capsys):
 
     assert main(["lint", "--app", "statemachines.examples.trip_booking:trip"]) == 0
     assert "no problems found" in capsys.readouterr().out
+
+
+def test_a_saga_round_trips_through_yaml_with_its_compensations(tmp_path):
+    from statemachines import dump_definition, loads_definition
+
+    dump_definition(trip_booking.trip, tmp_path / "trip.yaml")
+    text = (tmp_path / "trip.yaml").read_text()
+    assert "compensate: cancel_flight" in text and "compensate: true" in text
+    loaded = loads_definition(text, trip_booking.registry)
+    assert loaded.version == trip_booking.trip.version
