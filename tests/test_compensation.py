@@ -241,3 +241,28 @@ def test_compensation_in_a_statechart_region(engine, clock):
     run_until_idle(engine)
     assert ledger.names() == ["book_a", "book_c", "undo_a"]
     assert engine.get("c1").state == "undone"
+
+
+def test_a_statechart_with_nothing_to_compensate_gets_done_compensation(engine):
+    def down(ctx, call):
+        raise RuntimeError("down")
+
+    engine.register(
+        machine(
+            "chart-empty",
+            initial="work",
+            states={
+                "work": state(
+                    initial="x",
+                    states={
+                        "x": state(effect=Effect(down, retry=NO_RETRY), on={"error.down": transition("undo")})
+                    },
+                ),
+                "undo": state(compensate=True, on={"done.compensation": "undone"}),
+                "undone": state(final=True),
+            },
+        )
+    )
+    engine.start("chart-empty", instance_id="e1")
+    run_until_idle(engine)
+    assert engine.get("e1").state == "undone"

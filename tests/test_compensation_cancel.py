@@ -39,9 +39,7 @@ def test_cancel_with_compensate_closes_the_instance_and_undoes_its_effects(engin
     assert engine.get("o1").status == "cancelled"
 
 
-def test_cancel_with_compensate_whose_compensation_fails_fails_then_retry_completes_the_cancel(
-    engine, clock
-):
+def test_cancel_with_compensate_whose_compensation_fails_fails_then_retry_completes_the_cancel(engine, clock):
     ledger = Ledger()
     ledger.fail["undo_a"] = None
     f = ledger.fn
@@ -50,8 +48,10 @@ def test_cancel_with_compensate_whose_compensation_fails_fails_then_retry_comple
             "order",
             initial="a",
             states={
-                "a": state(effect=Effect(f("book_a"), compensate=f("undo_a"), retry=NO_RETRY),
-                           on={"done.book_a": "b"}),
+                "a": state(
+                    effect=Effect(f("book_a"), compensate=f("undo_a"), retry=NO_RETRY),
+                    on={"done.book_a": "b"},
+                ),
                 "b": state(on={"PAY": "done"}),
                 "done": state(final=True),
             },
@@ -68,3 +68,38 @@ def test_cancel_with_compensate_whose_compensation_fails_fails_then_retry_comple
     snap = engine.get("o1")
     assert (snap.status, snap.state) == ("cancelled", "b")
     assert engine.history("o1")[-1].event == "done.compensation"
+
+
+def test_cancel_with_compensate_of_a_statechart_in_parallel_regions(engine, clock):
+    from statemachines import parallel
+
+    ledger = Ledger()
+    f = ledger.fn
+    engine.register(
+        machine(
+            "regions",
+            initial="both",
+            states={
+                "both": parallel(
+                    {
+                        "left": state(
+                            initial="a",
+                            states={"a": state(effect=Effect(f("book_a"), compensate=f("undo_a")))},
+                        ),
+                        "right": state(
+                            initial="b",
+                            states={"b": state(effect=Effect(f("book_b"), compensate=f("undo_b")))},
+                        ),
+                    }
+                )
+            },
+        )
+    )
+    engine.start("regions", instance_id="p1")
+    run_until_idle(engine)
+    assert engine.cancel("p1", compensate=True).status == "cancelled"
+    run_until_idle(engine)
+    booked = [n for n in ledger.names() if n.startswith("book")]
+    assert ledger.names()[2:] == [f"undo_{n[-1]}" for n in reversed(booked)]
+    assert [(r.event, r.outcome) for r in engine.history("p1")][-1] == ("done.compensation", "recorded")
+    assert engine.get("p1").status == "cancelled"
