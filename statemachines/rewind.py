@@ -103,6 +103,12 @@ def _rewind_once(
         if row[RECEIPT] is not None:
             check_fingerprint(iid, key or "", row[FINGERPRINT], REWIND_EVENT, request)
             return replay_receipt(rt.db, row[RECEIPT], cm.model)
+        if (row[CHART] is not None) != cm.is_chart:
+            kind = "a statechart" if row[CHART] is not None else "a flat machine"
+            raise errors.ConfigurationError(
+                f"instance {iid!r} was started as {kind}, but machine {cm.name!r} is registered"
+                " otherwise now: register the definition it runs on to rewind it"
+            )
         if row[STATUS] in (COMPLETED, CANCELLED) and not reopen:
             closed = errors.InstanceClosed(iid, row[STATUS], row[STATE])
             closed.args = (f"{closed}; rewinding it reopens it: pass reopen=True (CLI: --reopen)",)
