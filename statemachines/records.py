@@ -21,6 +21,13 @@ class Event:
     actor: str | None = None
     idempotency_key: str | None = None
     at: datetime | None = None
+    #: SCXML's event fields (docs/scxml.md): `external` for events sent to the instance (by a
+    #: caller, a timer or a `<send>`), `internal` for `<raise>`/`#_internal` sends, `platform`
+    #: for events the engine raises (`done.state.*`, `error.execution`); a `<send>`'s id and the
+    #: address of the instance that sent it.
+    type: str = "external"
+    sendid: str | None = None
+    origin: str | None = None
 
 
 class Snapshot:

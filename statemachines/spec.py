@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from statemachines import content_spec
 from statemachines.names import MAX_NAME_LENGTH
 
 
@@ -52,10 +53,26 @@ class TransitionSpec(BaseModel):
     #: SCXML's transition type: "internal" does not exit a compound source when the target is its
     #: descendant (statecharts only; see docs/statecharts.md). Not `internal`, which means targetless.
     type: Literal["external", "internal"] = "external"
+    #: Executable content (statecharts): a condition in the expression language, which must hold
+    #: as well as `guard`, and a block run after `actions` (`statemachines.content_spec`).
+    cond: str | None = None
+    content: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
-        return _omit_defaults(handler(self), {"type": "external"})
+        return _omit_defaults(handler(self), {"type": "external", "cond": None, "content": []})
+
+    @field_validator("cond", mode="before")
+    @classmethod
+    def _cond_syntax(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            content_spec.expression_problem(value, "cond")
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any) -> Any:
+        return content_spec.normalise_block(value, "content")
 
     @model_validator(mode="before")
     @classmethod
@@ -113,7 +130,14 @@ _CHART_STATE_DEFAULTS: dict[str, Any] = {
     "type": None,
     "history": None,
     "always": [],
+    "enter_content": [],
+    "exit_content": [],
+    "data": {},
+    "donedata": None,
 }
+
+#: Machine-level fields added with executable content, omitted at their defaults (same reason).
+_CONTENT_MACHINE_DEFAULTS: dict[str, Any] = {"data": {}, "binding": None}
 
 
 def _omit_defaults(data: Any, defaults: dict[str, Any]) -> Any:
@@ -141,10 +165,32 @@ class StateSpec(BaseModel):
     type: Literal["parallel"] | None = None
     history: HistorySpec | None = None
     always: list[TransitionSpec] = Field(default_factory=list)
+    # Executable content (docs/scxml.md): blocks run on entry and exit, after `on_enter`/`on_exit`;
+    # data declared by this state (late binding: bound when it is first entered); the data of
+    # the done event a final state raises.
+    enter_content: list[dict[str, Any]] = Field(default_factory=list)
+    exit_content: list[dict[str, Any]] = Field(default_factory=list)
+    data: dict[str, str | None] = Field(default_factory=dict)
+    donedata: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
         return _omit_defaults(handler(self), _CHART_STATE_DEFAULTS)
+
+    @field_validator("enter_content", "exit_content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any, info: Any) -> Any:
+        return content_spec.normalise_block(value, info.field_name)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _datamodel(cls, value: Any) -> Any:
+        return content_spec.normalise_data(value)
+
+    @field_validator("donedata", mode="before")
+    @classmethod
+    def _donedata(cls, value: Any) -> Any:
+        return content_spec.normalise_donedata(value)
 
     @property
     def is_chart(self) -> bool:
@@ -156,7 +202,24 @@ class StateSpec(BaseModel):
             or self.history is not None
             or self.always
             or any(t.type == "internal" for group in (*self.on.values(), *self.after.values()) for t in group)
+            or self.uses_content
         )
+
+    @property
+    def uses_content(self) -> bool:
+        """Executable content, conditions, data or event descriptors (`*`, several per key)."""
+        return bool(
+            self.enter_content
+            or self.exit_content
+            or self.data
+            or self.donedata is not None
+            or any(t.cond is not None or t.content for t in self.transitions())
+            or any(" " in event or "*" in event for event in self.on)
+        )
+
+    def transitions(self) -> list[TransitionSpec]:
+        """Every transition the state declares (`on`, `after`, `always`), in that order."""
+        return [t for group in (*self.on.values(), *self.after.values(), self.always) for t in group]
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +265,19 @@ class MachineSpec(BaseModel):
     context: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
+    #: The machine's datamodel (SCXML `<datamodel>` of `<scxml>`): data id -> expression, bound
+    #: when an instance starts; `binding: late` binds the data of a state when it is entered first.
+    data: dict[str, str | None] = Field(default_factory=dict)
+    binding: Literal["early", "late"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_content_defaults(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), _CONTENT_MACHINE_DEFAULTS)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _datamodel(cls, value: Any) -> Any:
+        return content_spec.normalise_data(value)
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_defaults=True, indent=2)
@@ -223,7 +299,7 @@ class MachineSpec(BaseModel):
     @property
     def is_chart(self) -> bool:
         """Nested, parallel, history or eventless states anywhere: checked and run as a statechart."""
-        return any(st.is_chart for _path, st in self.walk())
+        return bool(self.data or self.binding) or any(st.is_chart for _path, st in self.walk())
 
     def callable_names(self) -> set[str]:
         names: set[str] = set()

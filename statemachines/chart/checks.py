@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from statemachines.chart.events import descriptors, platform_descriptor
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
 from statemachines.checks import duration_problems, event_problem, outgoing, shadow_problem
 from statemachines.names import did_you_mean, name_problem
@@ -74,7 +75,7 @@ def _node_problems(node: Node) -> list[str]:
     for event, group in [*outgoing(st), ("(eventless)", st.always)]:
         problems.extend(_group_problems(where, event, group))
     for ts in st.always:
-        if ts.target is None and ts.guard is None:
+        if ts.target is None and ts.guard is None and ts.cond is None:
             problems.append(f"{where}: an unguarded targetless eventless transition would loop forever")
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
@@ -90,7 +91,12 @@ def _event_problems(where: str, node: Node) -> list[str]:
     below = [node, *sorted(node.descendants, key=lambda n: n.order)]
     effects = [e.name for n in below for e in n.spec.effects]
     done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
-    problems = [event_problem(where, event, effects, done_states, nested=True) for event in node.spec.on]
+    problems = [
+        event_problem(where, descriptor, effects, done_states, nested=True)
+        for key in node.spec.on
+        for descriptor in (descriptors(key) or (key,))
+        if not platform_descriptor(descriptor)
+    ]
     problems += [name_problem(f"{where}: an effect", eff.name) for eff in node.spec.effects]
     return [p for p in problems if p]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statemachines import contexts
+from statemachines.chart import content
 from statemachines.chart.algorithm import (
     ContextCopy,
     Interpretation,
@@ -67,6 +68,9 @@ class ChartStep:
     done: bool  # a top-level final state was entered
     microsteps: int
     state: str  # the one-string summary of the configuration (see `state_label`)
+    #: External sends and cancels executable content made, in order, for the engine to store:
+    #: ("send", sendid, event, data JSON, delay seconds) or ("cancel", sendid, None, None, 0.0).
+    sends: tuple[tuple[str, str, str | None, str | None, float], ...] = ()
 
 
 class CompiledChart:
@@ -108,6 +112,11 @@ class CompiledChart:
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
         """Enter the initial configuration, then whatever done events and eventless transitions follow."""
         run = self._interpretation(set(), {}, ctx_json, event)
+        if self.tree.has_content:  # the datamodel (SCXML 5.3): early binding binds every state's
+            content.bind_data(run, self.tree.data)
+            if not self.tree.late:
+                for node in self.tree.order:
+                    content.bind_data(run, node.spec.data)
         microstep(run, [self._initial])
         run.taken.clear()  # the entry into the machine is not a declared transition
         macrostep(run)
@@ -161,7 +170,7 @@ class CompiledChart:
         microstep(run, enabled)
         macrostep(run)
         step = self._finish(run)
-        if run.guards == guards:  # no later selection read the context: the step is a plan
+        if run.guards == guards and not run.dynamic:  # nothing later read the context: a plan
             self._plans.keep(key, Plan(step, tuple(run.log[ran:])))
         return step
 
@@ -204,6 +213,7 @@ class CompiledChart:
             done=not run.running,
             microsteps=run.microsteps,
             state=_label(atomic),
+            sends=tuple(run.sends),
         )
 
     # Queries --------------------------------------------------------------------------------------
@@ -232,9 +242,10 @@ class CompiledChart:
 
     def _handlers(self, active: set[Node], event: str) -> list[Node]:
         found: dict[Node, None] = {}
+        keys = self.tree.events.keys(event)
         for state in sorted((s for s in active if s.is_atomic), key=lambda s: s.order):
             for s in (state, *state.ancestors):
-                if event in s.by_event:
+                if self.tree.candidates(s, keys):
                     found[s] = None
                     break
         return list(found)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from statemachines.chart.events import Lookup, descriptors, merged
 from statemachines.checks import outgoing
 from statemachines.spec import MachineSpec, StateSpec
 
@@ -45,6 +46,9 @@ class Node:
     descendants: frozenset[Node] = frozenset()
     is_atomic: bool = False  # no child states (SCXML's isAtomicState): atomic and final states
     lineage: tuple[Node, ...] = ()  # itself, then its proper ancestors: where an event is offered
+    #: Executable content (`statemachines.chart.content`) run on entry and exit; empty for most.
+    enter_content: list[dict] = field(default_factory=list)
+    exit_content: list[dict] = field(default_factory=list)
 
     @property
     def state_children(self) -> list[Node]:
@@ -77,6 +81,10 @@ class ChartTransition:
     internal: bool  # SCXML type="internal"
     #: The transition domain when it does not depend on history memory (set on first use).
     domain: Node | None = None
+    #: Document order among all transitions of the tree (descriptor matches are merged by it).
+    index: int = 0
+    cond: str | None = None  # an expression that must hold as well as `guard`
+    content: tuple[dict, ...] = ()  # executable content run after `actions`
 
     def __repr__(self) -> str:
         target = self.target.path if self.target is not None else None
@@ -98,10 +106,16 @@ class Tree:
 
     def __init__(self, spec: MachineSpec) -> None:
         top = StateSpec(initial=spec.initial, states=spec.states)
+        self.name = spec.name
+        #: The machine's datamodel, bound when an instance starts (`statemachines.chart.content`);
+        #: `late`: a state's own data is bound when it is first entered, not at the start.
+        self.data = spec.data
+        self.late = spec.binding == "late"
         self.root = Node("", "", None, COMPOUND, top, 0)
         self.nodes: dict[str, Node] = {}
         self.order: list[Node] = []  # document order, the root excluded
         self.problems: list[str] = []
+        self._transitions = 0
         self._add_children(self.root)
         self._by_name: dict[str, list[Node]] = {}
         for node in self.order:
@@ -113,6 +127,11 @@ class Tree:
             node.lineage = (node, *node.ancestors)
             node.descendants = frozenset(c for child in node.children for c in (child, *child.descendants))
         self.root.descendants = frozenset(self.order)
+        #: Which declared event descriptors an event name matches (docs/scxml.md).
+        self.events = Lookup(k for node in [self.root, *self.order] for k in node.by_event if k is not None)
+        #: Whether any state or transition declares executable content, conditions or data: if
+        #: not, the algorithm never looks for them.
+        self.has_content = any(n.spec.uses_content for n in self.order) or bool(spec.data)
         #: Whether any state declares eventless transitions (if not, none need be looked for).
         self.has_eventless = any(None in node.by_event for node in self.order)
 
@@ -154,9 +173,16 @@ class Tree:
                         self.problems.append(f"{where}: {label} targets {resolved}")
                         continue
                     target = resolved
-                t = ChartTransition(node, event, target, ts.guard, tuple(ts.actions), ts.type == "internal")
+                t = ChartTransition(
+                    node, event, target, ts.guard, tuple(ts.actions), ts.type == "internal",
+                    index=self._transitions, cond=ts.cond, content=tuple(ts.content),
+                )  # fmt: skip
+                self._transitions += 1
                 node.transitions.append(t)
-                node.by_event.setdefault(event, []).append(t)
+                for key in descriptors(event) if event is not None else (None,):
+                    node.by_event.setdefault(key, []).append(t)
+        node.enter_content = st.enter_content
+        node.exit_content = st.exit_content
 
     def resolve(self, source: Node, text: str) -> Node | str:
         """The node `text` names from `source`; or the problem, as text, when there is none."""
@@ -178,6 +204,18 @@ class Tree:
         close = difflib.get_close_matches(text, [*self.nodes, *self._by_name], n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
         return f"unknown state {text!r}{hint}"
+
+    def candidates(self, node: Node, keys: tuple[str, ...]) -> list[ChartTransition]:
+        """The transitions `node` declares under the descriptors `keys` (`events.keys(name)`),
+        in document order."""
+        if len(keys) == 1:
+            return node.by_event.get(keys[0], [])
+        if not keys:
+            return []
+        groups = [node.by_event[k] for k in keys if k in node.by_event]
+        if len(groups) < 2:
+            return groups[0] if groups else []
+        return merged(groups)  # type: ignore[return-value]
 
     def node(self, path: str) -> Node | None:
         return self.nodes.get(path)
