@@ -101,6 +101,9 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
         _add_column("sm_timers", "trace", "TEXT"),
         _add_column("sm_effects", "trace", "TEXT"),
     ),
+    # SCXML executable content: the queue of events an instance sends itself with <send>
+    # (delivered in later transactions, after their delay).
+    _create_missing("SendRow"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -47,7 +47,9 @@ class RetrySpec(BaseModel):
 class TransitionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: str | None
+    #: Statecharts may name several targets (SCXML's `target="a b"`: states in different regions
+    #: of a parallel state); a list of one is stored as its one name.
+    target: str | list[str] | None
     guard: str | None = None
     actions: list[str] = Field(default_factory=list)
     #: SCXML's transition type: "internal" does not exit a compound source when the target is its
@@ -61,6 +63,22 @@ class TransitionSpec(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
         return _omit_defaults(handler(self), {"type": "external", "cond": None, "content": []})
+
+    @field_validator("target", mode="after")
+    @classmethod
+    def _one_target(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of targets; write null for a targetless transition")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @property
+    def targets(self) -> list[str]:
+        """Every target name (none for a targetless transition)."""
+        if self.target is None:
+            return []
+        return [self.target] if isinstance(self.target, str) else list(self.target)
 
     @field_validator("cond", mode="before")
     @classmethod
@@ -213,7 +231,7 @@ class StateSpec(BaseModel):
             or self.exit_content
             or self.data
             or self.donedata is not None
-            or any(t.cond is not None or t.content for t in self.transitions())
+            or any(t.cond is not None or t.content or isinstance(t.target, list) for t in self.transitions())
             or any(" " in event or "*" in event for event in self.on)
         )
 

@@ -288,7 +288,8 @@ def compute_entry_set(
     for t in transitions:
         if t.target is None:
             continue
-        add_descendant_states_to_enter(run, t.target, states_to_enter)
+        for target in t.targets:
+            add_descendant_states_to_enter(run, target, states_to_enter)
         ancestor = get_transition_domain(run, t)
         for s in get_effective_target_states(run, t):
             add_ancestor_states_to_enter(run, s, ancestor, states_to_enter)
@@ -359,7 +360,7 @@ def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | Non
         return t.domain
     if t.target is None:
         return None
-    tstates = [t.target]
+    tstates = list(t.targets)
     if t.internal and t.source.kind == COMPOUND and all(s in t.source.descendants for s in tstates):
         domain = t.source
     else:
@@ -369,11 +370,12 @@ def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | Non
 
 
 def get_effective_target_states(run: Interpretation, t: ChartTransition) -> list[Node]:
-    if t.target is None:
-        return []
-    if t.target.kind == HISTORY:
-        return _remembered(run, t.target)
-    return [t.target]
+    out: list[Node] = []
+    for target in t.targets:
+        for s in _remembered(run, target) if target.kind == HISTORY else [target]:
+            if s not in out:
+                out.append(s)
+    return out
 
 
 def find_lca(states: list[Node], root: Node) -> Node:

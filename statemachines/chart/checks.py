@@ -158,7 +158,8 @@ def _unreachable(tree: Tree) -> list[str]:
             for child in node.state_children:
                 reach(child)
         for t in node.transitions:
-            reach(t.target)
+            for target in t.targets:
+                reach(target)
     return [
         f"state {node.path!r} is unreachable from the initial state"
         for node in tree.order

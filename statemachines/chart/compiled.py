@@ -102,7 +102,9 @@ class CompiledChart:
             n.path for n in nodes if n.kind == "final" and n.parent is self.tree.root
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
-        self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
+        root = self.tree.root
+        first = (root.initial,) if root.initial is not None else ()
+        self._initial = ChartTransition(root, None, root.initial, None, (), True, targets=first)
         self._parse = self.model.model_validate_json if self.model is not None else json.loads
         #: (configuration, history items, event, source[, enabled transitions when guards chose
         #: them]) -> the plan of the step (`statemachines.chart.plan`).

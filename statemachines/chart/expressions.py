@@ -61,7 +61,7 @@ def _safe_functions() -> dict[str, Callable[..., Any]]:
     return {
         "len": len, "str": str, "int": int, "float": float, "bool": bool, "abs": abs, "min": min,
         "max": max, "round": round, "sorted": sorted, "list": list, "dict": dict, "tuple": tuple,
-        "set": set, "isinstance": isinstance, "repr": repr,
+        "set": set,
     }  # fmt: skip
 
 

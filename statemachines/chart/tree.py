@@ -75,7 +75,7 @@ class ChartTransition:
 
     source: Node
     event: str | None  # None: eventless (`always`)
-    target: Node | None
+    target: Node | None  # the first target (None: targetless)
     guard: str | None
     actions: tuple[str, ...]
     internal: bool  # SCXML type="internal"
@@ -85,6 +85,7 @@ class ChartTransition:
     index: int = 0
     cond: str | None = None  # an expression that must hold as well as `guard`
     content: tuple[dict, ...] = ()  # executable content run after `actions`
+    targets: tuple[Node, ...] = ()  # every target, in the order declared (SCXML `target="a b"`)
 
     def __repr__(self) -> str:
         target = self.target.path if self.target is not None else None
@@ -165,17 +166,20 @@ class Tree:
         groups: list[tuple[str | None, list]] = [*outgoing(st), (None, st.always)]
         for event, group in groups:
             for ts in group:
-                target = None
-                if ts.target is not None:
-                    resolved = self.resolve(node, ts.target)
+                targets: list[Node] = []
+                for name in ts.targets:
+                    resolved = self.resolve(node, name)
                     if isinstance(resolved, str):
                         label = f"event {event!r}" if event is not None else "an eventless transition"
                         self.problems.append(f"{where}: {label} targets {resolved}")
-                        continue
-                    target = resolved
+                    else:
+                        targets.append(resolved)
+                if len(targets) != len(ts.targets):
+                    continue
                 t = ChartTransition(
-                    node, event, target, ts.guard, tuple(ts.actions), ts.type == "internal",
-                    index=self._transitions, cond=ts.cond, content=tuple(ts.content),
+                    node, event, targets[0] if targets else None, ts.guard, tuple(ts.actions),
+                    ts.type == "internal", index=self._transitions, cond=ts.cond,
+                    content=tuple(ts.content), targets=tuple(targets),
                 )  # fmt: skip
                 self._transitions += 1
                 node.transitions.append(t)
