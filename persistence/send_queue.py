@@ -66,7 +66,8 @@ class SendQueue:
                 self.cancel(cur, instance_id, send_id)
             else:
                 assert event is not None and payload is not None
-                self.insert(cur, instance_id, machine, send_id, event, payload, now + timedelta(seconds=delay))
+                fire_at = now + timedelta(seconds=delay)
+                self.insert(cur, instance_id, machine, send_id, event, payload, fire_at)
 
     def cancel(self, cur: Any, instance_id: str, send_id: str) -> int:
         cur.execute(self.sql["cancel"], {"id": instance_id, "send_id": send_id})

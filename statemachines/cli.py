@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="evaluate guards and run actions on this context (JSON or @file)")
     p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
     cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
+    p = cmd("import-scxml", "convert an SCXML document into a definition file (YAML, or JSON by suffix)")
+    p.add_argument("file", metavar="FILE", help="the SCXML document")
+    p.add_argument("-o", "--output", required=True, help="the definition file to write (.yaml/.yml/.json)")
+    p.add_argument("--name", help="the machine's name (default: the document's name attribute)")
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",
@@ -239,6 +243,10 @@ def run_command(args: argparse.Namespace) -> int:
     for option in ("context", "payload", "payloads"):  # argument mistakes first, before the database
         if hasattr(args, option):
             setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
+    if args.command == "import-scxml":  # a file conversion: no database
+        from statemachines.cli_scxml import run_import
+
+        return run_import(args)
     if args.command in ("lint", "schema"):  # about definitions: no database
         from statemachines.cli_lint import run_lint, run_schema
 

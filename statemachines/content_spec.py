@@ -37,7 +37,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "send": frozenset({
         "event", "eventexpr", "target", "targetexpr", "type", "typeexpr", "delay", "delayexpr",
         "id", "idlocation", "namelist", "params", "content",
-    }),  # fmt: skip
+    }),
     "cancel": frozenset({"sendid", "sendidexpr"}),
 }
 #: Keys that hold expressions (syntax-checked at definition time).

@@ -1,17 +1,18 @@
-"""SCXML's external event queue, durable: storing what `<send>` and `<cancel>` did, delivering it.
+"""SCXML's external event queue, durable: delivering what `<send>` queued.
 
 A chart step returns its external sends and cancels in order (`ChartStep.sends`, made by
-`statemachines.chart.content`); the chart applier stores them in the step's transaction (`sm_sends`, one
-row per send, due at the step's time plus its delay; a cancel deletes the instance's undelivered
-rows with that send id; `SendQueue.write`). `deliver_due_sends` (called by `run_due` and by workers, like timers)
-claims due rows in (due time, id) order and applies each as the instance's next external event,
-in the same transaction as the claim, so each is delivered once: the event carries the send's id
-and the instance's address as `_event.sendid` and `_event.origin`. An event no state takes is
-recorded as rejected and dropped, as SCXML discards it; a transition that raises puts the
-instance into `failed` (the row is kept, and delivered again after `retry`), and a row that
-cannot be processed at all fails its instance without stopping the others.
+`statemachines.chart.content`); the chart applier stores them in the step's transaction
+(`SendQueue.write`: one `sm_sends` row per send, due at the step's time plus its delay; a
+cancel deletes the instance's undelivered rows with that send id).
 
-A top-level final state ends the instance, and with it its queue: its rows are deleted.
+`deliver_due_sends` (called by `run_due` and by workers, like timers) claims due rows in (due
+time, id) order and applies each as the instance's next external event, in the same transaction
+as the claim, so each is delivered once. The event carries the send's id and the instance's
+address (`_event.sendid`, `_event.origin`). An event no state takes is recorded as rejected and
+dropped, as SCXML discards it; a transition that raises puts the instance into `failed` (the row
+is kept and delivered again after `retry`); a row that cannot be processed at all fails its
+instance without stopping the others. A top-level final state ends the instance, and with it its
+queue: its rows are deleted.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ class Worker:
         return self._stop.is_set()
 
     def run_once(self) -> int:
-        """One round: due timers, due sends (SCXML `<send>`), then due effects. Returns the number of items handled."""
+        """One round: due timers, due sends (SCXML `<send>`), then due effects. Returns the number
+        of items handled."""
         done = fire_due_timers(self.engine.runtime, self.batch)
         done += deliver_due_sends(self.engine.runtime, self.batch)
         if not self.stopping:
