@@ -91,6 +91,7 @@ class Interpretation:
         self.sends: list[tuple[str, str, str | None, str | None, float]] = []
         self.dynamic = False
         self.content_items = 0
+        self.starting = False  # entering the initial configuration: `_event` is not bound yet
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""

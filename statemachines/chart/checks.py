@@ -26,7 +26,8 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
     problems.extend(tree.problems)
     for node in tree.order:
         problems.extend(_node_problems(node))
-    problems.extend(_unreachable(tree))
+    if spec.binding is None:  # SCXML documents (a declared binding) may keep unreachable states
+        problems.extend(_unreachable(tree))
     for missing in sorted(spec.callable_names() - set(known_callables)):
         suggestion = did_you_mean(missing, known_callables)
         problems.append(f"callable {missing!r} is not in the registry{suggestion}")

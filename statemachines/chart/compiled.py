@@ -114,6 +114,7 @@ class CompiledChart:
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
         """Enter the initial configuration, then whatever done events and eventless transitions follow."""
         run = self._interpretation(set(), {}, ctx_json, event)
+        run.starting = True
         if self.tree.has_content:  # the datamodel (SCXML 5.3): early binding binds every state's
             content.bind_data(run, self.tree.data)
             if not self.tree.late:

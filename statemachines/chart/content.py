@@ -54,7 +54,12 @@ MAX_ITEMS = 100_000
 
 
 class ContentError(Exception):
-    """An item of executable content failed: its block stops, `error.execution` is raised."""
+    """An item of executable content failed: its block stops, `error.execution` is raised (with
+    the send id when a `<send>` failed after its id was known: SCXML 5.10.1)."""
+
+    def __init__(self, message: str, sendid: str | None = None) -> None:
+        super().__init__(message)
+        self.sendid = sendid
 
 
 def evaluator(run: Interpretation) -> Evaluator:
@@ -64,7 +69,7 @@ def evaluator(run: Interpretation) -> Evaluator:
             run.external.instance_id,
             run.tree.name,
             lambda: run.ctx.value,
-            lambda: event_view(run.event),
+            lambda: None if run.starting and run.event is run.external else event_view(run.event),
             lambda name: any(n.path == name or n.name == name for n in run.configuration),
         )
     return run.expressions
@@ -74,12 +79,12 @@ def event_view(event: Event) -> EventView:
     return EventView(event.name, event.type, event.payload, event.sendid, event.origin)
 
 
-def platform_error(run: Interpretation, name: str, message: str) -> None:
+def platform_error(run: Interpretation, name: str, message: str, sendid: str | None = None) -> None:
     """Place `error.execution` (or another platform error) on the internal queue."""
     log.warning("%s in %s: %s", name, run.external.instance_id, message)
     run.internal_queue.append(
         Event(name, {"error": message}, run.external.instance_id, run.external.actor, None,
-              run.external.at, "platform")
+              run.external.at, "platform", sendid)
     )  # fmt: skip
 
 
@@ -89,7 +94,7 @@ def run_block(run: Interpretation, block: list[dict[str, Any]] | tuple[dict[str,
     try:
         _items(run, block)
     except (ContentError, ExpressionError) as exc:
-        platform_error(run, "error.execution", str(exc))
+        platform_error(run, "error.execution", str(exc), getattr(exc, "sendid", None))
 
 
 def condition(run: Interpretation, text: str) -> bool:
@@ -143,6 +148,16 @@ def _foreach(run: Interpretation, body: dict[str, Any]) -> None:
 
 
 def _send(run: Interpretation, body: dict[str, Any]) -> None:
+    sendid = body.get("id") or uuid.uuid4().hex
+    try:
+        _send_as(run, body, sendid)
+    except ExpressionError as exc:
+        raise ContentError(str(exc), sendid) from exc
+    except ContentError as exc:
+        raise ContentError(str(exc), sendid) from exc
+
+
+def _send_as(run: Interpretation, body: dict[str, Any], sendid: str) -> None:
     ev = evaluator(run)
     name = body["event"] if "event" in body else str(ev.eval(body["eventexpr"]))
     target = body.get("target") if "targetexpr" not in body else str(ev.eval(body["targetexpr"]))
@@ -151,7 +166,6 @@ def _send(run: Interpretation, body: dict[str, Any]) -> None:
     if kind is not None and kind not in SCXML_TYPES:
         raise ContentError(f"send type {kind!r} is not supported (only the SCXML event processor)")
     delay = parse_delay(delay_text) if delay_text is not None else 0.0
-    sendid = body.get("id") or uuid.uuid4().hex
     if "idlocation" in body:
         assign(run, body["idlocation"], sendid, create=True)
     data = _send_data(run, body)
@@ -163,7 +177,7 @@ def _send(run: Interpretation, body: dict[str, Any]) -> None:
     own = session_location(run.external.instance_id)
     if target is not None and target != own:
         if target.startswith("#_scxml_") or target == "#_parent" or target.startswith("#_"):
-            platform_error(run, "error.communication", f"send target {target!r} cannot be reached")
+            platform_error(run, "error.communication", f"send target {target!r} cannot be reached", sendid)
             return
         raise ContentError(f"send target {target!r} is not supported")
     try:
@@ -195,7 +209,7 @@ def _send_data(run: Interpretation, body: dict[str, Any]) -> Any:
     ev = evaluator(run)
     if "content" in body:
         content = body["content"]
-        return ev.eval(content["expr"]) if "expr" in content else content["text"]
+        return ev.eval(content["expr"]) if "expr" in content else text_value(content["text"])
     if "namelist" not in body and "params" not in body:
         return None
     data: dict[str, Any] = {}
@@ -221,7 +235,7 @@ def done_data(run: Interpretation, state: Node) -> Any:
         if "params" in spec:
             return params(run, spec["params"])
         content = spec["content"]
-        return evaluator(run).eval(content["expr"]) if "expr" in content else content["text"]
+        return evaluator(run).eval(content["expr"]) if "expr" in content else text_value(content["text"])
     except (ContentError, ExpressionError) as exc:
         platform_error(run, "error.execution", f"donedata of {state.path!r}: {exc}")
         return {}
@@ -240,6 +254,15 @@ def bind_data(run: Interpretation, data: dict[str, str | None]) -> None:
         except ExpressionError as exc:
             context[name] = None
             platform_error(run, "error.execution", f"data {name!r}: {exc}")
+
+
+def text_value(text: str) -> Any:
+    """Inline `<content>` text: its JSON value when it is JSON (`123`, `{"a": 1}`), else the text
+    with its whitespace normalised (SCXML B.2.2)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return " ".join(text.split())
 
 
 def parse_delay(text: str) -> float:
