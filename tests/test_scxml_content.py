@@ -278,3 +278,15 @@ def test_d_content_steps_are_never_replayed_from_a_remembered_plan() -> None:
       <state id="b"/>""")
     assert run.send("tick").configuration == ("a",)
     assert run.send("tick").configuration == ("b",)
+
+
+def test_3_8_each_onentry_element_is_a_block_of_its_own() -> None:
+    run = scxml_run(f"""
+      <datamodel><data id="x" expr="0"/></datamodel>
+      <state id="s0">
+        <onentry><assign location="nowhere" expr="1"/><assign location="x" expr="1"/></onentry>
+        <onentry><assign location="x" expr="x + 10"/></onentry>
+        <transition event="error.execution" cond="x == 10" target="pass"/>
+        <transition event="*" target="fail"/>
+      </state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)

@@ -196,3 +196,14 @@ def test_cli_import_scxml_reports_refusals_with_their_line(
     assert main(["import-scxml", str(source), "-o", str(out)]) == 1
     assert f"{source}:2: <invoke>" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_several_onentry_elements_load_as_blocks_and_dump_back_apart() -> None:
+    handlers = '<onentry><raise event="x"/></onentry><onentry><raise event="y"/></onentry>'
+    doc = scxml(f'<state id="a">{handlers}</state>')
+    loaded = load(doc)
+    assert loaded.spec.states["a"].enter_content == [
+        {"block": [{"raise": {"event": "x"}}]}, {"block": [{"raise": {"event": "y"}}]}
+    ]
+    assert dump(loaded).count("<onentry>") == 2
+    assert load(dump(loaded)).spec == loaded.spec

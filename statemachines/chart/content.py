@@ -192,9 +192,17 @@ def _cancel(run: Interpretation, body: dict[str, Any]) -> None:
     run.sends.append(("cancel", sendid, None, None, 0.0))
 
 
+def _block(run: Interpretation, items: list[dict[str, Any]]) -> None:
+    """A nested block (one of several `<onentry>` of a state): an error stops it alone."""
+    try:
+        _items(run, items)
+    except (ContentError, ExpressionError) as exc:
+        platform_error(run, "error.execution", str(exc), getattr(exc, "sendid", None))
+
+
 _RUN = {
     "raise": _raise, "log": _log, "assign": _assign, "if": _if, "foreach": _foreach,
-    "send": _send, "cancel": _cancel,
+    "send": _send, "cancel": _cancel, "block": _block,
 }  # fmt: skip
 
 

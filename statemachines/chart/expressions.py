@@ -131,9 +131,8 @@ class Evaluator:
             return self._engine._eval(tree)
         except ExpressionError:
             raise
-        except (self._simpleeval.InvalidExpression, SyntaxError, ArithmeticError, LookupError,
-                TypeError, ValueError, AttributeError, RecursionError) as exc:  # fmt: skip
-            raise ExpressionError(f"{text!r}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # whatever the expression did wrong is the document's error
+            raise ExpressionError(f"{text[:200]!r}: {type(exc).__name__}: {exc}") from exc
 
     def truth(self, text: str) -> bool:
         return bool(self.eval(text))

@@ -242,4 +242,5 @@ def _w_send(body: dict[str, Any], indent: str) -> list[str]:
 _WRITERS: dict[str, Callable[[Any, str], list[str]]] = {
     "raise": _w_simple("raise"), "log": _w_simple("log"), "assign": _w_simple("assign"),
     "if": _w_if, "foreach": _w_foreach, "send": _w_send, "cancel": _w_simple("cancel"),
+    "block": lambda items, indent: write_block(items, indent),  # only nested: see writer._handlers
 }  # fmt: skip

@@ -128,8 +128,8 @@ class _Reader:
                 st["initial"] = self.initial(el, path, kids)
         elif el.tag == "parallel":
             st["type"] = "parallel"
-        enter = [i for c in el.children if c.tag == "onentry" for i in self.block(c)]
-        exit_ = [i for c in el.children if c.tag == "onexit" for i in self.block(c)]
+        enter = self.handlers(el, "onentry")
+        exit_ = self.handlers(el, "onexit")
         if enter:
             st["enter_content"] = enter
         if exit_:
@@ -157,9 +157,16 @@ class _Reader:
             st["always"] = always
         return st
 
-    def block(self, el: Element) -> list[dict[str, Any]]:
-        _allowed(el, set())
-        return read_block(el.children)
+    def handlers(self, el: Element, tag: str) -> list[dict[str, Any]]:
+        """The content of a state's `<onentry>` (or `<onexit>`) elements: one block, or, when
+        there are several, one `block` item each (an error stops its own block only: 3.8)."""
+        blocks = []
+        for child in (c for c in el.children if c.tag == tag):
+            _allowed(child, set())
+            blocks.append(read_block(child.children))
+        if len(blocks) == 1:
+            return blocks[0]
+        return [{"block": block} for block in blocks]
 
     def initial(self, el: Element, path: str, kids: dict[str, Any]) -> str:
         """The direct child entered first: `initial=`, an `<initial>` element, or the first child."""

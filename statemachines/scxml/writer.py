@@ -82,8 +82,8 @@ def _state(name: str, st: StateSpec, indent: str) -> list[str]:
         attrs["initial"] = st.initial
     inner = _datamodel(st.data, indent + "  ")
     for block, element in ((st.enter_content, "onentry"), (st.exit_content, "onexit")):
-        if block:
-            body = write_block(block, indent + "    ")
+        for part in _handlers(block):
+            body = write_block(part, indent + "    ")
             inner += [f"{indent}  <{element}>", *body, f"{indent}  </{element}>"]
     if st.donedata is not None:
         inner.extend(_donedata(st.donedata, indent + "  "))
@@ -96,6 +96,21 @@ def _state(name: str, st: StateSpec, indent: str) -> list[str]:
     if not inner:
         return [f"{indent}<{tag}{_attrs(attrs)}/>"]
     return [f"{indent}<{tag}{_attrs(attrs)}>", *inner, f"{indent}</{tag}>"]
+
+
+def _handlers(block: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """One `<onentry>` per top-level `block` item; other items, run together, share one."""
+    parts: list[list[dict[str, Any]]] = []
+    loose: list[dict[str, Any]] = []
+    for item in block:
+        if "block" in item:
+            if loose:
+                parts.append(loose)
+                loose = []
+            parts.append(item["block"])
+        else:
+            loose.append(item)
+    return [*parts, loose] if loose else parts
 
 
 def _id_token(token: str) -> str:
