@@ -30,7 +30,7 @@ from persistence.send_queue import SendQueue
 from statemachines import errors
 from statemachines.apply import arm_state, to_json, write_receipt
 from statemachines.chart import ChartStep, CompiledChart
-from statemachines.records import ACTIVE, APPLIED, COMPLETED, REJECTED, Event, Snapshot
+from statemachines.records import ACTIVE, APPLIED, COMPLETED, REJECTED, Event, ScxmlEvent, Snapshot
 from statemachines.rows import (
     CONTEXT,
     CREATED,
@@ -144,7 +144,7 @@ class ChartApplier:
         try:
             ev = Event(event, value, iid, actor, key, now)
             if sent is not None:
-                ev = Event(event, value, iid, actor, key, now, "external", *sent)
+                ev = ScxmlEvent(event, value, iid, actor, key, now, "external", *sent)
             step = cm.step(configuration, history, row[CONTEXT], ev, source=source)
         except errors.EventRejected as err:
             self.store.bump_seq(cur, iid, seq)

@@ -21,10 +21,16 @@ class Event:
     actor: str | None = None
     idempotency_key: str | None = None
     at: datetime | None = None
-    #: SCXML's event fields (docs/scxml.md): `external` for events sent to the instance (by a
-    #: caller, a timer or a `<send>`), `internal` for `<raise>`/`#_internal` sends, `platform`
-    #: for events the engine raises (`done.state.*`, `error.execution`); a `<send>`'s id and the
-    #: address of the instance that sent it.
+
+
+@dataclass(frozen=True, slots=True)
+class ScxmlEvent(Event):
+    """An event executable content made (docs/scxml.md), with SCXML's fields: `type` is
+    `internal` (`<raise>`, a send to `#_internal`), `platform` (`error.execution`...) or
+    `external` (a `<send>` delivered later); `sendid` and `origin` (the sending instance's
+    address) when a `<send>` made it. Other events are plain `Event`s: the external event of a
+    call is `external`, the `done.state.*` events the algorithm raises are `platform`."""
+
     type: str = "external"
     sendid: str | None = None
     origin: str | None = None

@@ -128,10 +128,12 @@ def select_transitions(run: Interpretation, event: str | None) -> list[ChartTran
     enabled: list[ChartTransition] = []
     tree = run.tree
     keys: tuple[Any, ...] = tree.events.keys(event) if event is not None else (None,)
+    key = keys[0] if len(keys) == 1 else False  # one matching descriptor: a plain dict probe
     atomic = _document_order(s for s in run.configuration if s.is_atomic)
     for state in atomic:
         for s in state.lineage:  # the state, then its ancestors, innermost first
-            t = next((t for t in tree.candidates(s, keys) if condition_match(run, t)), None)
+            found = s.by_event.get(key, ()) if key is not False else tree.candidates(s, keys)
+            t = next((t for t in found if condition_match(run, t)), None)
             if t is not None:
                 if t not in enabled:
                     enabled.append(t)
@@ -214,10 +216,11 @@ def exit_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
             else:
                 kept = [s0 for s0 in run.configuration if s0.parent is s]
             run.history_value[h.path] = tuple(k.path for k in _document_order(kept))
+    has_content = run.tree.has_content  # one test per call for charts without content
     for s in states_to_exit:
         for name in s.spec.on_exit:
             run.call(name, f"on_exit {name!r} of {s.path!r}")
-        if s.exit_content:
+        if has_content and s.exit_content:
             content.run_block(run, s.exit_content)
         run.configuration.discard(s)
         run.exited.append(s.path)
@@ -237,15 +240,16 @@ def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
     """Run on_enter outermost first (document order); raise done.state events for final states."""
     states_to_enter: dict[Node, None] = {}
     compute_entry_set(run, enabled, states_to_enter)
+    has_content = run.tree.has_content
     for s in _document_order(states_to_enter):
         run.configuration.add(s)
         run.entered.append(s.path)
         run.moves.append(("enter", s.path))
-        if run.tree.late and s.spec.data:
+        if has_content and run.tree.late and s.spec.data:
             content.bind_data(run, s.spec.data)
         for name in s.spec.on_enter:
             run.call(name, f"on_enter {name!r} of {s.path!r}")
-        if s.enter_content:
+        if has_content and s.enter_content:
             content.run_block(run, s.enter_content)
         if s.kind == FINAL:
             parent = s.parent
@@ -254,7 +258,7 @@ def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
                 run.running = False
                 continue
             done = internal_event(run.external, f"done.state.{parent.path}")
-            if s.spec.donedata is not None:
+            if has_content and s.spec.donedata is not None:
                 done = replace(done, payload=content.done_data(run, s))
             run.internal_queue.append(done)
             grandparent = parent.parent
@@ -268,9 +272,7 @@ def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
 def internal_event(external: Event, name: str) -> Event:
     """An event raised during the call (`done.state.<path>`): the external one's instance, actor
     and time, no payload."""
-    return replace(
-        external, name=name, payload={}, idempotency_key=None, type="platform", sendid=None, origin=None
-    )
+    return Event(name, {}, external.instance_id, external.actor, None, external.at)
 
 
 def compute_exit_set(run: Interpretation, transitions: list[ChartTransition]) -> set[Node]:

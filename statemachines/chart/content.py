@@ -35,7 +35,7 @@ from statemachines.chart.expressions import (
     data_of,
     session_location,
 )
-from statemachines.records import Event
+from statemachines.records import Event, ScxmlEvent
 
 if TYPE_CHECKING:
     from statemachines.chart.algorithm import Interpretation
@@ -69,22 +69,27 @@ def evaluator(run: Interpretation) -> Evaluator:
             run.external.instance_id,
             run.tree.name,
             lambda: run.ctx.value,
-            lambda: None if run.starting and run.event is run.external else event_view(run.event),
+            lambda: None if run.starting and run.event is run.external else event_view(run),
             lambda name: any(n.path == name or n.name == name for n in run.configuration),
         )
     return run.expressions
 
 
-def event_view(event: Event) -> EventView:
-    return EventView(event.name, event.type, event.payload, event.sendid, event.origin)
+def event_view(run: Interpretation) -> EventView:
+    """`_event`: the event being processed, with SCXML's fields (see `ScxmlEvent`)."""
+    event = run.event
+    if isinstance(event, ScxmlEvent):
+        return EventView(event.name, event.type, event.payload, event.sendid, event.origin)
+    kind = "external" if event is run.external else "platform"
+    return EventView(event.name, kind, event.payload, None, None)
 
 
 def platform_error(run: Interpretation, name: str, message: str, sendid: str | None = None) -> None:
     """Place `error.execution` (or another platform error) on the internal queue."""
     log.warning("%s in %s: %s", name, run.external.instance_id, message)
     run.internal_queue.append(
-        Event(name, {"error": message}, run.external.instance_id, run.external.actor, None,
-              run.external.at, "platform", sendid)
+        ScxmlEvent(name, {"error": message}, run.external.instance_id, run.external.actor, None,
+                   run.external.at, "platform", sendid)
     )  # fmt: skip
 
 
@@ -209,7 +214,7 @@ _RUN = {
 def _event(run: Interpretation, name: str, data: Any, kind: str, sendid: str | None = None) -> Event:
     ext = run.external
     origin = session_location(ext.instance_id) if sendid is not None else None
-    return Event(name, data, ext.instance_id, ext.actor, None, ext.at, kind, sendid, origin)
+    return ScxmlEvent(name, data, ext.instance_id, ext.actor, None, ext.at, kind, sendid, origin)
 
 
 def _send_data(run: Interpretation, body: dict[str, Any]) -> Any:
