@@ -290,3 +290,26 @@ def test_3_8_each_onentry_element_is_a_block_of_its_own() -> None:
         <transition event="*" target="fail"/>
       </state>{PASS_FAIL}""")
     assert run.configuration == ("pass",)
+
+
+def test_3_6_a_deep_initial_state_enters_its_ancestors_on_the_way() -> None:
+    run = scxml_run("""
+      <state id="s0" initial="s01">
+        <state id="s01"/>
+        <state id="s02" initial="s021"><state id="s021"/><state id="s022"/></state>
+      </state>""", ' initial="s022"')
+    assert run.configuration == ("s0.s02.s022",)
+
+
+def test_5_9_expressions_may_call_the_reading_methods_of_data() -> None:
+    run = scxml_run(f"""
+      <datamodel><data id="d" expr="{{'a': 1}}"/><data id="xs" expr="[5, 6]"/></datamodel>
+      <state id="s0">
+        <transition cond="d.get('a') == 1 and d.get('b') is None and xs.index(6) == 1" target="s1"/>
+      </state>
+      <state id="s1">
+        <onentry><assign location="d" expr="d.pop('a')"/></onentry>
+        <transition event="error.execution" cond="d == {{'a': 1}}" target="pass"/>
+        <transition event="*" target="fail"/>
+      </state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)

@@ -88,8 +88,7 @@ def test_3_13_document_order_survives_a_descriptor_declared_twice() -> None:
         ('<state id="a"><onentry>\n<script>x = 1</script></onentry></state>', "<script>", 2, "scripts"),
         ('<state id="a">\n<transition cond="x === 1" target="a"/></state>', "<transition>", 2, "expression"),
         ('<datamodel>\n<data id="x" src="data.json"/></datamodel><state id="a"/>', "<data id='x'>", 2, "src"),
-        ('<state id="a" initial="c">\n<state id="b"><state id="c"/></state></state>', "<state id='a'>", 1,
-         "deep"),
+        ('<state id="a" initial="a b">\n<state id="b"/></state>', "<state id='a'>", 1, "several initial"),
         ('<state id="a"><onentry>\n<send event="e" type="http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"/>'
          "</onentry></state>", "<send>", 2, "HTTP"),
         ('<state id="a.b"/>', "<state id='a.b'>", 1, "'.'"),
@@ -207,3 +206,10 @@ def test_several_onentry_elements_load_as_blocks_and_dump_back_apart() -> None:
     ]
     assert dump(loaded).count("<onentry>") == 2
     assert load(dump(loaded)).spec == loaded.spec
+
+
+def test_3_6_a_deep_initial_is_kept_as_a_dotted_path_and_dumped_as_its_id() -> None:
+    doc = scxml('<state id="a"><state id="b"><state id="c"/></state></state>', ' initial="c"')
+    loaded = load(doc)
+    assert loaded.spec.initial == "a.b.c"
+    assert ' initial="c"' in dump(loaded) and load(dump(loaded)).spec == loaded.spec

@@ -16,8 +16,9 @@ Names (W3C SCXML 5.10, with the Python data model's conventions):
   `location`, `#_scxml_<instance id>`);
 - `In('state')`: whether a state is active, by full path or by name.
 
-`a.b` reads key `b` of a dict `a` (so `_event.data.x` works); on other values only the plain,
-non-mutating attributes simpleeval allows for its basic types. Anything an expression raises is
+`a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
+`get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
+simpleeval's list for strings and numbers. Anything an expression raises is
 an `ExpressionError`, which executable content turns into `error.execution`.
 """
 
@@ -138,6 +139,23 @@ class Evaluator:
         return bool(self.eval(text))
 
 
+#: Methods of the mutable types an expression may call: those that only read.
+_READ_ONLY: dict[type, frozenset[str]] = {
+    dict: frozenset({"get", "keys", "values", "items", "copy"}),
+    list: frozenset({"index", "count", "copy"}),
+}
+
+
+def _readers(simpleeval: Any, kind: type) -> frozenset[str] | set[str]:
+    """The attributes an expression may read on a value of `kind`: the read-only methods of
+    dicts and lists; simpleeval's list for its other (immutable) basic types; nothing else."""
+    if kind in _READ_ONLY:
+        return _READ_ONLY[kind]
+    if kind in (str, int, float, tuple, bool):
+        return simpleeval.BASIC_ALLOWED_ATTRS.get(kind, set())
+    return frozenset()
+
+
 def _DataEval(simpleeval: Any, **kwargs: Any) -> Any:
     """simpleeval's compound-types evaluator with attribute reads limited to data (see module)."""
 
@@ -146,13 +164,12 @@ def _DataEval(simpleeval: Any, **kwargs: Any) -> Any:
             if node.attr.startswith("_"):
                 raise ExpressionError(f"attribute {node.attr!r} is not available")
             value = self._eval(node.value)
-            if isinstance(value, dict):
-                if node.attr in value:
-                    return value[node.attr]
-            elif isinstance(value, EventView):
+            if isinstance(value, dict) and node.attr in value:
+                return value[node.attr]
+            if isinstance(value, EventView):
                 if node.attr in EventView.FIELDS:
                     return getattr(value, node.attr)
-            elif node.attr in simpleeval.BASIC_ALLOWED_ATTRS.get(type(value), ()):
+            elif node.attr in _readers(simpleeval, type(value)):
                 return getattr(value, node.attr)
             raise ExpressionError(f"{type(value).__name__} value has no attribute {node.attr!r}")
 

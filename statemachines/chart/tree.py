@@ -151,6 +151,8 @@ class Tree:
         where = f"state {node.path!r}" if node.path else "the machine"
         if st.initial is not None:
             child = next((c for c in node.children if c.name == st.initial), None)
+            if child is None and "." in st.initial:  # a dotted path below: SCXML's deep initial
+                child = self.nodes.get(f"{node.path}.{st.initial}" if node.path else st.initial)
             if child is not None and child.kind != HISTORY:
                 node.initial = child
             elif node.children:

@@ -40,7 +40,7 @@ def problems_of(spec: MachineSpec) -> list[str]:
 
 def write(spec: MachineSpec) -> str:
     attrs = {"xmlns": SCXML_NS, "version": "1.0", "datamodel": "python", "name": spec.name,
-             "initial": spec.initial}  # fmt: skip
+             "initial": _id(spec.initial)}  # fmt: skip
     if spec.binding is not None:
         attrs["binding"] = spec.binding
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<scxml{_attrs(attrs)}>"]
@@ -79,7 +79,7 @@ def _state(name: str, st: StateSpec, indent: str) -> list[str]:
     tag = "final" if st.final else "parallel" if st.type == "parallel" else "state"
     attrs = {"id": name}
     if st.initial is not None and tag == "state":
-        attrs["initial"] = st.initial
+        attrs["initial"] = _id(st.initial)
     inner = _datamodel(st.data, indent + "  ")
     for block, element in ((st.enter_content, "onentry"), (st.exit_content, "onexit")):
         for part in _handlers(block):
