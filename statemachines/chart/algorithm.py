@@ -373,6 +373,9 @@ def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | Non
 
 
 def get_effective_target_states(run: Interpretation, t: ChartTransition) -> list[Node]:
+    if len(t.targets) == 1:  # the common case, without building a list
+        target = t.targets[0]
+        return _remembered(run, target) if target.kind == HISTORY else [target]
     out: list[Node] = []
     for target in t.targets:
         for s in _remembered(run, target) if target.kind == HISTORY else [target]:

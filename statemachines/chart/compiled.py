@@ -216,7 +216,7 @@ class CompiledChart:
             done=not run.running,
             microsteps=run.microsteps,
             state=_label(atomic),
-            sends=tuple(run.sends),
+            sends=tuple(run.sends) if run.sends else (),
         )
 
     # Queries --------------------------------------------------------------------------------------
