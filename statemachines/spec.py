@@ -225,14 +225,14 @@ class StateSpec(BaseModel):
 
     @property
     def uses_content(self) -> bool:
-        """Executable content, conditions, data or event descriptors (`*`, several per key)."""
+        """Executable content, conditions, data or several targets. (Event descriptors are not a
+        reason: a flat machine keeps exact event names, spaces and `*` included.)"""
         return bool(
             self.enter_content
             or self.exit_content
             or self.data
             or self.donedata is not None
             or any(t.cond is not None or t.content or isinstance(t.target, list) for t in self.transitions())
-            or any(" " in event or "*" in event for event in self.on)
         )
 
     def transitions(self) -> list[TransitionSpec]:

@@ -29,14 +29,17 @@ def test_3_12_1_a_trailing_dot_star_is_the_same_descriptor() -> None:
 def test_3_12_1_a_key_with_several_descriptors_matches_any_of_them() -> None:
     run = yaml_run("""
 name: several
-initial: a
+initial: top
 states:
-  a: {on: {"go start": b}}
-  b: {on: {"back": a}}
+  top:
+    initial: a
+    states:
+      a: {on: {"go start": b}}
+      b: {on: {"back": a}}
 """)
-    assert run.send("start").configuration == ("b",)
-    assert run.send("back").configuration == ("a",)
-    assert run.send("go.now").configuration == ("b",)
+    assert run.send("start").configuration == ("top.b",)
+    assert run.send("back").configuration == ("top.a",)
+    assert run.send("go.now").configuration == ("top.b",)
 
 
 def test_3_12_1_a_prefix_key_takes_a_longer_event_but_not_a_longer_token() -> None:
@@ -55,13 +58,16 @@ states:
 def test_3_13_the_first_matching_transition_in_document_order_wins_across_keys() -> None:
     run = yaml_run("""
 name: order_of_keys
-initial: a
+initial: top
 states:
-  a: {on: {"*": wild, "go": specific}}  # `*`: a statechart
-  wild: {final: true}
-  specific: {final: true}
+  top:
+    initial: a
+    states:
+      a: {on: {"*": wild, "go": specific}}
+      wild: {final: true}
+      specific: {final: true}
 """)
-    assert run.send("go").configuration == ("wild",)
+    assert run.send("go").configuration == ("top.wild",)
 
 
 def test_done_state_of_a_parallel_state_does_not_match_its_regions_done_events() -> None:
@@ -96,3 +102,31 @@ def test_charts_without_descriptors_keep_exact_names_and_their_errors() -> None:
     with pytest.raises(EventNotAllowed):
         run.send("GONE")
     assert run.send("GO").configuration == ("a.y",)
+
+
+def test_an_event_named_exactly_like_a_key_with_spaces_still_matches_it() -> None:
+    """Charts matched whole keys before descriptors existed; an event name with spaces keeps
+    working (SCXML event names have none)."""
+    run = yaml_run("""
+name: spaced
+initial: top
+states:
+  top: {initial: a, states: {a: {on: {"place order": b}}, b: {}}}
+""")
+    assert run.send("place order").configuration == ("top.b",)
+
+
+def test_flat_machines_keep_exact_names_for_keys_with_spaces_or_a_star() -> None:
+    from statemachines import Engine, ManualClock
+
+    flat = machine("flat_names", initial="a", states={
+        "a": state(on={"*": "b", "x y": "b"}), "b": state(on={"*": "a"}),
+    })  # fmt: skip
+    assert not flat.spec.is_chart
+    engine = Engine("sqlite:///:memory:", clock=ManualClock())
+    engine.register(flat)
+    engine.start("flat_names", instance_id="f")
+    with pytest.raises(EventNotAllowed):
+        engine.send("f", "anything")
+    assert engine.send("f", "x y").state == "b"
+    engine.close()

@@ -5,7 +5,8 @@ event whose name is the descriptor itself or starts with it followed by `.` (tok
 `error` matches `error.send.failed`, `a.b` matches `a.b.c` but not `a.bc`); `*` matches every
 event; a trailing `.*` is dropped (`error.*` is `error`).
 
-The tree indexes each transition under every descriptor of its key (`Node.by_event`), so looking
+The tree indexes each transition under every descriptor of its key (and under the key itself,
+so an event named exactly `a b` still matches the key `a b`) in `Node.by_event`, so looking
 an event up costs one dict probe per token prefix of its name that some key declares, plus one
 for `*` when some key uses it: for a name without `.` in a chart without `*`, one probe, as
 before descriptors existed. When several descriptors match, their transitions are merged back

@@ -92,6 +92,16 @@ class ChartTransition:
         return f"<ChartTransition {self.source.path} --{self.event}--> {target}>"
 
 
+def _index_keys(event: str | None) -> tuple[str | None, ...]:
+    """Where a transition of `on` key `event` is indexed: under each of its descriptors, and under
+    the key itself when that differs (an event named exactly `a b`, as charts matched before
+    descriptors existed; SCXML event names have no spaces, so nothing else can collide)."""
+    if event is None:
+        return (None,)
+    keys = descriptors(event)
+    return keys if keys == (event,) or not event.strip() else (*keys, event)
+
+
 def _kind(st: StateSpec) -> str:
     if st.history is not None:
         return HISTORY
@@ -185,7 +195,7 @@ class Tree:
                 )  # fmt: skip
                 self._transitions += 1
                 node.transitions.append(t)
-                for key in descriptors(event) if event is not None else (None,):
+                for key in _index_keys(event):
                     node.by_event.setdefault(key, []).append(t)
         node.enter_content = st.enter_content
         node.exit_content = st.exit_content
