@@ -62,6 +62,7 @@ def _global_options(parent: bool) -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     from statemachines import __version__
+    from statemachines.cli_scxml import add_import_scxml
 
     parser = _Parser(
         prog="statemachines",
@@ -145,10 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="evaluate guards and run actions on this context (JSON or @file)")
     p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
     cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
-    p = cmd("import-scxml", "convert an SCXML document into a definition file (YAML, or JSON by suffix)")
-    p.add_argument("file", metavar="FILE", help="the SCXML document")
-    p.add_argument("-o", "--output", required=True, help="the definition file to write (.yaml/.yml/.json)")
-    p.add_argument("--name", help="the machine's name (default: the document's name attribute)")
+    add_import_scxml(cmd)
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",

@@ -8,10 +8,19 @@ The output is our YAML (or JSON, by suffix), which `--definition` then loads lik
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from statemachines.cli_app import UsageError
 from statemachines.loading import dump_definition
+
+
+def add_import_scxml(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """Register the subcommand with `cmd` (cli.build_parser's helper)."""
+    p = cmd("import-scxml", "convert an SCXML document into a definition file (YAML, or JSON by suffix)")
+    p.add_argument("file", metavar="FILE", help="the SCXML document")
+    p.add_argument("-o", "--output", required=True, help="the definition file to write (.yaml/.yml/.json)")
+    p.add_argument("--name", help="the machine's name (default: the document's name attribute)")
 
 
 def run_import(args: argparse.Namespace) -> int:
