@@ -213,3 +213,9 @@ def test_3_6_a_deep_initial_is_kept_as_a_dotted_path_and_dumped_as_its_id() -> N
     loaded = load(doc)
     assert loaded.spec.initial == "a.b.c"
     assert ' initial="c"' in dump(loaded) and load(dump(loaded)).spec == loaded.spec
+
+
+def test_elements_without_a_namespace_are_read_as_scxml() -> None:
+    states = '<state id="a"><transition event="go" target="b"/></state><final id="b"/>'
+    doc = f'<scxml initial="a">{states}</scxml>'
+    assert load(doc).spec.states["a"].on["go"][0].target == "b"
