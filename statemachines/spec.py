@@ -178,7 +178,9 @@ class StateSpec(BaseModel):
     description: str | None = None
     # Statecharts (docs/statecharts.md): children, the child entered first, parallel regions,
     # history pseudo-states and eventless transitions.
-    initial: str | None = None
+    #: A child's name, a dotted path below (SCXML's deep initial), or several of those (SCXML's
+    #: `initial="a b"`: states in different regions of a parallel state below).
+    initial: str | list[str] | None = None
     states: dict[str, StateSpec] = Field(default_factory=dict)
     type: Literal["parallel"] | None = None
     history: HistorySpec | None = None
@@ -194,6 +196,15 @@ class StateSpec(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
         return _omit_defaults(handler(self), _CHART_STATE_DEFAULTS)
+
+    @field_validator("initial", mode="after")
+    @classmethod
+    def _one_initial(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of initial states")
+            return value[0] if len(value) == 1 else value
+        return value
 
     @field_validator("enter_content", "exit_content", mode="before")
     @classmethod

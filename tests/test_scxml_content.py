@@ -313,3 +313,16 @@ def test_5_9_expressions_may_call_the_reading_methods_of_data() -> None:
         <transition event="*" target="fail"/>
       </state>{PASS_FAIL}""")
     assert run.configuration == ("pass",)
+
+
+def test_3_6_several_initial_states_enter_their_regions_together() -> None:
+    run = scxml_run("""
+      <state id="s1" initial="b2 c2">
+        <state id="s11">
+          <parallel id="p">
+            <state id="b"><state id="b1"/><state id="b2"/></state>
+            <state id="c"><state id="c1"/><state id="c2"/></state>
+          </parallel>
+        </state>
+      </state>""")
+    assert run.configuration == ("s1.s11.p.b.b2", "s1.s11.p.c.c2")

@@ -88,7 +88,8 @@ def test_3_13_document_order_survives_a_descriptor_declared_twice() -> None:
         ('<state id="a"><onentry>\n<script>x = 1</script></onentry></state>', "<script>", 2, "scripts"),
         ('<state id="a">\n<transition cond="x === 1" target="a"/></state>', "<transition>", 2, "expression"),
         ('<datamodel>\n<data id="x" src="data.json"/></datamodel><state id="a"/>', "<data id='x'>", 2, "src"),
-        ('<state id="a" initial="a b">\n<state id="b"/></state>', "<state id='a'>", 1, "several initial"),
+        ('<state id="a" initial="c">\n<state id="b"/></state><state id="c"/>', "<state id='a'>", 1,
+         "is not inside"),
         ('<state id="a"><onentry>\n<send event="e" type="http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"/>'
          "</onentry></state>", "<send>", 2, "HTTP"),
         ('<state id="a.b"/>', "<state id='a.b'>", 1, "'.'"),
@@ -219,3 +220,13 @@ def test_elements_without_a_namespace_are_read_as_scxml() -> None:
     states = '<state id="a"><transition event="go" target="b"/></state><final id="b"/>'
     doc = f'<scxml initial="a">{states}</scxml>'
     assert load(doc).spec.states["a"].on["go"][0].target == "b"
+
+
+def test_3_6_an_initial_element_with_several_targets_dumps_as_an_initial_attribute() -> None:
+    doc = scxml("""<state id="s"><initial><transition target="b2 c2"/></initial>
+      <parallel id="p"><state id="b"><state id="b1"/><state id="b2"/></state>
+      <state id="c"><state id="c1"/><state id="c2"/></state></parallel></state>""")
+    loaded = load(doc)
+    assert loaded.spec.states["s"].initial == ["p.b.b2", "p.c.c2"]
+    assert '<state id="s" initial="b2 c2">' in dump(loaded)
+    assert load(dump(loaded)).spec == loaded.spec

@@ -321,8 +321,10 @@ def add_descendant_states_to_enter(
     states_to_enter[state] = None
     if state.kind == COMPOUND:
         assert state.initial is not None
-        add_descendant_states_to_enter(run, state.initial, states_to_enter)
-        add_ancestor_states_to_enter(run, state.initial, state, states_to_enter)
+        for initial in state.initials:
+            add_descendant_states_to_enter(run, initial, states_to_enter)
+        for initial in state.initials:
+            add_ancestor_states_to_enter(run, initial, state, states_to_enter)
     elif state.kind == PARALLEL:
         _enter_regions(run, state, states_to_enter)
 

@@ -152,7 +152,8 @@ def _unreachable(tree: Tree) -> list[str]:
 
     while todo:
         node = todo.pop()
-        reach(node.initial)
+        for initial in node.initials:
+            reach(initial)
         reach(node.default)
         if node.kind == PARALLEL or (node.kind == COMPOUND and node.initial is None):
             # (a missing or unknown initial is reported already: do not bury it under its children)

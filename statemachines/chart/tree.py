@@ -38,6 +38,7 @@ class Node:
     #: Proper ancestors, innermost first, the root excluded (it is never active).
     ancestors: tuple[Node, ...] = ()
     initial: Node | None = None  # compound states (and the root): the child entered first
+    initials: tuple[Node, ...] = ()  # every initial state (several: SCXML's `initial="a b"`)
     default: Node | None = None  # history pseudo-states: entered when nothing is remembered
     transitions: list[ChartTransition] = field(default_factory=list)
     by_event: dict[str | None, list[ChartTransition]] = field(default_factory=dict)
@@ -159,16 +160,17 @@ class Tree:
     def _resolve_node(self, node: Node) -> None:
         st = node.spec
         where = f"state {node.path!r}" if node.path else "the machine"
-        if st.initial is not None:
-            child = next((c for c in node.children if c.name == st.initial), None)
-            if child is None and "." in st.initial:  # a dotted path below: SCXML's deep initial
-                child = self.nodes.get(f"{node.path}.{st.initial}" if node.path else st.initial)
+        for name in [st.initial] if isinstance(st.initial, str) else st.initial or []:
+            child = next((c for c in node.children if c.name == name), None)
+            if child is None and "." in name:  # a dotted path below: SCXML's deep initial
+                child = self.nodes.get(f"{node.path}.{name}" if node.path else name)
             if child is not None and child.kind != HISTORY:
-                node.initial = child
+                node.initials = (*node.initials, child)
+                node.initial = node.initials[0]
             elif node.children:
                 what = "a history pseudo-state" if child is not None else "not one of its children"
                 names = [c.name for c in node.state_children]
-                self.problems.append(f"{where}: initial state {st.initial!r} is {what} (children: {names})")
+                self.problems.append(f"{where}: initial state {name!r} is {what} (children: {names})")
         if st.history is not None and st.history.default is not None:
             target = self.resolve(node, st.history.default)
             if isinstance(target, str):

@@ -168,8 +168,9 @@ class _Reader:
             return blocks[0]
         return [{"block": block} for block in blocks]
 
-    def initial(self, el: Element, path: str, kids: dict[str, Any]) -> str:
-        """The direct child entered first: `initial=`, an `<initial>` element, or the first child."""
+    def initial(self, el: Element, path: str, kids: dict[str, Any]) -> str | list[str]:
+        """The state(s) entered first, relative to `el`: `initial=`, an `<initial>` element, or the
+        first child; a descendant deeper down is a dotted path, several are a list."""
         elements = [c for c in el.children if c.tag == "initial"]
         if "initial" in el.attrs and elements:
             raise Unsupported(el, "both an initial attribute and an <initial> element")
@@ -188,13 +189,16 @@ class _Reader:
             ids = t.attrs.get("target", "").split()
         if not ids:
             return next(name for name, st in kids.items() if "history" not in st)
-        if len(ids) > 1:
-            raise Unsupported(where, f"several initial states {ids} are not supported")
-        target = self.path(where, ids[0])
+        if len(ids) > 1 and not path:
+            raise Unsupported(where, f"several initial states {ids} of the document are not supported")
         prefix = f"{path}." if path else ""
-        if not target.startswith(prefix):
-            raise Unsupported(where, f"initial state {ids[0]!r} is not inside {el.describe()}")
-        return target[len(prefix) :]  # a child's name, or a dotted path below (a deep initial)
+        found = []
+        for ident in ids:
+            target = self.path(where, ident)
+            if not target.startswith(prefix):
+                raise Unsupported(where, f"initial state {ident!r} is not inside {el.describe()}")
+            found.append(target[len(prefix) :])  # a child's name, or a dotted path below
+        return found[0] if len(found) == 1 else found
 
     def history(self, el: Element) -> dict[str, Any]:
         _allowed(el, {"id", "type"})

@@ -79,7 +79,8 @@ def _state(name: str, st: StateSpec, indent: str) -> list[str]:
     tag = "final" if st.final else "parallel" if st.type == "parallel" else "state"
     attrs = {"id": name}
     if st.initial is not None and tag == "state":
-        attrs["initial"] = _id(st.initial)
+        names = [st.initial] if isinstance(st.initial, str) else st.initial
+        attrs["initial"] = " ".join(_id(name) for name in names)
     inner = _datamodel(st.data, indent + "  ")
     for block, element in ((st.enter_content, "onentry"), (st.exit_content, "onexit")):
         for part in _handlers(block):
