@@ -174,3 +174,22 @@ def test_the_queue_table_is_created_by_the_migrations(db_url: str) -> None:
         cur.execute("SELECT count(*) FROM sm_sends")
         assert cur.fetchone()[0] == 0
     engine.close()
+
+
+def test_a_worker_delivers_sends_in_its_rounds(scxml_engine: Engine) -> None:
+    from statemachines.worker import Worker
+
+    scxml_engine.start("ping", instance_id="p1")
+    assert Worker(scxml_engine).run_once() == 2
+    assert scxml_engine.get("p1").state == "done"
+
+
+def test_a_send_row_that_cannot_be_read_fails_its_instance_not_the_others(scxml_engine: Engine) -> None:
+    scxml_engine.start("ping", instance_id="bad")
+    scxml_engine.start("ping", instance_id="good")
+    with scxml_engine.runtime.transaction() as cur:
+        corrupt = "UPDATE sm_sends SET payload = 'not json' WHERE instance_id = :id"
+        cur.execute(scxml_engine.runtime.db.sql(corrupt), {"id": "bad"})
+    scxml_engine.run_due()
+    assert scxml_engine.get("bad").status == "failed"
+    assert scxml_engine.get("good").state == "done"
