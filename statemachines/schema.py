@@ -58,6 +58,9 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("State", "data"): "Executable content: data this state declares, id -> expression.",
     ("State", "donedata"): "Executable content: the data of the done event a final state raises, "
     "`{params: [...]}` or `{content: {expr: ...}}`.",
+    ("State", "initial_content"): "Executable content run when the state is entered through its "
+    "`initial` (SCXML's <initial> transition), after `enter_content`.",
+    ("History", "content"): "Executable content run when the history's default is taken.",
     ("Transition", "cond"): "Executable content: an expression that must hold (as well as `guard`).",
     ("Transition", "content"): "Executable content run after `actions` (docs/scxml.md).",
     ("Effect", "name"): "The effect's name, in `done.<name>`/`error.<name>` (default: `fn`).",

@@ -138,6 +138,18 @@ class HistorySpec(BaseModel):
 
     default: str | None = None  # required, but reported by the checks with the other problems
     deep: bool = False
+    #: Executable content run when the default is taken (SCXML: the history's transition content),
+    #: after the parent's entry content.
+    content: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_content_default(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"content": []})
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any) -> Any:
+        return content_spec.normalise_block(value, "history.content")
 
 
 #: Statechart fields of a state and their defaults: dropped from every dump when at the default, so
@@ -152,6 +164,7 @@ _CHART_STATE_DEFAULTS: dict[str, Any] = {
     "exit_content": [],
     "data": {},
     "donedata": None,
+    "initial_content": [],
 }
 
 #: Machine-level fields added with executable content, omitted at their defaults (same reason).
@@ -192,6 +205,9 @@ class StateSpec(BaseModel):
     exit_content: list[dict[str, Any]] = Field(default_factory=list)
     data: dict[str, str | None] = Field(default_factory=dict)
     donedata: dict[str, Any] | None = None
+    #: Run when the state is entered by its `initial` (SCXML's `<initial>` transition content),
+    #: after its entry content.
+    initial_content: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
@@ -206,7 +222,7 @@ class StateSpec(BaseModel):
             return value[0] if len(value) == 1 else value
         return value
 
-    @field_validator("enter_content", "exit_content", mode="before")
+    @field_validator("enter_content", "exit_content", "initial_content", mode="before")
     @classmethod
     def _content_block(cls, value: Any, info: Any) -> Any:
         return content_spec.normalise_block(value, info.field_name)
@@ -243,6 +259,8 @@ class StateSpec(BaseModel):
             or self.exit_content
             or self.data
             or self.donedata is not None
+            or self.initial_content
+            or (self.history is not None and self.history.content)
             or any(t.cond is not None or t.content or isinstance(t.target, list) for t in self.transitions())
         )
 

@@ -326,3 +326,33 @@ def test_3_6_several_initial_states_enter_their_regions_together() -> None:
         </state>
       </state>""")
     assert run.configuration == ("s1.s11.p.b.b2", "s1.s11.p.c.c2")
+
+
+def test_3_6_initial_transition_content_runs_after_the_parents_entry_content() -> None:
+    run = scxml_run(f"""
+      <datamodel><data id="order" expr="[]"/></datamodel>
+      <state id="s0">
+        <onentry><assign location="order" expr="order + ['s0']"/></onentry>
+        <initial><transition target="s01">
+          <assign location="order" expr="order + ['initial']"/></transition></initial>
+        <state id="s01"><onentry><assign location="order" expr="order + ['s01']"/></onentry>
+          <transition cond="order == ['s0', 'initial', 's01']" target="pass"/><transition target="fail"/>
+        </state>
+      </state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)
+
+
+def test_3_10_history_default_content_runs_only_when_the_default_is_taken() -> None:
+    run = scxml_run("""
+      <datamodel><data id="defaults" expr="0"/></datamodel>
+      <state id="outside"><transition event="in" target="h"/></state>
+      <state id="s0">
+        <history id="h"><transition target="a">
+          <assign location="defaults" expr="defaults + 1"/></transition></history>
+        <state id="a"><transition event="next" target="b"/></state>
+        <state id="b"/>
+        <transition event="out" target="outside"/>
+      </state>""")
+    for name in ("in", "next", "out", "in"):
+        run.send(name)
+    assert run.configuration == ("s0.b",) and run.context["defaults"] == 1

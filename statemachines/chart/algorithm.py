@@ -92,6 +92,9 @@ class Interpretation:
         self.dynamic = False
         self.content_items = 0
         self.starting = False  # entering the initial configuration: `_event` is not bound yet
+        #: Content of the default entries of this microstep (SCXML's statesForDefaultEntry and
+        #: defaultHistoryContent): state entered -> blocks to run after its entry content.
+        self.default_content: dict[Node, list[Any]] = {}
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""
@@ -239,8 +242,10 @@ def execute_transition_content(run: Interpretation, enabled: list[ChartTransitio
 def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
     """Run on_enter outermost first (document order); raise done.state events for final states."""
     states_to_enter: dict[Node, None] = {}
-    compute_entry_set(run, enabled, states_to_enter)
     has_content = run.tree.has_content
+    if has_content:
+        run.default_content.clear()
+    compute_entry_set(run, enabled, states_to_enter)
     for s in _document_order(states_to_enter):
         run.configuration.add(s)
         run.entered.append(s.path)
@@ -251,6 +256,9 @@ def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
             run.call(name, f"on_enter {name!r} of {s.path!r}")
         if has_content and s.enter_content:
             content.run_block(run, s.enter_content)
+        if has_content and s in run.default_content:
+            for block in run.default_content[s]:
+                content.run_block(run, block)
         if s.kind == FINAL:
             parent = s.parent
             assert parent is not None
@@ -313,6 +321,9 @@ def add_descendant_states_to_enter(
     if state.kind == HISTORY:
         assert state.parent is not None
         targets = _remembered(run, state)
+        history = state.spec.history
+        if run.tree.has_content and history and history.content and not run.history_value.get(state.path):
+            run.default_content.setdefault(state.parent, []).append(history.content)  # the default
         for s in targets:
             add_descendant_states_to_enter(run, s, states_to_enter)
         for s in targets:
@@ -321,6 +332,8 @@ def add_descendant_states_to_enter(
     states_to_enter[state] = None
     if state.kind == COMPOUND:
         assert state.initial is not None
+        if run.tree.has_content and state.spec.initial_content:
+            run.default_content.setdefault(state, []).append(state.spec.initial_content)
         for initial in state.initials:
             add_descendant_states_to_enter(run, initial, states_to_enter)
         for initial in state.initials:

@@ -126,6 +126,9 @@ class _Reader:
                 st["type"] = "parallel"
             else:
                 st["initial"] = self.initial(el, path, kids)
+                content = self.initial_content(el)
+                if content:
+                    st["initial_content"] = content
         elif el.tag == "parallel":
             st["type"] = "parallel"
         enter = self.handlers(el, "onentry")
@@ -184,8 +187,6 @@ class _Reader:
                 raise Unsupported(where, "an <initial> holds exactly one <transition>")
             t = transitions[0]
             _allowed(t, {"target"})
-            if t.children:
-                raise Unsupported(t, "executable content in an initial transition is not supported")
             ids = t.attrs.get("target", "").split()
         if not ids:
             return next(name for name, st in kids.items() if "history" not in st)
@@ -200,6 +201,13 @@ class _Reader:
             found.append(target[len(prefix) :])  # a child's name, or a dotted path below
         return found[0] if len(found) == 1 else found
 
+    def initial_content(self, el: Element) -> list[dict[str, Any]]:
+        """The executable content of an `<initial>` element's transition (none without one)."""
+        for child in el.children:
+            if child.tag == "initial":
+                return read_block(child.children[0].children)
+        return []
+
     def history(self, el: Element) -> dict[str, Any]:
         _allowed(el, {"id", "type"})
         kind = el.attrs.get("type", "shallow")
@@ -211,9 +219,13 @@ class _Reader:
         t = transitions[0]
         _allowed(t, {"target"})
         targets = t.attrs.get("target", "").split()
-        if len(targets) != 1 or t.children:
-            raise Unsupported(t, "a history default has one target and no executable content")
-        return {"history": {"default": self.path(t, targets[0]), "deep": kind == "deep"}}
+        if len(targets) != 1:
+            raise Unsupported(t, "a history default has one target")
+        history: dict[str, Any] = {"default": self.path(t, targets[0]), "deep": kind == "deep"}
+        content = read_block(t.children)
+        if content:
+            history["content"] = content
+        return {"history": history}
 
     def transition(self, el: Element) -> tuple[str | None, dict[str, Any]]:
         _allowed(el, {"event", "cond", "target", "type"})

@@ -73,15 +73,21 @@ def _state(name: str, st: StateSpec, indent: str) -> list[str]:
         target = _id(st.history.default or "")
         return [
             f"{indent}<history{_attrs({'id': name, 'type': kind})}>",
-            f"{indent}  <transition{_attrs({'target': target})}/>",
+            *_default(target, st.history.content, indent + "  "),
             f"{indent}</history>",
         ]
     tag = "final" if st.final else "parallel" if st.type == "parallel" else "state"
     attrs = {"id": name}
+    inner: list[str] = []
     if st.initial is not None and tag == "state":
         names = [st.initial] if isinstance(st.initial, str) else st.initial
-        attrs["initial"] = " ".join(_id(name) for name in names)
-    inner = _datamodel(st.data, indent + "  ")
+        initial = " ".join(_id(name) for name in names)
+        if st.initial_content:  # only the <initial> element can hold content
+            inner += [f"{indent}  <initial>", *_default(initial, st.initial_content, indent + "    "),
+                      f"{indent}  </initial>"]  # fmt: skip
+        else:
+            attrs["initial"] = initial
+    inner += _datamodel(st.data, indent + "  ")
     for block, element in ((st.enter_content, "onentry"), (st.exit_content, "onexit")):
         for part in _handlers(block):
             body = write_block(part, indent + "    ")
@@ -112,6 +118,14 @@ def _handlers(block: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         else:
             loose.append(item)
     return [*parts, loose] if loose else parts
+
+
+def _default(target: str, block: list[dict[str, Any]], indent: str) -> list[str]:
+    """The transition of an `<initial>` or a `<history>`, with its content."""
+    if not block:
+        return [f"{indent}<transition{_attrs({'target': target})}/>"]
+    body = write_block(block, indent + "  ")
+    return [f"{indent}<transition{_attrs({'target': target})}>", *body, f"{indent}</transition>"]
 
 
 def _id_token(token: str) -> str:
