@@ -356,3 +356,19 @@ def test_3_10_history_default_content_runs_only_when_the_default_is_taken() -> N
     for name in ("in", "next", "out", "in"):
         run.send(name)
     assert run.configuration == ("s0.b",) and run.context["defaults"] == 1
+
+
+def test_3_10_an_initial_transition_may_target_a_history_state() -> None:
+    run = scxml_run("""
+      <state id="s0">
+        <initial><transition target="h"/></initial>
+        <history id="h"><transition target="b"/></history>
+        <state id="a"/>
+        <state id="b"><transition event="go" target="a"/></state>
+        <transition event="out" target="elsewhere"/>
+      </state>
+      <state id="elsewhere"><transition event="back" target="s0"/></state>""")
+    assert run.configuration == ("s0.b",)  # nothing remembered: the default
+    for name in ("go", "out", "back"):
+        run.send(name)
+    assert run.configuration == ("s0.a",)  # entered by its initial: the history's memory

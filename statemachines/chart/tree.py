@@ -164,13 +164,14 @@ class Tree:
             child = next((c for c in node.children if c.name == name), None)
             if child is None and "." in name:  # a dotted path below: SCXML's deep initial
                 child = self.nodes.get(f"{node.path}.{name}" if node.path else name)
-            if child is not None and child.kind != HISTORY:
+            if child is not None:  # a history child too: its memory, or its default (SCXML)
                 node.initials = (*node.initials, child)
                 node.initial = node.initials[0]
             elif node.children:
-                what = "a history pseudo-state" if child is not None else "not one of its children"
                 names = [c.name for c in node.state_children]
-                self.problems.append(f"{where}: initial state {name!r} is {what} (children: {names})")
+                self.problems.append(
+                    f"{where}: initial state {name!r} is not one of its children (children: {names})"
+                )
         if st.history is not None and st.history.default is not None:
             target = self.resolve(node, st.history.default)
             if isinstance(target, str):
