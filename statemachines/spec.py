@@ -307,7 +307,9 @@ class MachineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    initial: str
+    #: Statecharts may start in several states at once (SCXML `initial="a b"`: states in different
+    #: regions of a parallel state), or in a state deeper down (a dotted path).
+    initial: str | list[str]
     states: dict[str, StateSpec]
     context: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
@@ -325,6 +327,15 @@ class MachineSpec(BaseModel):
     @classmethod
     def _datamodel(cls, value: Any) -> Any:
         return content_spec.normalise_data(value)
+
+    @field_validator("initial", mode="after")
+    @classmethod
+    def _one_initial(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of initial states")
+            return value[0] if len(value) == 1 else value
+        return value
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_defaults=True, indent=2)
@@ -346,7 +357,9 @@ class MachineSpec(BaseModel):
     @property
     def is_chart(self) -> bool:
         """Nested, parallel, history or eventless states anywhere: checked and run as a statechart."""
-        return bool(self.data or self.binding) or any(st.is_chart for _path, st in self.walk())
+        return bool(self.data or self.binding or isinstance(self.initial, list)) or any(
+            st.is_chart for _path, st in self.walk()
+        )
 
     def callable_names(self) -> set[str]:
         names: set[str] = set()

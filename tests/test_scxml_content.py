@@ -372,3 +372,12 @@ def test_3_10_an_initial_transition_may_target_a_history_state() -> None:
     for name in ("go", "out", "back"):
         run.send(name)
     assert run.configuration == ("s0.a",)  # entered by its initial: the history's memory
+
+
+def test_3_2_the_document_may_start_in_several_states_at_once() -> None:
+    run = scxml_run("""
+      <parallel id="p">
+        <state id="b"><state id="b1"/><state id="b2"/></state>
+        <state id="c"><state id="c1"/><state id="c2"/></state>
+      </parallel>""", ' initial="b2 c2"')
+    assert run.configuration == ("p.b.b2", "p.c.c2")

@@ -103,8 +103,7 @@ class CompiledChart:
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
         root = self.tree.root
-        first = (root.initial,) if root.initial is not None else ()
-        self._initial = ChartTransition(root, None, root.initial, None, (), True, targets=first)
+        self._initial = ChartTransition(root, None, root.initial, None, (), True, targets=root.initials)
         self._parse = self.model.model_validate_json if self.model is not None else json.loads
         #: (configuration, history items, event, source[, enabled transitions when guards chose
         #: them]) -> the plan of the step (`statemachines.chart.plan`).

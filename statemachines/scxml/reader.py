@@ -190,8 +190,6 @@ class _Reader:
             ids = t.attrs.get("target", "").split()
         if not ids:
             return next(name for name, st in kids.items() if "history" not in st)
-        if len(ids) > 1 and not path:
-            raise Unsupported(where, f"several initial states {ids} of the document are not supported")
         prefix = f"{path}." if path else ""
         found = []
         for ident in ids:

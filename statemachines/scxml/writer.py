@@ -40,7 +40,8 @@ def problems_of(spec: MachineSpec) -> list[str]:
 
 def write(spec: MachineSpec) -> str:
     attrs = {"xmlns": SCXML_NS, "version": "1.0", "datamodel": "python", "name": spec.name,
-             "initial": _id(spec.initial)}  # fmt: skip
+             "initial": " ".join(_id(n) for n in ([spec.initial] if isinstance(spec.initial, str)
+                                                  else spec.initial))}  # fmt: skip
     if spec.binding is not None:
         attrs["binding"] = spec.binding
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<scxml{_attrs(attrs)}>"]
