@@ -241,3 +241,13 @@ def test_initial_and_history_content_load_and_dump_back() -> None:
     history = st.states["h"].history
     assert history is not None and history.content == [{"raise": {"event": "h"}}]
     assert load(dump(loaded)).spec == loaded.spec
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['<state id="a"/><transition target="a"/>', '<parallel id="p"><initial/><state id="a"/></parallel>',
+     '<final id="f"><initial/></final>'],
+)  # fmt: skip
+def test_elements_out_of_place_are_refused_not_ignored(body: str) -> None:
+    with pytest.raises(DefinitionError, match="is not supported inside"):
+        load(scxml(body))

@@ -37,6 +37,9 @@ def read_document(root: Element, name: str | None) -> dict[str, Any]:
     datamodel = root.attrs.get("datamodel", "null")
     if datamodel not in DATAMODELS:
         raise Unsupported(root, f"datamodel {datamodel!r} is not supported (only {list(DATAMODELS)})")
+    for child in root.children:
+        if child.tag not in (*STATE_TAGS, "datamodel"):
+            raise Unsupported(child, f"<{child.tag}> is not supported inside <scxml>")
     reader = _Reader()
     reader.index(root, "")
     states = reader.children(root, "")
@@ -108,7 +111,8 @@ class _Reader:
             return self.history(el)
         _allowed(el, {"id", "initial"} if el.tag == "state" else {"id"})
         st: dict[str, Any] = {}
-        known = {"onentry", "onexit", "transition", "datamodel", "initial", "donedata", *STATE_TAGS}
+        known = {"onentry", "onexit", "transition", "datamodel", *STATE_TAGS}
+        known |= {"donedata"} if el.tag == "final" else {"initial"} if el.tag == "state" else set()
         for child in el.children:
             if child.tag not in known:
                 raise Unsupported(child, f"<{child.tag}> is not supported inside <{el.tag}>")
