@@ -8,6 +8,7 @@ the microstep cap turns them into `StepLimitExceeded`.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Collection
 
 from statemachines.chart.events import descriptors, platform_descriptor
@@ -24,6 +25,8 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
         return [*problems, "no states declared"]
     tree = Tree(spec)
     problems.extend(tree.problems)
+    if tree.has_content and importlib.util.find_spec("simpleeval") is None:
+        problems.append("executable content needs the simpleeval package: pip install 'statemachines[scxml]'")
     for node in tree.order:
         problems.extend(_node_problems(node))
     if spec.binding is None:  # SCXML documents (a declared binding) may keep unreachable states
