@@ -118,6 +118,9 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
         _add_column("sm_effects", "done_seq", "INTEGER"),
         _create_index("ix_sm_token_uses_instance_id", "sm_token_uses", "instance_id"),
     ),
+    # SCXML executable content: the queue of events an instance sends itself with <send>
+    # (delivered in later transactions, after their delay).
+    _create_missing("SendRow"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

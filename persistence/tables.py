@@ -197,3 +197,23 @@ class TokenUseRow(SQLModel, table=True):
     token_id: str = Field(primary_key=True)
     instance_id: str = Field(index=True)  # `prune` deletes by instance (migration 5)
     used_at: datetime = Field(sa_column=_ts())
+
+
+class SendRow(SQLModel, table=True):
+    """Events an instance sent itself with SCXML's `<send>` (executable content): queued by the
+    step that ran the send, delivered by a worker in a later transaction when `fire_at` comes
+    (the step's time for a send without delay), in (fire_at, id) order; `<cancel>` deletes by
+    (instance_id, send_id). Added by the SCXML migration step."""
+
+    __tablename__ = "sm_sends"
+    __table_args__ = (
+        Index("ix_sm_sends_fire_at", "fire_at"),
+        Index("ix_sm_sends_instance", "instance_id", "send_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str
+    machine: str
+    send_id: str
+    event: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    fire_at: datetime = Field(sa_column=_ts())

@@ -140,6 +140,12 @@ class Applier:
         PostgreSQL, when there is nothing to drop)."""
         self.schedule.disarm(cur, iid, now)
 
+    def drop_sent(self, cur: Any, row: tuple[Any, ...]) -> None:
+        """Drop the events a chart instance sent itself (SCXML `<send>`) that are not delivered
+        yet: like its timers, they belong to the run that a cancel ends or a rewind undoes."""
+        if row[CHART] is not None:
+            self.charts.sends.drop_all(cur, row[0])
+
     def set_status(
         self,
         cur: Any,

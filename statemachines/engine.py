@@ -307,6 +307,7 @@ class Engine:
                 reason=reason, payload={"reason": reason}, actor=actor,
             )  # fmt: skip
             self._applier.disarm(cur, instance_id, now)
+            self._applier.drop_sent(cur, row)
         model = self.runtime.model_of(row[MACHINE], row[DEF_VERSION])
         return Snapshot(
             instance_id,
