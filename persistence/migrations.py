@@ -63,6 +63,29 @@ def _add_column(table: str, column: str, sql_type: str) -> Callable[[Database, A
     return step
 
 
+def _reindex(table: str, drop: tuple[str, ...], create: tuple[str, ...]) -> Callable[[Database, Any], None]:
+    """Replace indexes of a table created by an earlier step: drop the `drop` ones if they exist,
+    then create the `create` ones (as the current models declare them) unless they exist. Rows
+    are never touched; on a fresh database step 1 already made the new ones and this only drops
+    nothing and skips them."""
+
+    def step(db: Database, cur: Any) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+        from sqlalchemy.schema import CreateIndex
+
+        from persistence import tables
+
+        dialect = postgresql.psycopg.dialect() if db.dialect == "postgresql" else sqlite.dialect()
+        for name in drop:
+            cur.execute(f"DROP INDEX IF EXISTS {name}")
+        model = next(m for m in vars(tables).values() if getattr(m, "__tablename__", None) == table)
+        by_name = {index.name: index for index in model.__table__.indexes}
+        for name in create:
+            cur.execute(str(CreateIndex(by_name[name], if_not_exists=True).compile(dialect=dialect)))
+
+    return step
+
+
 def _all(*steps: Callable[[Database, Any], None]) -> Callable[[Database, Any], None]:
     """One schema version made of several steps, applied in order in the same transaction."""
 
@@ -100,6 +123,17 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _all(
         _add_column("sm_timers", "trace", "TEXT"),
         _add_column("sm_effects", "trace", "TEXT"),
+    ),
+    # Issue 14 (bytes per durable event): fewer index entries per event. Instances: the status
+    # and created indexes become two partial ones (active / closed rows); history: by time as a
+    # BRIN index on PostgreSQL. The queries they serve stay index ranges (docs/performance.md).
+    _all(
+        _reindex(
+            "sm_instances",
+            drop=("ix_sm_instances_status", "ix_sm_instances_created"),
+            create=("ix_sm_instances_active", "ix_sm_instances_closed"),
+        ),
+        _reindex("sm_history", drop=("ix_sm_history_at",), create=("ix_sm_history_time",)),
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,6 +7,7 @@ state machine is: ids, names, JSON text and timestamps go in and come out.
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from persistence.database import Database
@@ -17,6 +18,17 @@ _FLAT_COLUMNS = (
     " created_at, updated_at, last_seq"
 )
 INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"  # `chart`: statecharts, see persistence.chart_store
+#: The statuses of a closed instance (the engine's, statemachines.records): an unfiltered page
+#: merges one index range per status.
+CLOSED_STATUSES = ("completed", "cancelled", "failed")
+_KNOWN = sorted(("active", *CLOSED_STATUSES))
+#: Any status not in the known set, as index ranges between the known values (each a range of
+#: `ix_sm_instances_closed`, normally empty), not as a scan of every closed row.
+_OTHERS = (
+    [f"status < '{_KNOWN[0]}'"]
+    + [f"status > '{a}' AND status < '{b}'" for a, b in pairwise(_KNOWN)]
+    + [f"status > '{_KNOWN[-1]}'"]
+)
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
 # The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
@@ -130,7 +142,7 @@ class Store:
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
         self._receipt_after_lock = pg
-        self._list_cache: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._list_cache: dict[tuple[bool, bool, bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
@@ -258,10 +270,15 @@ class Store:
         matches when that state is active at any depth: a flat row whose state it is, or a chart
         instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
         False (a machine known to be flat) keeps the single-index query."""
+        live = status == "active"
         shape = (machine is not None, state is not None, status is not None, charts and state is not None)
+        shape += (live,)
         sql = self._list_cache.get(shape)
         if sql is None:
-            conditions = ("machine = :machine", "state = :state", "status = :status")
+            # Literal predicates of the partial indexes (persistence.tables), so both planners
+            # can use them whatever the parameter's value.
+            by_status = "status = 'active'" if live else "status = :status AND status <> 'active'"
+            conditions = ("machine = :machine", "state = :state", by_status)
             if shape[3]:  # state matched at any depth: the state condition becomes an id set
                 in_machine = " AND machine = :machine" if machine is not None else ""
                 conditions = (
@@ -275,6 +292,12 @@ class Store:
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
                 text += " WHERE " + " AND ".join(where)
+            else:
+                # Every instance: one ordered index range per status (the live one, then each
+                # closed status of `ix_sm_instances_closed`), merged; any other status sorted.
+                closed = [f"status = '{s}'" for s in CLOSED_STATUSES] + _OTHERS
+                arms = [f"{text} WHERE {c} AND status <> 'active'" for c in closed]
+                text = " UNION ALL ".join([f"{text} WHERE status = 'active'", *arms])
             text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
             sql = self._list_cache[shape] = self.db.sql(text)
         cur.execute(
