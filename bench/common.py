@@ -67,13 +67,14 @@ def pg_drop_schema(pg_url: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def fsync_us(samples: int = 100) -> float:
-    """Median microseconds of an fsync after a small write, in the temp directory: what a durable
-    commit costs on this disk at least (SQLite FULL and PostgreSQL pay it per commit)."""
+def fsync_us(samples: int = 100, directory: str | None = None) -> float:
+    """Median microseconds of an fsync after a small write, in `directory` (default: the temp
+    directory): what a durable commit costs on that disk at least (SQLite FULL and PostgreSQL
+    pay it per commit)."""
     import tempfile
 
     times = []
-    with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as f:
+    with tempfile.NamedTemporaryFile(dir=directory or tempfile.gettempdir()) as f:
         for _ in range(samples):
             f.write(b"x" * 100)
             t0 = time.perf_counter()

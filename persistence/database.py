@@ -160,6 +160,11 @@ class Database:
             self._memory = conn
         return conn
 
+    def new_connection(self) -> Any:
+        """A connection of its own, with this database's settings, that no thread owns: for
+        `persistence.group_commit`, which shares one between threads under its lock."""
+        return self._connect()
+
     def discard(self) -> None:
         """Drop this thread's connection (after a connection error, or on close).
 
@@ -208,6 +213,25 @@ class Database:
 #: (PostgreSQL: a second connection), or waits for the first forever (a row lock held by this
 #: very thread). So it is refused before it touches the database.
 _open = threading.local()
+
+
+def hold(db: Database, write: bool) -> None:
+    """Mark this thread as having a transaction open on `db` (for transactions that are not a
+    `Transaction`, such as a group commit's event); raises `ReentrantTransaction` (through the
+    database's `error_hook`) when it already has one, as `Transaction` does."""
+    held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
+    if db.identity in held:
+        error = ReentrantTransaction(
+            "this thread already has a transaction open on this database"
+            " (the engine was called from inside an action or a guard)"
+        )
+        raise (db.error_hook(error) if db.error_hook is not None else error) from None
+    held[db.identity] = write
+
+
+def release(db: Database) -> None:
+    """Undo `hold`."""
+    _open.__dict__.setdefault("held", {}).pop(db.identity, None)
 
 
 class Transaction:

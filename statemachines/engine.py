@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from persistence import Conflict, Database, DatabaseError, migrate
 from persistence.database import Transaction
+from persistence.group_commit import GroupCommit
 from statemachines import callbacks, due, durable, errors, telemetry
 from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
@@ -81,6 +82,7 @@ class Engine:
         secret: str | bytes | None = None,
         sqlite_synchronous: str = "FULL",
         busy_timeout: Duration = "30s",
+        group_commit: bool = False,
     ) -> None:
         self.url = resolve_url(url)
         busy = parse_duration(busy_timeout, maximum=MAX_BUSY_TIMEOUT)
@@ -100,6 +102,11 @@ class Engine:
         self._applier = self.runtime.applier
         self._secret = secret
         self._machines = self.runtime.machines
+        #: `group_commit=True`: concurrent writes of this process's threads (sends, starts,
+        #: timers...) share commits, one fsync per batch (persistence.group_commit). None
+        #: otherwise, and always in memory.
+        self.group = GroupCommit(self.db) if group_commit and not self.db.in_memory else None
+        self.runtime.group = self.group
 
     @classmethod
     def in_memory(cls, clock: Clock | None = None, *, secret: str | bytes | None = None) -> Engine:
@@ -373,6 +380,8 @@ class Engine:
         return callbacks.redeem_token(self.runtime, self._secret, token, payload, actor)
 
     def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
         self.db.close()
 
     def _tx(self) -> Transaction:

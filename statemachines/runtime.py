@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store
 from persistence.database import Transaction, is_transient
 from persistence.errors import ReentrantTransaction
+from persistence.group_commit import GroupCommit, GroupTransaction
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
@@ -28,7 +29,7 @@ class Runtime:
     """The engine's shared parts. `machines` is the registry of compiled machines this process
     serves: workers claim timers and effects of these machines only."""
 
-    __slots__ = ("applier", "clock", "db", "machines", "schedule", "store")
+    __slots__ = ("applier", "clock", "db", "group", "machines", "schedule", "store")
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
@@ -38,6 +39,8 @@ class Runtime:
         charts = ChartApplier(db, self.store, self.schedule)
         self.applier = Applier(db, self.store, self.schedule, charts)
         self.machines: dict[str, CompiledMachine | CompiledChart] = {}
+        #: Set by `Engine(group_commit=True)`: write transactions join its shared batches.
+        self.group: GroupCommit | None = None
 
     def compiled(self, name: Any) -> Any:
         """The registered machine `name`, or `UnknownMachine` naming the ones there are."""
@@ -55,8 +58,11 @@ class Runtime:
         """The names of the machines whose work this process may claim (sorted: stable SQL)."""
         return sorted(self.machines)
 
-    def transaction(self) -> Transaction:
-        """A write transaction whose storage errors come out as the engine's typed errors."""
+    def transaction(self) -> Transaction | GroupTransaction:
+        """A write transaction whose storage errors come out as the engine's typed errors (in
+        the group's shared batch when there is one: it returns once its batch is committed)."""
+        if self.group is not None:
+            return self.group.transaction()
         return self.db.transaction()
 
     def read(self) -> Transaction:
