@@ -17,6 +17,7 @@ import os
 import platform
 import sqlite3
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -131,12 +132,42 @@ def machine_notes(pg_url: str) -> str:
             " sessions that run test suites and PostgreSQL crash tests: figures swing between rounds,"
             " ratios taken within a round are the ones to trust.",
             f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; {pg}.",
-            f"- fsync of a small write on this disk: {fsync_us():.0f} us median (a laptop SSD or cloud"
-            " volume is often 0.5-5 ms: there `synchronous=FULL` and PostgreSQL commits cost more,"
-            " for everyone).",
+            f"- fsync of a small write on this disk ({_where(tempfile.gettempdir())}, where the SQLite"
+            f" files go): {fsync_us():.0f} us median (a laptop SSD or cloud volume is often 0.5-5 ms:"
+            " there `synchronous=FULL` and PostgreSQL commits cost more, for everyone).",
+            f"- {_pg_disk(pg_url)}",
             f"- Load average at the start: {loadavg()}.",
         ]
     )
+
+
+def _where(path: str) -> str:
+    """`path` on `device` (`fstype`), from /proc/self/mounts: the longest mount point above it."""
+    best = ("?", "/", "?")
+    for line in _lines("/proc/self/mounts"):
+        device, point, fstype = line.split()[:3]
+        if path.startswith(point) and len(point) >= len(best[1]):
+            best = (device, point, fstype)
+    return f"{path} on {best[0]}, {best[2]}"
+
+
+def _pg_disk(pg_url: str) -> str:
+    """Where PostgreSQL keeps its data and the fsync on that file system, measured in the
+    directory above it (when the server is local and this process may write there)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        data = str(row[0]) if row else "?"
+    except Exception as exc:
+        return f"PostgreSQL data directory: unknown ({type(exc).__name__})"
+    beside = os.path.dirname(data.rstrip("/")) or "/"  # never write into the data directory itself
+    try:
+        us = fsync_us(directory=beside)
+        return f"PostgreSQL's data directory {_where(data)}; fsync next to it ({beside}): {us:.0f} us median."
+    except OSError as exc:
+        return f"PostgreSQL's data directory {data}: fsync not measurable from here ({exc.strerror})."
 
 
 def _lines(path: str) -> list[str]:
