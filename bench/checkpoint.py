@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(d).mkdir(parents=True, exist_ok=True)
     pages = [int(x) for x in args.pages.split(",")]
     ops = workload.script(args.events)
-    fs = {d: fsync_us(directory=d) for d in dirs}
+    fs = {d: f"{fsync_us(directory=d):.0f} / {fsync_us(directory=d, size=36_000):.0f}" for d in dirs}
     configs = [(d, n) for d in dirs for n in pages]
     rates: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     for r in range(args.rounds):
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for d, n in configs:
         paired = median([a / b for a, b in zip(rates[d, n], rates[d, pages[0]], strict=True)])
-        rows.append([d, f"{fs[d]:.0f}", n, " / ".join(f"{x:,.0f}" for x in rates[d, n]),
+        rows.append([d, fs[d], n, " / ".join(f"{x:,.0f}" for x in rates[d, n]),
                      f"{median(rates[d, n]):,.0f}", f"{paired:.2f}x"])  # fmt: skip
     print()
     heads = [

@@ -133,8 +133,9 @@ def machine_notes(pg_url: str) -> str:
             " ratios taken within a round are the ones to trust.",
             f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; {pg}.",
             f"- fsync of a small write on this disk ({_where(tempfile.gettempdir())}, where the SQLite"
-            f" files go): {fsync_us():.0f} us median (a laptop SSD or cloud volume is often 0.5-5 ms:"
-            " there `synchronous=FULL` and PostgreSQL commits cost more, for everyone).",
+            f" files go): {fsync_us():.0f} us median after a 100-byte write, {fsync_us(size=36_000):.0f} us"
+            " after 36 KB (one SQLite commit of the workload); a laptop SSD or cloud volume is often"
+            " 0.5-5 ms: there `synchronous=FULL` and PostgreSQL commits cost more, for everyone.",
             f"- {_pg_disk(pg_url)}",
             f"- Load average at the start: {loadavg()}.",
         ]

@@ -195,13 +195,13 @@ def run_config(name: str, threads: int, per_thread: int, args: argparse.Namespac
             for t in pool:
                 t.start()
             barrier.wait()
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             for t in pool:
                 t.join()
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             if errors:
                 raise errors[0]
-            note = c.note()
+            note = ", ".join(x for x in (c.note(), f"{cpu / elapsed:.2f} cores busy") if x)
         finally:
             c.close()
             if args.db == "postgres":
@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     notes: dict[tuple[str, int], str] = {}
     disk = args.dir or tempfile.gettempdir()
-    print(f"fsync on {disk}: {fsync_us(directory=disk):.0f} us median; load {loadavg()}", flush=True)
+    small, commit = fsync_us(directory=disk), fsync_us(directory=disk, size=36_000)
+    print(
+        f"fsync on {disk}: {small:.0f} us (100 B), {commit:.0f} us (36 KB) median; load {loadavg()}",
+        flush=True,
+    )
     for r in range(args.rounds):
         shift = r % len(configs)
         for name, t in configs[shift:] + configs[:shift]:
@@ -257,10 +261,19 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     print(table(heads, rows, right=1))
-    if "orm_transitions" in names and "engine_group" in names:
+
+    def paired(a: tuple[str, int], b: tuple[str, int]) -> str:
+        return f"{median([x / y for x, y in zip(rates[a], rates[b], strict=True)]):.2f}x"
+
+    if "engine_group" in names and "engine" in names:
         for t in counts:
-            g, o = median(rates["engine_group", t]), median(rates["orm_transitions", t])
-            print(f"- engine_group / orm_transitions at {t} threads: {g / o:.2f}x")
+            line = f"- {t} threads, paired per round: engine_group / engine at {counts[0]} thread(s)"
+            line += f" {paired(('engine_group', t), ('engine', counts[0]))}"
+            line += f", / engine at {t} {paired(('engine_group', t), ('engine', t))}"
+            line += f", / {raw} at {t} {paired(('engine_group', t), (raw, t))}"
+            if "orm_transitions" in names:
+                line += f", / orm_transitions at {t} {paired(('engine_group', t), ('orm_transitions', t))}"
+            print(line)
     print(f"\n(load average at the end: {loadavg()})")
     return 0
 

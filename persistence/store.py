@@ -41,9 +41,9 @@ HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outc
 _RECEIPT = "(SELECT r.{column} FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
 _LOCK = (
     f"SELECT {INSTANCE_COLUMNS}, {_RECEIPT.format(column='result')},"
-    f" {_RECEIPT.format(column='fingerprint')} FROM sm_instances i WHERE i.id = :id"
+    f" {_RECEIPT.format(column='fingerprint')}, i.armed FROM sm_instances i WHERE i.id = :id"
 )
-_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE i.id = :id"
+_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL, i.armed FROM sm_instances i WHERE i.id = :id"
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
@@ -65,8 +65,8 @@ _SQL = {
     "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
-    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}) VALUES (:id, :machine,"
-    " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
+    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}, armed) VALUES (:id, :machine,"
+    " :dv, :state, :context, :status, 1, 1, :now, :now, 1, :armed)",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
     " WHERE id = :id",
@@ -137,7 +137,9 @@ class Store:
         self.db = db
         pg = db.dialect == "postgresql"
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
-        self._updates = update_statements(db)
+        # Flat instances record whether the state entry armed anything (`armed`), so that
+        # leaving a state that armed nothing skips the disarm statement.
+        self._updates = update_statements(db, "armed = :armed, ")
         self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
@@ -187,7 +189,7 @@ class Store:
             return None
         cur.execute(self.sql["receipt"], {"id": instance_id, "key": key})
         receipt = cur.fetchone()
-        return row if receipt is None else (*row[:-2], *receipt)
+        return row if receipt is None else (*row[:-3], *receipt, row[-1])
 
     def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:
         cur.execute(self.sql["get_instance"], {"id": instance_id})
@@ -203,7 +205,9 @@ class Store:
         context: str,
         status: str,
         now: datetime,
+        armed: bool = True,
     ) -> None:
+        """A new flat instance; `armed`: its initial state entry armed timers or effects."""
         cur.execute(
             self.sql["insert_instance"],
             {
@@ -214,6 +218,7 @@ class Store:
                 "context": context,
                 "status": status,
                 "now": self.db.ts(now),
+                "armed": int(armed),
             },
         )
 
@@ -229,11 +234,14 @@ class Store:
         entered_seq: int,
         seq: int,
         now: datetime,
+        armed: bool = True,
     ) -> None:
-        """Write an applied event; `state`/`status` None mean unchanged."""
+        """Write an applied event; `state`/`status` None mean unchanged; `armed`: the state entry
+        the instance is in armed timer or effect rows."""
         cur.execute(
             self._updates[state is not None, status is not None],
             {
+                "armed": int(armed),
                 "id": instance_id,
                 "dv": dv,
                 "state": state,
@@ -270,6 +278,20 @@ class Store:
         matches when that state is active at any depth: a flat row whose state it is, or a chart
         instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
         False (a machine known to be flat) keeps the single-index query."""
+        cur.execute(
+            self.list_statement(machine, state, status, charts),
+            {
+                "machine": machine,
+                "state": state,
+                "status": status,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return cur.fetchall()
+
+    def list_statement(self, machine: str | None, state: str | None, status: str | None, charts: bool) -> str:
+        """The statement `list_instances` runs for this filter (built once per shape)."""
         live = status == "active"
         shape = (machine is not None, state is not None, status is not None, charts and state is not None)
         shape += (live,)
@@ -300,17 +322,7 @@ class Store:
                 text = " UNION ALL ".join([f"{text} WHERE status = 'active'", *arms])
             text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
             sql = self._list_cache[shape] = self.db.sql(text)
-        cur.execute(
-            sql,
-            {
-                "machine": machine,
-                "state": state,
-                "status": status,
-                "limit": limit,
-                "offset": offset,
-            },
-        )
-        return cur.fetchall()
+        return sql
 
     # history and receipts --------------------------------------------------------------------
     def insert_history(

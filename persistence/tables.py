@@ -71,6 +71,10 @@ class InstanceRow(SQLModel, table=True):
     #: of their entry and the history memory, `{"active": {"checks": 4, ...}, "history": {...}}`.
     #: `state` then holds the one-string summary. Added by schema version 3.
     chart: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: Flat instances: 1 when the current state entry armed timer or effect rows, 0 when it armed
+    #: none (leaving the state then skips the disarm statement); NULL (maybe) for rows written
+    #: before schema step 5 and for statecharts, which keep theirs in `chart`.
+    armed: int | None = Field(default=None, nullable=True)
 
 
 class HistoryRow(SQLModel, table=True):

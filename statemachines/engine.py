@@ -19,7 +19,7 @@ from persistence import Conflict, Database, DatabaseError, migrate
 from persistence.database import Transaction
 from persistence.group_commit import GroupCommit
 from statemachines import callbacks, due, durable, errors, telemetry
-from statemachines.apply import to_json
+from statemachines.apply import arms, to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
 from statemachines.clock import Clock, SystemClock
@@ -189,7 +189,10 @@ class Engine:
             status = COMPLETED if step.target in cm.final else ACTIVE
             dv = cm.definition.version
             with self._tx() as cur:
-                self.store.insert_instance(cur, iid, machine, dv, step.target, step.context_json, status, now)
+                armed = status == ACTIVE and arms(cm, step.target)
+                self.store.insert_instance(
+                    cur, iid, machine, dv, step.target, step.context_json, status, now, armed
+                )
                 self.store.insert_history(
                     cur, iid, machine, 1, "start", None, step.target, "{}", step.context_json, actor, now,
                     APPLIED,
