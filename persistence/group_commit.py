@@ -119,6 +119,8 @@ class GroupCommit:
         """The batch's transaction cannot go on: roll back what is left, drop a broken connection."""
         self._batch = None
         conn = self._conn
+        if conn is None:
+            return
         try:
             if self.db.dialect == "sqlite":
                 if conn.in_transaction:
@@ -157,13 +159,14 @@ class GroupTransaction:
             self._batch = group._begin(cur)
             cur.execute("SAVEPOINT sm_event")
         except BaseException as exc:
-            if group._batch is not None and group._batch.members:
-                batch = group._batch
+            # The connection or its transaction failed before this event began: end the batch
+            # (a broken connection is dropped, the next event reconnects); its members, if any,
+            # get this error.
+            batch = group._batch
+            group._abandon()
+            if batch is not None and batch.members:
                 batch.error = exc
-                group._abandon()
                 batch.done.set()
-            else:
-                group._batch = None
             group._lock.release()
             self._leave()
             raise _typed(group.db, exc) from exc

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from statemachines import ActionFailed, Engine, ReentrantCall, machine, state, transition
+from statemachines import ActionFailed, Engine, ReentrantCall, StorageUnavailable, machine, state, transition
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -252,3 +252,21 @@ def test_every_returned_send_survives_a_kill_right_after(db_url: str, tmp_path: 
         assert all(len(engine.history(iid)) == 21 for iid in returned)
     finally:
         engine.close()
+
+
+def test_a_lost_connection_fails_one_call_and_the_next_reconnects(group_engine: Engine, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a server-side disconnect is a PostgreSQL failure")
+    import psycopg
+
+    start_all(group_engine, 1)
+    with group_engine.group.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    plain = db_url.split("?")[0].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StorageUnavailable):
+        group_engine.send("i0", "GO")
+    assert group_engine.send("i0", "GO").version == 2
+    assert [r.seq for r in group_engine.history("i0")] == [1, 2]
