@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in configs:
         m = median(rates[name, t])
         single = median(rates[name, counts[0]]) if (name, counts[0]) in rates else float("nan")
-        base = median(rates[raw, t])
+        base = median(rates[raw, t]) if (raw, t) in rates else float("nan")
         row = [name, t, " / ".join(f"{x:,.0f}" for x in rates[name, t]), f"{m:,.0f}"]
         row += [f"{m / single:.2f}x", f"{m / base:.2f}x", notes[name, t]]
         rows.append(row)
