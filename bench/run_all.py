@@ -6,7 +6,9 @@
 Part 1 (`bench.harness`, items 1 and 2) runs on SQLite FULL, SQLite NORMAL and PostgreSQL, then
 items 3-6 (`bench.scale`, `bench.concurrency`, `bench.timers`, `bench.memory`), then issue 10's
 statechart event cost (`bench.statecharts`). A section that
-fails is reported with its error and the others still run. `--quick` writes
+fails is reported with its error and the others still run. Sections of the existing RESULTS.md
+that it does not write (numbered sections added by hand: 7, 11-16) are kept after its own.
+`--quick` writes
 `RESULTS.quick.md` / `results.quick.png` so it never overwrites the published figures.
 """
 
@@ -192,6 +194,28 @@ def _guarded(name: str, fn: Callable[[], Section]) -> Section:
     return section
 
 
+#: The numbers of the sections `main` writes (part 1 and the part-2 modules).
+GENERATED = {"1-2.", "3.", "4.", "5.", "6.", "10."}
+
+
+def hand_written(path: Path, generated: set[str]) -> list[str]:
+    """The `## ` sections of the existing results whose number this run does not write (figures
+    added by hand: CLI start-up, issue 14's sections...), so that a new run keeps them after its
+    own. A section is known by its number ("7." of "7. CLI start-up")."""
+    if not path.exists():
+        return []
+    numbers = {title.split()[0] for title in generated}
+    kept: list[str] = []
+    keep = False
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            number = line[3:].split()[0] if line[3:].split() else ""
+            keep = number[:1].isdigit() and number not in numbers
+        if keep:
+            kept.append(line)
+    return ["", *kept] if kept else []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -268,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *[s.markdown() for s in sections],
     ]
-    md_path.write_text("\n".join(doc).replace("\n\n\n", "\n\n") + "\n")
+    # Every section this code can write counts as generated, even when `--only` skipped it.
+    kept = hand_written(md_path, GENERATED) if not args.quick else []
+    md_path.write_text("\n".join(doc + kept).replace("\n\n\n", "\n\n") + "\n")
     print(
         f"[run_all] wrote {md_path} and {png_path if medians else 'no chart'} in {sw.elapsed / 60:.1f} min",
         file=sys.stderr,
