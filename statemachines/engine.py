@@ -105,6 +105,8 @@ class Engine:
         #: `group_commit=True`: concurrent writes of this process's threads (sends, starts,
         #: timers...) share commits, one fsync per batch (persistence.group_commit). None
         #: otherwise, and always in memory.
+        if not isinstance(group_commit, bool):
+            raise errors.ConfigurationError(f"group_commit must be True or False, got {group_commit!r}")
         self.group = GroupCommit(self.db) if group_commit and not self.db.in_memory else None
         self.runtime.group = self.group
 

@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from statemachines import ActionFailed, Engine, ReentrantCall, StorageUnavailable, machine, state, transition
+from statemachines import (
+    ActionFailed,
+    ConfigurationError,
+    Engine,
+    ReentrantCall,
+    StorageUnavailable,
+    machine,
+    state,
+    transition,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -270,3 +279,8 @@ def test_a_lost_connection_fails_one_call_and_the_next_reconnects(group_engine: 
         group_engine.send("i0", "GO")
     assert group_engine.send("i0", "GO").version == 2
     assert [r.seq for r in group_engine.history("i0")] == [1, 2]
+
+
+def test_group_commit_must_be_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="group_commit must be True or False, got 'yes'"):
+        Engine(f"sqlite:///{tmp_path / 'x.db'}", group_commit="yes")  # type: ignore[arg-type]
