@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 
-from web_support import Web, orders, web  # noqa: E402, F401  (the fixture)
+from web_support import Web, make_web, orders
+
+
+@pytest.fixture
+def web(db_url: str) -> Iterator[Web]:
+    """The service on a fresh database of each kind, with a key per scope."""
+    yield from make_web(db_url)
 
 
 def test_machines_lists_the_registered_machines(web: Web) -> None:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 
-from statemachines.errors import InvalidArgument  # noqa: E402
-from web_support import Web, web  # noqa: E402, F401  (the fixture)
+from web_support import Web, make_web
+
+from statemachines.errors import InvalidArgument
+
+
+@pytest.fixture
+def web(db_url: str) -> Iterator[Web]:
+    """The service on a fresh database of each kind, with a key per scope."""
+    yield from make_web(db_url)
 
 
 def test_a_request_without_a_key_is_401_with_a_bearer_challenge(web: Web) -> None:

@@ -3,16 +3,24 @@ databases: single use, expiry, staleness, forgery, guard refusals, payload error
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 
-from statemachines import Engine  # noqa: E402
-from statemachines.errors import ConfigurationError  # noqa: E402
-from statemachines.examples import expense_approval  # noqa: E402
-from web_support import BASE_URL, Web, orders, web  # noqa: E402, F401  (the fixture)
+from web_support import BASE_URL, Web, make_web, orders
+
+from statemachines import Engine
+from statemachines.errors import ConfigurationError
+from statemachines.examples import expense_approval
+
+
+@pytest.fixture
+def web(db_url: str) -> Iterator[Web]:
+    """The service on a fresh database of each kind, with a key per scope."""
+    yield from make_web(db_url)
 
 
 def path_of(url: str) -> str:

@@ -10,6 +10,7 @@ still refused when the instance's state says no: a 409 is the right answer there
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -46,7 +47,5 @@ def test_no_request_the_schema_allows_gets_a_5xx_or_an_undocumented_response(cas
 
 
 def teardown_module() -> None:
-    try:
+    with contextlib.suppress(StopIteration):
         next(_web_iter)
-    except StopIteration:
-        pass
