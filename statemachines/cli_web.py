@@ -157,12 +157,12 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         "statemachines.cli_web:app_from_environment", factory=True, host=host, port=port, workers=workers,
         log_level=log_level,
     )  # fmt: skip
-    if workers == 1:
-        uvicorn.Server(config).run()
-        return
-    bound = config.bind_socket()
-    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
-    with suppress(KeyboardInterrupt):
+    with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down gracefully, exit 0
+        if workers == 1:
+            uvicorn.Server(config).run()
+            return
+        bound = config.bind_socket()
+        sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
         Multiprocess(config, sockets=[sock]).run()
 
 

@@ -63,7 +63,10 @@ def require(scope: str) -> Callable[[Request], Any]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose from {list(SCOPES)}")
 
-    def dependency(request: Request) -> ApiKey:
+    async def dependency(request: Request) -> ApiKey:
+        # async: run on the event loop, not in a worker thread (a sync dependency costs a thread
+        # hop per request). A verified key is cached, so the database is read at most once per
+        # key every few seconds; that read blocks the loop briefly.
         state: WebState = request.app.state.web
         key = authenticate(state, request)
         if key is None:
