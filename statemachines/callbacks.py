@@ -113,7 +113,5 @@ def link(token: str, base_url: str | None) -> str:
         )
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise errors.ConfigurationError(
-            f"the base URL must be http(s)://host[:port][/path], got {base!r}"
-        )
+        raise errors.ConfigurationError(f"the base URL must be http(s)://host[:port][/path], got {base!r}")
     return f"{base.rstrip('/')}/callbacks/{token}"

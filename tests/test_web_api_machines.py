@@ -154,3 +154,30 @@ def test_metrics_are_prometheus_text(web: Web) -> None:
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     sample = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? [0-9.e+-]+$|^# (HELP|TYPE) .+$')
     assert all(sample.match(line) for line in response.text.splitlines()), response.text
+
+
+def test_the_openapi_schema_types_contexts_and_payloads_per_machine(web: Web) -> None:
+    schema = web.client.get("/openapi.json").json()
+    start = schema["paths"]["/api/instances"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    variants = {v["properties"]["machine"]["const"]: v for v in start["oneOf"]}
+    assert variants["orders"]["properties"]["context"] == {"$ref": "#/components/schemas/Order"}
+    events = schema["paths"]["/api/instances/{instance_id}/events"]["post"]["requestBody"]
+    pay = events["content"]["application/json"]["schema"]["anyOf"][0]
+    assert pay["properties"] == {
+        "event": {"const": "PAY"},
+        "payload": {"$ref": "#/components/schemas/Payment"},
+    }
+    got = schema["paths"]["/api/instances/{instance_id}"]["get"]["responses"]["200"]
+    assert got["content"]["application/json"]["schema"]["anyOf"][0]["properties"]["context"] == {
+        "$ref": "#/components/schemas/Order"
+    }
+    assert schema["components"]["schemas"]["Payment"]["properties"]["amount"]["exclusiveMinimum"] == 0
+
+
+def test_every_error_response_in_the_schema_is_problem_json(web: Web) -> None:
+    schema = web.client.get("/openapi.json").json()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and not path.startswith("/callbacks/"):
+                    assert list(response["content"]) == ["application/problem+json"], (path, method, status)

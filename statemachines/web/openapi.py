@@ -71,6 +71,19 @@ def _html_too(operation: dict[str, Any]) -> None:
             response.setdefault("content", {}).update(HTML)
 
 
+def _typed_instances(operation: dict[str, Any], instances: list[dict[str, Any]]) -> None:
+    """A response that is an instance names each machine's context model (and stays open to
+    instances of machines this server has not loaded, whose context is any JSON)."""
+    for status, response in operation.get("responses", {}).items():
+        media = response.get("content", {}).get("application/json")
+        if (
+            status.startswith("2")
+            and media
+            and media.get("schema") == {"$ref": REF.format(model="InstanceOut")}
+        ):
+            media["schema"] = {"anyOf": [*instances, {"$ref": REF.format(model="InstanceOut")}]}
+
+
 def typed_schema(app: FastAPI, engine: Engine) -> dict[str, Any]:
     """The app's schema with the start and event bodies typed per machine (cached on the app)."""
     if app.openapi_schema is not None:
@@ -79,11 +92,17 @@ def typed_schema(app: FastAPI, engine: Engine) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     starts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    instances: list[dict[str, Any]] = []
     for name in sorted(engine.runtime.machines):
         definition = engine.definition(name)
         context: dict[str, Any] = {}
         if definition.context_model is not None:
             context = _component(components, name, definition.context_model)
+            instances.append({
+                "title": f"instance of {name}",
+                "allOf": [{"$ref": REF.format(model="InstanceOut")}],
+                "properties": {"machine": {"const": name}, "context": context},
+            })  # fmt: skip
         starts.append({
             "type": "object", "title": f"start {name}", "additionalProperties": False,
             "properties": {
@@ -120,5 +139,7 @@ def typed_schema(app: FastAPI, engine: Engine) -> dict[str, Any]:
                 _body(operation, {"oneOf": starts} if len(starts) > 1 else starts[0])
             elif operation.get("operationId") == "send_event" and events:
                 _body(operation, {"anyOf": [*events, {"$ref": REF.format(model="EventRequest")}]})
+            if instances:
+                _typed_instances(operation, instances)
     app.openapi_schema = schema
     return schema
