@@ -43,7 +43,11 @@ def esc(text: Any) -> str:
     """Text for inside an HTML-like label: markup characters as entities, control chars as spaces."""
     out = []
     for ch in str(text):
-        if ch in "&<>\"'[]":
+        if ch == "\\":
+            # Graphviz (2.43, Debian 12) expands escapes such as \N (the node's id) inside HTML-like
+            # labels too, after entities are decoded: a doubled backslash is shown as one.
+            out.append("&#92;&#92;")
+        elif ch in "&<>\"'[]":
             out.append(f"&#{ord(ch)};")
         elif ord(ch) < 32 or ord(ch) == 127:
             out.append(" ")

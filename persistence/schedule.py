@@ -2,8 +2,9 @@
 
 Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL so many workers on many hosts take disjoint
 rows; SQLite serialises writers with `BEGIN IMMEDIATE`, which gives the same guarantee.
-Workers claim only rows of the machines they know (`machines`), so a worker deployed with an
-older code base never takes work it cannot do.
+Workers claim only rows of instances whose machine *and definition version* they know (`served`:
+(machine, version) pairs), so a worker deployed with an older code base never takes work it
+cannot do, and an instance pinned to a version no worker here registered waits for one that has.
 """
 
 from __future__ import annotations
@@ -97,18 +98,31 @@ _SQL = {
 _CLAIM_TIMERS = (
     "SELECT t.id, t.instance_id, t.entered_seq, t.state, t.event, t.fire_at, t.trace FROM sm_timers t"
     " JOIN sm_instances i ON i.id = t.instance_id"
-    " WHERE t.fire_at <= :now AND i.status = 'active' AND t.machine IN ({machines})"
+    " WHERE t.fire_at <= :now AND i.status = 'active' AND ({served})"
     " ORDER BY t.fire_at, t.id LIMIT :limit"
 )
 _CLAIM_EFFECTS = (
     "SELECT e.id, e.instance_id, e.machine, e.entered_seq, e.state, e.name, e.key, e.attempt,"
-    " e.round_start, i.context, e.result, e.trace"
+    " e.round_start, i.context, e.result, e.trace, i.definition_version"
     " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
-    " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND e.machine IN ({machines})"
+    " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND ({served})"
     " ORDER BY e.next_at, e.id LIMIT :limit"
 )
+
+
+def served_condition(n: int) -> str:
+    """SQL true for an instance `i` of one of `n` (machine, version) pairs (`served_params`)."""
+    return " OR ".join(f"(i.machine = :m{k} AND i.definition_version = :v{k})" for k in range(n))
+
+
+def served_params(served: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for k, (machine, version) in enumerate(served):
+        params[f"m{k}"] = machine
+        params[f"v{k}"] = version
+    return params
 
 
 class Schedule:
@@ -121,16 +135,15 @@ class Schedule:
         key = (kind, (str(n),))
         sql = self._claims.get(key)
         if sql is None:
-            names = ", ".join(f":m{i}" for i in range(n))
-            text = template.format(machines=names)
+            text = template.format(served=served_condition(n))
             if self.db.dialect == "postgresql":
                 text += f" FOR UPDATE OF {alias} SKIP LOCKED"
             sql = self._claims[key] = self.db.sql(text)
         return sql
 
     @staticmethod
-    def _machine_params(machines: Sequence[str]) -> dict[str, Any]:
-        return {f"m{i}": m for i, m in enumerate(machines)}
+    def _machine_params(served: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        return served_params(served)
 
     # timers ------------------------------------------------------------------------------------
     def arm_timers(
@@ -157,7 +170,7 @@ class Schedule:
         cur.execute(self.sql["delete_timer"], params)
 
     def claim_timers(
-        self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
+        self, cur: Any, now: datetime, limit: int, machines: Sequence[tuple[str, str]]
     ) -> list[tuple[Any, ...]]:
         """Due timers of active instances: (id, instance_id, entered_seq, state, event, fire_at,
         trace).
@@ -215,10 +228,11 @@ class Schedule:
         cur.execute(self.sql["cancel_exited_effects"], params)
 
     def claim_effects(
-        self, cur: Any, now: datetime, limit: int, machines: Sequence[str]
+        self, cur: Any, now: datetime, limit: int, machines: Sequence[tuple[str, str]]
     ) -> list[tuple[Any, ...]]:
         """Due or lease-expired effects of the state entry their instance is in: (id, instance,
-        machine, entered_seq, state, name, key, attempt, round_start, context, kept result, trace)."""
+        machine, entered_seq, state, name, key, attempt, round_start, context, kept result, trace,
+        the instance's definition version)."""
         if not machines:
             return []
         sql = self._claim_sql("effects", _CLAIM_EFFECTS, "e", len(machines))

@@ -14,7 +14,7 @@ from persistence import Conflict
 from statemachines import errors, tokens
 from statemachines.durations import Duration, deadline
 from statemachines.records import ACTIVE, Snapshot
-from statemachines.rows import ENTERED_SEQ, MACHINE, STATE, STATUS, atomic_states, chart_of
+from statemachines.rows import DEF_VERSION, ENTERED_SEQ, MACHINE, STATE, STATUS, atomic_states, chart_of
 from statemachines.runtime import Runtime
 
 TOKEN_ACTOR = "token"
@@ -29,7 +29,7 @@ def issue_token(rt: Runtime, secret: str | bytes | None, instance_id: str, event
         raise errors.InstanceNotFound(instance_id)
     if row[STATUS] != ACTIVE:
         raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
-    cm = rt.compiled(row[MACHINE])
+    cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
     chart = chart_of(row)
     if chart is None:
         allowed = cm.allowed.get(row[STATE], [])
@@ -52,7 +52,7 @@ def _issued_entry_holds(rt: Runtime, row: tuple[Any, ...], event: str, entered_s
     if chart is None:
         return row[ENTERED_SEQ] == entered_seq
     active = chart["active"]
-    handlers = rt.compiled(row[MACHINE]).handlers(atomic_states(active), event)
+    handlers = rt.compiled(row[MACHINE], row[DEF_VERSION]).handlers(atomic_states(active), event)
     return any(active[h] == entered_seq for h in handlers)
 
 
@@ -89,7 +89,7 @@ def redeem_token(
             rt.schedule.use_token(cur, claims.nonce, claims.instance_id, now)
             if row[STATUS] != ACTIVE or not _issued_entry_holds(rt, row, claims.event, claims.entered_seq):
                 raise errors.TokenInvalid("stale: the instance has left the state it was issued in")
-            cm = rt.compiled(row[MACHINE])
+            cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
             outcome = rt.applier.apply(cur, cm, row, claims.event, payload, None, actor or TOKEN_ACTOR, now)
     except Conflict:
         raise errors.TokenInvalid("already used") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from statemachines import cli_output as out
+from statemachines import cli_versions
 from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
 from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, int_in, seconds, ttl
 from statemachines.definition import Definition
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="evaluate guards and run actions on this context (JSON or @file)")
     p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
     cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
+    cli_versions.add_commands(cmd)
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",
@@ -183,11 +185,10 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
         defs, registry = load_app(args.app)
     if args.definition:
         defs = [load_definition(path, registry) for path in args.definition]
-    loaded: dict[str, Definition] = {}
-    for d in defs:
-        if d.name in loaded and loaded[d.name].version != d.version:
-            raise UsageError(f"two different definitions are named {d.name!r}")
-        loaded[d.name] = d
+    # Several versions of a machine may be loaded (instances run on the version they started
+    # on); each is registered, in order, so the last of a name is its latest.
+    versions = {(d.name, d.version): d for d in defs}
+    loaded = {name: d for (name, _), d in versions.items()}
     try:
         engine = Engine(args.db, sqlite_synchronous=getattr(args, "sqlite_synchronous", "FULL"))
     except StateMachineError:
@@ -201,7 +202,7 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
             " give the command a SQLite file or PostgreSQL"
         )
     try:
-        for d in loaded.values():
+        for d in versions.values():
             engine.register(d)
     except BaseException:
         engine.close()
@@ -254,6 +255,8 @@ def run_command(args: argparse.Namespace) -> int:
         _check_diagram_args(args.name, args.instance, Path(args.output))
     if args.command == "worker":
         _check_worker_args(args)
+    if args.command in cli_versions.COMMANDS:
+        return cli_versions.run(args, open_engine)
     engine, loaded = open_engine(args)
     try:
         if args.command == "worker" and not loaded:

@@ -38,11 +38,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def history_table(records: Iterable[Any]) -> str:
     rows = []
     for r in records:
-        move = f"{r.source or ''} -> {r.target}".strip() if r.outcome == "applied" else r.target
+        moved = r.outcome in ("applied", "migrated")
+        move = f"{r.source or ''} -> {r.target}".strip() if moved else r.target
         detail = "" if r.payload in ({}, None) else compact(r.payload)
+        if r.outcome == "migrated":  # the versions, the map in --json; the reason the operator gave
+            detail = f"version {r.payload.get('from_version')} -> {r.payload.get('to_version')}: {r.reason}"
         if r.reason:  # "GuardRejected: event ... allowed events: [...]": the kind fits, --json has it all
             kind, _, text = r.reason.partition(":")
-            detail = f"{kind if text else r.reason} {detail}".strip() if r.outcome == "rejected" else r.reason
+            if r.outcome == "rejected":
+                detail = f"{kind if text else r.reason} {detail}".strip()
+            elif r.outcome != "migrated":
+                detail = r.reason
         rows.append((r.seq, when(r.at), r.event, move, r.outcome, r.actor, detail))
     return table(("SEQ", "AT (UTC)", "EVENT", "STATE", "OUTCOME", "ACTOR", "PAYLOAD / REASON"), rows)
 
@@ -60,11 +66,12 @@ def snapshot_text(data: dict[str, Any]) -> str:
         ("state", data["state"]),
         ("status", data["status"]),
         ("version", data["version"]),
+        *([("definition", data["definition_version"])] if data.get("definition_version") else []),
         ("created", when(datetime.fromisoformat(data["created_at"]))),
         ("updated", when(datetime.fromisoformat(data["updated_at"]))),
         ("context", json.dumps(data["context"], default=_default, ensure_ascii=False)),
     ]
-    return "\n".join(f"{k:<9} {v}" for k, v in rows)
+    return "\n".join(f"{k:<10} {v}" for k, v in rows)
 
 
 def status_text(data: dict[str, Any]) -> str:
@@ -74,16 +81,16 @@ def status_text(data: dict[str, Any]) -> str:
     if waiting is None:
         return lines[0]
     events = waiting.get("events") or []
-    lines.append(f"{'events':<9} {', '.join(events) if events else '-'}")
+    lines.append(f"{'events':<10} {', '.join(events) if events else '-'}")
     for t in waiting.get("timers") or []:
-        lines.append(f"{'timer':<9} {_get(t, 'event')} at {when(_get(t, 'fire_at'))}")
+        lines.append(f"{'timer':<10} {_get(t, 'event')} at {when(_get(t, 'fire_at'))}")
     for e in waiting.get("effects") or []:
         line = f"{_get(e, 'name')} ({_get(e, 'status')}, attempt {_get(e, 'attempt')}"
         if _get(e, "next_at"):
             line += f", next {when(_get(e, 'next_at'))}"
         if _get(e, "last_error"):
             line += f", last error: {compact(_get(e, 'last_error'))}"
-        lines.append(f"{'effect':<9} {line})")
+        lines.append(f"{'effect':<10} {line})")
     return "\n".join(lines)
 
 

@@ -161,7 +161,8 @@ class Definition:
                 problems.append(f"payload schema of event {event!r} is not a pydantic model class")
         if problems:
             raise DefinitionError(spec.name, problems)
-        self.version = hashlib.sha256(spec.canonical_json().encode()).hexdigest()[:16]
+        #: The spec hash, unless the definition names its version (`machine(..., version="2")`).
+        self.version = spec.version or hashlib.sha256(spec.canonical_json().encode()).hexdigest()[:16]
 
     @property
     def name(self) -> str:
@@ -260,8 +261,12 @@ def machine(
     events: Mapping[str, type[BaseModel]] | None = None,
     registry: Mapping[str, Any] | None = None,
     description: str | None = None,
+    version: str | None = None,
 ) -> Definition:
-    """Declare and check a machine. Raises `DefinitionError` listing every problem."""
+    """Declare and check a machine. Raises `DefinitionError` listing every problem.
+
+    `version` names this version of the machine (instances stay pinned to the version they
+    started on; see docs/versions.md); without it the version is the spec's hash."""
     label = name if isinstance(name, str) else reprlib.repr(name)  # any junk can be shown
     if not isinstance(states, Mapping):
         problem = f"states must be a mapping of names to state(...), got {type(states).__name__}"
@@ -284,6 +289,7 @@ def machine(
         "context": context.__name__ if isinstance(context, type) else None,
         "events": {e: getattr(s, "__name__", repr(s)) for e, s in (events or {}).items()},
         "description": description,
+        "version": version,
     }
     problems += names.problems
     try:

@@ -2,7 +2,7 @@
 
 A test drives time by jumping the clock straight to this instant (`statemachines.testing.
 run_until_idle`); a scheduler could sleep until it. The conditions mirror the worker's claims
-(persistence/schedule.py): machines this process serves, active instances, effects of the state
+(persistence/schedule.py): machine versions this process serves, active instances, effects of the state
 entry their instance is in, pending ones at `next_at` and running ones when their lease runs out.
 """
 
@@ -10,32 +10,33 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from persistence.schedule import served_condition, served_params
 from statemachines.runtime import Runtime
 
 _NEXT_TIMER = (
     "SELECT MIN(t.fire_at) FROM sm_timers t JOIN sm_instances i ON i.id = t.instance_id"
-    " WHERE i.status = 'active' AND t.machine IN ({machines})"
+    " WHERE i.status = 'active' AND ({served})"
 )
 _NEXT_EFFECT = (
     "SELECT MIN(CASE WHEN e.status = 'pending' THEN e.next_at ELSE e.lease_until END)"
     " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE e.status IN ('pending', 'running') AND i.status = 'active'"
-    " AND i.entered_seq = e.entered_seq AND e.machine IN ({machines})"
+    " AND i.entered_seq = e.entered_seq AND ({served})"
 )
 
 
 def next_due(rt: Runtime) -> datetime | None:
     """The earliest instant a timer fires or an effect runs (or is retried, or taken over after
     its lease); None when nothing of the served machines is armed."""
-    machines = rt.served()
-    if not machines:
+    served = rt.served_versions()
+    if not served:
         return None
-    names = ", ".join(f":m{i}" for i in range(len(machines)))
-    params = {f"m{i}": name for i, name in enumerate(machines)}
+    condition = served_condition(len(served))
+    params = served_params(served)
     found: list[datetime] = []
     with rt.read() as cur:
         for template in (_NEXT_TIMER, _NEXT_EFFECT):
-            cur.execute(rt.db.sql(template.format(machines=names)), params)
+            cur.execute(rt.db.sql(template.format(served=condition)), params)
             row = cur.fetchone()
             if row is not None and row[0] is not None:
                 found.append(rt.db.from_ts(row[0]))

@@ -13,7 +13,7 @@ from statemachines import errors
 from statemachines.checks import RESERVED_PREFIXES
 from statemachines.effects import run_due_effects
 from statemachines.records import ACTIVE, FAILED, PendingEffect, PendingTimer, Snapshot, Status
-from statemachines.rows import MACHINE, STATUS, snapshot_from_row
+from statemachines.rows import DEF_VERSION, MACHINE, STATUS, snapshot_from_row
 from statemachines.runtime import Runtime
 from statemachines.spec import MachineSpec
 from statemachines.timers import fire_due_timers
@@ -59,12 +59,13 @@ def status(rt: Runtime, instance_id: str) -> Status:
         timers = rt.schedule.timers_of(cur, instance_id)
         effects = rt.schedule.effects_of(cur, instance_id)
         spec_text = None
-        if row[MACHINE] not in rt.machines:  # not registered here: the stored definition knows
-            spec_text = rt.store.definition_spec(cur, row[MACHINE], None)
-    snap = snapshot_from_row(rt.db, row, rt.model_of(row[MACHINE]))
+        pinned = (row[MACHINE], row[DEF_VERSION])
+        if pinned not in rt.versions:  # not registered here: the stored definition knows
+            spec_text = rt.store.definition_spec(cur, row[MACHINE], row[DEF_VERSION])
+    snap = snapshot_from_row(rt.db, row, rt.model_of(row[MACHINE], row[DEF_VERSION]))
     events: list[str] = []
     if snap.status == ACTIVE:
-        compiled = rt.machines.get(snap.machine)
+        compiled = rt.versions.get(pinned)
         if compiled is not None:
             events = (
                 compiled.allowed_events(snap.configuration)
@@ -119,4 +120,4 @@ def retry(rt: Runtime, instance_id: str, actor: str | None) -> Snapshot:
         rt.applier.set_status(cur, row, ACTIVE, "retry", RETRIED_OUTCOME, now, actor=actor)
         rt.schedule.redrive_effects(cur, instance_id, now)
         fresh = rt.store.get_instance(cur, instance_id)
-    return snapshot_from_row(rt.db, fresh, rt.model_of(row[MACHINE]))
+    return snapshot_from_row(rt.db, fresh, rt.model_of(row[MACHINE], row[DEF_VERSION]))

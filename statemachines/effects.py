@@ -30,7 +30,7 @@ from statemachines.apply import apply_or_fail
 from statemachines.durations import MAX_DURATION, later, parse_duration
 from statemachines.logs import action
 from statemachines.records import ACTIVE, FAILED
-from statemachines.rows import STATUS, configuration_of, holds_entry
+from statemachines.rows import DEF_VERSION, MACHINE, STATUS, configuration_of, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 from statemachines.spec import EffectSpec, RetrySpec
 
@@ -41,6 +41,7 @@ EFFECT_ACTOR = "effect"
 DEFAULT_LEASE = "5m"  # for a row whose effect its machine no longer declares
 HELD = "held"  # succeeded while the instance was failed: result kept, delivered after `retry`
 HELD_NOTE = "result kept: the instance was failed when it arrived; delivered after retry"
+MIGRATED_NOTE = "result kept: the instance was migrated to a version not registered here while it ran"
 log = logging.getLogger("statemachines.worker")
 MAX_ERROR_LENGTH = 2000
 
@@ -71,6 +72,7 @@ class ClaimedEffect:
     lease: timedelta
     kept_result: str | None  # a result kept while the instance was failed: deliver, do not run
     trace: str | None = None  # W3C traceparent of the span that armed it: its attempts join that trace
+    version: str | None = None  # the instance's definition version when claimed: the rules it runs on
 
 
 def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = None) -> timedelta:
@@ -122,10 +124,10 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
     out: list[ClaimedEffect] = []
     bad: list[tuple[int, str, str, Exception]] = []
     with rt.transaction() as cur:
-        for row in rt.schedule.claim_effects(cur, now, limit, rt.served()):
-            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept, trace = row
+        for row in rt.schedule.claim_effects(cur, now, limit, rt.served_versions()):
+            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept, trace, version = row
             try:
-                spec = effect_spec(rt.compiled(machine), state, name)
+                spec = effect_spec(rt.compiled(machine, version), state, name)
                 lease = parse_duration(spec.lease if spec else DEFAULT_LEASE)
                 until = later(now, lease)
             except Exception as exc:  # this row only: the others of the batch still run
@@ -140,7 +142,7 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
                 rt.schedule.start_delivery(cur, eid, until, now)
             out.append(
                 ClaimedEffect(
-                    eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept, trace
+                    eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept, trace, version
                 )
             )
     for eid, iid, name, exc in bad:
@@ -177,7 +179,7 @@ def run_claimed(rt: Runtime, item: ClaimedEffect) -> int:
 def _run(rt: Runtime, item: ClaimedEffect) -> str | None:
     """Run (or deliver) the effect and record the attempt and its consequence; returns the
     effect's error, None when it succeeded."""
-    cm = rt.compiled(item.machine)
+    cm = rt.compiled(item.machine, item.version)
     spec = effect_spec(cm, item.state, item.name)
     if item.kept_result is not None:
         _finish(rt, cm, spec, item, None, 0.0, item.kept_result, None)
@@ -236,6 +238,13 @@ def _finish(
         if current is None or current[0] != "running" or current[1] != item.attempt:
             return  # cancelled meanwhile, or our lease expired and another worker took over
         if error is None:
+            if row is not None and row[DEF_VERSION] != item.version:
+                # Migrated while the effect ran: its result is delivered on the instance's new
+                # version, by a worker that has it registered (a kept result is not run again).
+                if (row[MACHINE], row[DEF_VERSION]) not in rt.versions:
+                    sched.finish_effect(cur, item.effect_id, "pending", now, MIGRATED_NOTE, result_json, now)
+                    return
+                cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
             if row is not None and row[STATUS] == FAILED and holds_entry(row, item.state, item.entered_seq):
                 # Failed meanwhile (another effect, a timer): keep the result for `retry`.
                 sched.finish_effect(cur, item.effect_id, HELD, now, HELD_NOTE, result_json, now)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from persistence import Conflict, Database, DatabaseError, migrate, stats
 from persistence.database import Transaction
-from statemachines import callbacks, due, durable, errors, pages, telemetry
+from statemachines import callbacks, due, durable, errors, migration, pages, telemetry, versions
 from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
@@ -26,6 +25,7 @@ from statemachines.compiled import CompiledMachine
 from statemachines.definition import Definition
 from statemachines.durable import EffectAttempt
 from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
+from statemachines.migration import MigrationReport
 from statemachines.records import (
     ACTIVE,
     APPLIED,
@@ -101,6 +101,7 @@ class Engine:
         self._applier = self.runtime.applier
         self._secret = secret
         self._machines = self.runtime.machines
+        self._versions = self.runtime.versions
 
     @classmethod
     def in_memory(cls, clock: Clock | None = None, *, secret: str | bytes | None = None) -> Engine:
@@ -117,18 +118,24 @@ class Engine:
         self.runtime.clock = clock
 
     # Definitions ---------------------------------------------------------------------------------
-    def register(self, definition: Definition) -> Definition:
-        """Compile once, cache, and store the spec so diagrams can be drawn from the database."""
+    def register(self, definition: Definition, *, migrate: str | None = None) -> Definition:
+        """Compile once, cache, and store the spec so diagrams can be drawn from the database.
+
+        Versions registered earlier stay registered (instances run on the version they started
+        on); this one becomes the latest. Warns about live instances of other versions in states
+        this one lacks; `migrate="compatible"` moves those whose states it keeps unchanged."""
         if not isinstance(definition, Definition):
             raise errors.ConfigurationError(
                 f"register() takes a Definition from machine(...), got {type(definition).__name__}"
             )
+        versions.check_migrate_option(migrate)
         compiled = compile_machine(definition)
         with self._tx() as cur:
             self.store.save_definition(
                 cur, definition.name, definition.version, definition.to_json(), self.clock.now()
             )
-        self._machines[definition.name] = compiled
+        self.runtime.add(compiled)
+        versions.after_register(self.runtime, compiled, migrate)
         return definition
 
     def definition(self, name: str) -> Definition:
@@ -158,9 +165,14 @@ class Engine:
         *,
         instance_id: str | None = None,
         actor: str | None = None,
+        version: str | None = None,
     ) -> Snapshot:
-        """Create an instance in the initial state: run its entry actions, arm its timers."""
-        cm = self._compiled(machine)
+        """Create an instance in the initial state: run its entry actions, arm its timers.
+
+        It runs on the latest registered version of the machine, or on `version`, for good."""
+        cm = self._compiled(machine) if version is None else self.runtime.compiled(
+            machine, check_name(version, "definition version")
+        )
         iid = check_id(instance_id) if instance_id is not None else uuid.uuid4().hex
         check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
@@ -242,7 +254,9 @@ class Engine:
             if row is None:
                 raise errors.InstanceNotFound(iid)
             span.set(machine=row[MACHINE], source=row[STATE])
-            cm = self._compiled(row[MACHINE])
+            cm = self._versions.get((row[MACHINE], row[DEF_VERSION])) or self.runtime.compiled(
+                row[MACHINE], row[DEF_VERSION]
+            )  # pinned: the version the instance started on (or was migrated to)
             if row[RECEIPT] is not None:
                 span.set(outcome="replayed")
                 return _replay(self.db, cm, row, event, payload, key)
@@ -272,7 +286,7 @@ class Engine:
                 reason=reason, payload={"reason": reason}, actor=actor,
             )  # fmt: skip
             self._applier.disarm(cur, instance_id, now)
-        model = self._model_of(row[MACHINE])
+        model = self.runtime.model_of(row[MACHINE], row[DEF_VERSION])
         return Snapshot(
             instance_id,
             row[MACHINE],
@@ -294,7 +308,7 @@ class Engine:
             row = self.store.get_instance(cur, instance_id)
         if row is None:
             raise errors.InstanceNotFound(instance_id)
-        return snapshot_from_row(self.db, row, self._model_of(row[MACHINE]))
+        return snapshot_from_row(self.db, row, self.runtime.model_of(row[MACHINE], row[DEF_VERSION]))
 
     def history(self, instance_id: str) -> list[Record]:
         check_id(instance_id)
@@ -317,13 +331,14 @@ class Engine:
         for what, value in (("machine", machine), ("state", state), ("status", status)):
             if value is not None:
                 check_name(value, what)
-        # `state` matches at any depth of a statechart; a machine registered here as flat keeps
-        # the plain indexed query.
+        # `state` matches at any depth of a statechart; a machine whose versions registered here
+        # are all flat keeps the plain indexed query.
         known = self._machines.get(machine) if machine is not None else None
-        charts = known is None or known.is_chart
+        charts = known is None or any(c.is_chart for (n, _), c in self._versions.items() if n == machine)
         with self._read() as cur:
             rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
-        return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
+        model_of = self.runtime.model_of
+        return [snapshot_from_row(self.db, r, model_of(r[MACHINE], r[DEF_VERSION])) for r in rows]
 
     def instances_page(
         self,
@@ -357,14 +372,31 @@ class Engine:
         with self._read() as cur:
             return stats.state_counts(self.db, cur, machine)
 
-    def versions(self, machine: str) -> list[str]:
-        """The definition versions of `machine` stored in the database, latest first."""
-        check_name(machine, "machine name")
-        with self._read() as cur:
-            return stats.definition_versions(self.db, cur, machine)
+    # Versions (statemachines/versions.py, migration.py) ------------------------------------------
+    def migrate(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        machine: str | None = None,
+        from_version: str | None = None,
+        to_version: str | None = None,
+        state_map: Mapping[str, str] | None = None,
+        context: Callable[[Any], Any] | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+        batch: int = 500,
+    ) -> MigrationReport:
+        """Move instances (`ids`, or every live one of `machine` [at `from_version`]) to
+        `to_version` (default: the latest registered), each in its own transaction, audited
+        (outcome `migrated`); see `statemachines.migration` and docs/versions.md."""
+        request = migration.Request(machine, from_version, to_version, state_map or {}, context,
+                                    dry_run, actor, reason, batch)  # fmt: skip
+        return migration.migrate(self.runtime, ids, request)
 
-    def _model_of(self, machine: str) -> type[BaseModel] | None:
-        return self.runtime.model_of(machine)
+    def versions(self, machine: str) -> list[versions.VersionInfo]:
+        """Each stored version of `machine`: registration time, live instances per state."""
+        return versions.stored_versions(self.runtime, check_name(machine, "machine name"))
 
     # Durable time --------------------------------------------------------------------------------
     def run_due(self, *, batch: int = 100) -> int:

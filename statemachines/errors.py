@@ -218,6 +218,31 @@ class ReentrantCall(StateMachineError):
     the context: send events to other instances from an effect, or after `send` returns."""
 
 
+# Versions and migration (docs/versions.md) ---------------------------------------------------
+class VersionNotRegistered(UnknownMachine):
+    """An instance runs on a definition version this process has not registered.
+
+    Instances are pinned to the version they started on; running one on another version would
+    apply rules it was never checked against. Nothing was written."""
+
+    def __init__(self, name: str, version: str, registered: Iterable[str] = ()) -> None:
+        self.version = version
+        known = sorted(registered)
+        StateMachineError.__init__(
+            self,
+            f"machine {name!r} version {version!r} is not registered in this process (registered"
+            f" versions: {known or 'none'}). Register that version too (engine.register(...) keeps"
+            f" versions side by side), or move its instances with engine.migrate(...) /"
+            f" `statemachines migrate {name} --to VERSION`",
+        )
+        self.name = name
+
+
+class MigrationError(StateMachineError, ValueError):
+    """A migration asked for something that cannot be done as a whole (an unknown target version,
+    a state map naming states neither version has). Nothing was written."""
+
+
 # Callback tokens: forged vs spent ---------------------------------------------------------------
 class TokenForged(TokenInvalid):
     """A callback token we did not issue (bad signature) or that is not a token at all.

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from statemachines import errors
 from statemachines.records import Record, Snapshot
-from statemachines.rows import CREATED, ID, MACHINE, record_from_row, snapshot_from_row
+from statemachines.rows import CREATED, DEF_VERSION, ID, MACHINE, record_from_row, snapshot_from_row
 from statemachines.runtime import Runtime
 
 T = TypeVar("T")
@@ -74,11 +74,13 @@ def instances_page(
     cursor: str | None,
 ) -> Page[Snapshot]:
     after = instance_after(rt, cursor) if cursor is not None else None
+    # as `Engine.instances`: a machine whose versions registered here are all flat keeps the
+    # plain indexed query; otherwise `state` matches at any depth of a statechart
     known = rt.machines.get(machine) if machine is not None else None
-    charts = known is None or known.is_chart
+    charts = known is None or any(c.is_chart for (n, _), c in rt.versions.items() if n == machine)
     with rt.read() as cur:  # one row more than asked: whether a next page exists
         rows = rt.store.list_instances(cur, machine, state, status, limit + 1, 0, charts, after)
-    items = [snapshot_from_row(rt.db, r, rt.model_of(r[MACHINE])) for r in rows[:limit]]
+    items = [snapshot_from_row(rt.db, r, rt.model_of(r[MACHINE], r[DEF_VERSION])) for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     token = _encode(["i", rt.db.from_ts(last[CREATED]).isoformat(), last[ID]]) if last else None
     return Page(items, token)

@@ -112,6 +112,7 @@ class Snapshot:
             "status": self.status,
             "context": json.loads(self._context_json),
             "version": self.version,
+            **({"definition_version": self.definition_version} if self.definition_version else {}),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -25,10 +25,12 @@ from statemachines.compiled import CompiledMachine
 
 
 class Runtime:
-    """The engine's shared parts. `machines` is the registry of compiled machines this process
-    serves: workers claim timers and effects of these machines only."""
+    """The engine's shared parts. `versions` is the registry of compiled machines this process
+    serves, by (name, definition version): an instance runs on the version it started on, and
+    workers claim timers and effects of these versions only. `machines` maps each name to its
+    latest registered version (what `start` uses by default)."""
 
-    __slots__ = ("applier", "clock", "db", "machines", "schedule", "store")
+    __slots__ = ("applier", "clock", "db", "machines", "schedule", "store", "versions")
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
@@ -38,22 +40,44 @@ class Runtime:
         charts = ChartApplier(db, self.store, self.schedule)
         self.applier = Applier(db, self.store, self.schedule, charts)
         self.machines: dict[str, CompiledMachine | CompiledChart] = {}
+        self.versions: dict[tuple[str, str], CompiledMachine | CompiledChart] = {}
 
-    def compiled(self, name: Any) -> Any:
-        """The registered machine `name`, or `UnknownMachine` naming the ones there are."""
+    def add(self, compiled: CompiledMachine | CompiledChart) -> None:
+        """Register a compiled version next to the others, as the latest of its machine."""
+        self.versions[(compiled.name, compiled.definition.version)] = compiled
+        self.machines[compiled.name] = compiled
+
+    def compiled(self, name: Any, version: str | None = None) -> Any:
+        """The registered machine `name` at `version` (an instance's: one dict lookup), or its
+        latest when `version` is None. `UnknownMachine` names the machines there are;
+        `VersionNotRegistered` the versions of this one."""
+        if version is not None:
+            compiled = self.versions.get((name, version))
+            if compiled is not None:
+                return compiled
+            if name in self.machines:
+                raise errors.VersionNotRegistered(name, version, self.registered_versions(name))
         compiled = self.machines.get(name) if isinstance(name, str) else None
         if compiled is None:
             raise errors.UnknownMachine(name if isinstance(name, str) else reprlib.repr(name), self.machines)
         return compiled
 
-    def model_of(self, machine: str) -> type[BaseModel] | None:
-        """The context model of a registered machine; None when untyped or not registered here."""
-        compiled = self.machines.get(machine)
+    def registered_versions(self, name: str) -> list[str]:
+        return [v for (n, v) in self.versions if n == name]
+
+    def model_of(self, machine: str, version: str | None = None) -> type[BaseModel] | None:
+        """The context model of a registered machine (at `version`, if given); None when untyped
+        or not registered here."""
+        compiled = self.machines.get(machine) if version is None else self.versions.get((machine, version))
         return compiled.model if compiled else None
 
     def served(self) -> list[str]:
         """The names of the machines whose work this process may claim (sorted: stable SQL)."""
         return sorted(self.machines)
+
+    def served_versions(self) -> list[tuple[str, str]]:
+        """The (machine, version) pairs whose work this process may claim (sorted: stable SQL)."""
+        return sorted(self.versions)
 
     def transaction(self) -> Transaction:
         """A write transaction whose storage errors come out as the engine's typed errors."""

@@ -25,6 +25,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Machine", "context"): "Registry name of the pydantic model of the instance's context (optional).",
     ("Machine", "events"): "Payload schemas: event name -> registry name of a pydantic model.",
     ("Machine", "description"): "Free text, shown in diagrams and documentation.",
+    ("Machine", "version"): "A readable name for this version (default: a hash of the spec). Instances "
+    "stay on the version they started on; see docs/versions.md.",
     ("State", "on"): "Transitions by event name: a target name, a transition, or a list of them "
     "(the first whose guard passes is taken). Quote `on` in YAML: a bare on: reads as true.",
     ("State", "after"): "Durable timers: duration (`30s`, `15m`, `24h`, `7d`) -> transition, fired as "

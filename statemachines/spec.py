@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from statemachines.names import MAX_NAME_LENGTH
+from statemachines.names import MAX_NAME_LENGTH, storable
 
 
 def _as_list(value: Any) -> Any:
@@ -202,15 +202,27 @@ class MachineSpec(BaseModel):
     context: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
+    #: A readable version name (`machine(..., version="2")`); None: the spec hash names it.
+    version: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("version")
+    @classmethod
+    def _version_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not storable(value)):
+            raise ValueError("a version name must be storable, non-blank text")
+        return value
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_defaults=True, indent=2)
 
     def canonical_json(self) -> str:
-        """Key-sorted compact JSON: the input of the definition's version hash."""
+        """Key-sorted compact JSON: the input of the definition's version hash. The version name
+        is left out, so naming a version changes no hash (nor any stored instance's version)."""
         import json
 
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        data.pop("version", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def walk(self) -> Iterator[tuple[str, StateSpec]]:
         """Every state with its dotted path, in document order (a parent before its children)."""

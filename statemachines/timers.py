@@ -15,11 +15,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from statemachines import telemetry
+from statemachines import errors, telemetry
 from statemachines.apply import apply_or_fail
 from statemachines.logs import action
 from statemachines.records import ACTIVE
-from statemachines.rows import MACHINE, STATUS, holds_entry
+from statemachines.rows import DEF_VERSION, MACHINE, STATUS, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 
 TIMER_ACTOR = "timer"
@@ -31,7 +31,7 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
     """Fire up to `limit` due timers in one transaction; returns how many were due."""
     now = rt.clock.now()
     with rt.transaction() as cur:
-        claimed = rt.schedule.claim_timers(cur, now, limit, rt.served())
+        claimed = rt.schedule.claim_timers(cur, now, limit, rt.served_versions())
         # Lock instances in id order: two workers' batches can then never wait on each other.
         # The sort is stable: an instance's timers keep the claim order (fire_at), so of several
         # due timers the earliest fires and the others find the state left (stale).
@@ -79,7 +79,11 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> tuple
         return machine, "stale", None
     if row[STATUS] != ACTIVE:  # failed by an earlier timer of this batch: kept for retry
         return row[MACHINE], "skipped", None
-    cm = rt.compiled(row[MACHINE])
+    try:
+        cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
+    except errors.VersionNotRegistered as exc:  # migrated since the claim: kept for a worker that has it
+        log.warning("timer %s on %s skipped: %s", event, iid, exc)
+        return row[MACHINE], "skipped", None
     outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now, source=state)
     if outcome is not None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes

@@ -22,6 +22,7 @@ from statemachines.effects import run_due_effects
 from statemachines.errors import InvalidArgument, StorageUnavailable
 from statemachines.logs import configure_logging
 from statemachines.timers import fire_due_timers
+from statemachines.versions import UnservedWatch
 
 if TYPE_CHECKING:
     from statemachines.engine import Engine
@@ -39,6 +40,8 @@ class Worker:
         self.max_idle = max_idle
         self._stop = threading.Event()
         self.processed = 0
+        # Instances pinned to a version not registered here are never claimed: say so, once.
+        self.unserved = UnservedWatch(engine.runtime)
 
     def stop(self, *_: Any) -> None:
         if not self._stop.is_set():
@@ -51,6 +54,7 @@ class Worker:
 
     def run_once(self) -> int:
         """One round: due timers, then due effects. Returns the number of items handled."""
+        self.unserved.check()
         done = fire_due_timers(self.engine.runtime, self.batch)
         if not self.stopping:
             done += run_due_effects(self.engine.runtime, self.batch, lambda: self.stopping)

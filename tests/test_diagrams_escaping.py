@@ -125,3 +125,12 @@ def test_nasty_state_and_event_names_render_through_dot_as_written(needs_dot: st
     assert lay.nodes["s0"].text == shown
     assert lay.edge(shown, "end", "").text == shown
     assert lay.title == shown
+
+
+@pytest.mark.parametrize("name", ["\\N", "\\G", "a\\Lb", "\\", "x\\\\y"])
+def test_backslash_escapes_render_as_written_not_as_graphviz_escapes(needs_dot: str, name: str) -> None:
+    """Graphviz expands `\\N` to the node's id even inside HTML-like labels (Hypothesis found it)."""
+    spec = {"name": "m", "initial": name, "states": {name: {"on": {name: "end"}}, "end": {"final": True}}}
+    lay = layout(draw(spec))
+    assert lay.nodes["s0"].text == name
+    assert lay.edge(name, "end", "").text == name

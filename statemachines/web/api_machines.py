@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from diagrams import draw, render, to_mermaid
 from statemachines.definition import Definition
+from statemachines.versions import VersionInfo
 from statemachines.web.auth import require
 from statemachines.web.keys import ApiKey
 from statemachines.web.models import MachineDetail, MachineSummary
@@ -29,6 +30,10 @@ def summary(definition: Definition) -> MachineSummary:
         name=spec.name, version=definition.version, description=spec.description, initial=spec.initial,
         states=sorted(spec.states),
     )  # fmt: skip
+
+
+def _latest_first(info: VersionInfo) -> tuple[bool, float]:
+    return (not info.latest, -info.registered_at.timestamp())
 
 
 def router(state: WebState) -> APIRouter:
@@ -69,7 +74,7 @@ def router(state: WebState) -> APIRouter:
         return MachineDetail(
             **summary(definition).model_dump(),
             spec=json.loads(definition.to_json()),
-            versions=engine.versions(name),
+            versions=[v.version for v in sorted(engine.versions(name), key=_latest_first)],
             counts=engine.state_counts(name),
             context_schema=model.model_json_schema() if model is not None else None,
             event_schemas={e: m.model_json_schema() for e, m in definition.event_schemas.items()},
