@@ -324,3 +324,81 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(
     monkeypatch.setattr(web.engine, "get", failing)
     body = problem(web.get("/api/instances/A1"), 500)
     assert "hunter2" not in str(body) and body["detail"] == "the server failed; see its log"
+
+
+# migrate ------------------------------------------------------------------------------------------
+def orders_v2():
+    """`orders` with one more state: a second version of the same machine."""
+    from web_support import Order, Payment, paid_enough, record_payment
+
+    from statemachines import machine, state, transition
+
+    return machine(
+        "orders",
+        context=Order,
+        events={"PAY": Payment},
+        initial="pending",
+        states={
+            "pending": state(
+                on={
+                    "PAY": transition("paid", guard=paid_enough, action=record_payment),
+                    "CANCEL": "cancelled",
+                },
+                after={"7d": "cancelled"},
+            ),
+            "paid": state(on={"SHIP": "shipped", "REFUND": "refunded"}),
+            "shipped": state(final=True),
+            "cancelled": state(final=True),
+            "refunded": state(final=True),
+        },
+    )
+
+
+def test_migrate_moves_an_instance_to_the_latest_version(web: Web) -> None:
+    web.start_order("A1")
+    v2 = web.engine.register(orders_v2())
+    response = web.post("/api/instances/A1/migrate", {"reason": "refunds"}, scope="admin")
+    assert response.status_code == 200, response.text
+    [moved] = response.json()["migrated"]
+    assert moved["to_version"] == v2.version and moved["source"] == moved["target"] == "pending"
+    assert web.engine.get("A1").definition_version == v2.version
+
+
+def test_migrate_dry_run_changes_nothing(web: Web) -> None:
+    before = web.start_order("A1")["definition_version"]
+    web.engine.register(orders_v2())
+    response = web.post("/api/instances/A1/migrate", {"dry_run": True}, scope="admin")
+    assert response.json()["dry_run"] is True and len(response.json()["migrated"]) == 1
+    assert web.engine.get("A1").definition_version == before
+
+
+def test_migrate_to_a_version_not_registered_is_404(web: Web) -> None:
+    web.start_order("A1")
+    body = problem(web.post("/api/instances/A1/migrate", {"to_version": "0000"}, scope="admin"), 404)
+    assert body["title"] == "Version not registered"
+
+
+def test_migrate_with_a_state_map_to_an_unknown_state_is_422(web: Web) -> None:
+    web.start_order("A1")
+    web.engine.register(orders_v2())
+    body = problem(
+        web.post("/api/instances/A1/migrate", {"state_map": {"pending": "nowhere"}}, scope="admin"), 422
+    )
+    assert body["title"] == "Invalid migration"
+
+
+def test_migrate_of_a_closed_instance_is_409(web: Web) -> None:
+    web.start_order("A1")
+    web.post("/api/instances/A1/cancel")
+    web.engine.register(orders_v2())
+    body = problem(web.post("/api/instances/A1/migrate", {}, scope="admin"), 409)
+    assert body["title"] == "Instance not migrated"
+
+
+def test_migrate_of_an_unknown_instance_is_404(web: Web) -> None:
+    problem(web.post("/api/instances/missing/migrate", {}, scope="admin"), 404)
+
+
+def test_migrate_needs_the_admin_scope(web: Web) -> None:
+    web.start_order("A1")
+    assert web.post("/api/instances/A1/migrate", {}, scope="write").status_code == 403

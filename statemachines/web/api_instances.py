@@ -1,7 +1,8 @@
 """`/api/instances`: start, list (keyset pages), read, send events, cancel, retry.
 
 Scopes: `read` for every GET, `write` to start, send and cancel, `admin` to retry (a redrive
-re-runs failed effects). The actor recorded in the history is `api:<key name>`.
+re-runs failed effects) and migrate (move to another definition version). The actor recorded
+in the history is `api:<key name>`.
 
 Instance ids may contain `/` (percent-encoded by the client): the id parameter is a path, and
 the routes with a suffix (`/status`, `/events`, ...) are declared before the bare one.
@@ -24,6 +25,8 @@ from statemachines.web.models import (
     HistoryPage,
     InstanceOut,
     InstancePage,
+    MigrateRequest,
+    MigrationOut,
     RecordOut,
     StartRequest,
     StatusOut,
@@ -133,6 +136,22 @@ def router(state: WebState) -> APIRouter:
             return InstanceOut.of(engine.retry(instance_id, actor=actor(key)))
         except errors.InvalidArgument as exc:  # the instance is not failed: a conflict with its state
             raise Problem(409, "Instance not failed", str(exc), instance_id=instance_id) from None
+
+    @api.post(
+        "/{instance_id:path}/migrate", response_model=MigrationOut,
+        responses=responses(401, 403, 404, 409, 422, 503),
+    )  # fmt: skip
+    def migrate(instance_id: str, body: MigrateRequest, key: ApiKey = admin) -> MigrationOut:
+        """Move the instance to another registered version of its machine, audited (`migrated`).
+        404: unknown instance, or a version this server has not registered; 409: the instance
+        was skipped (closed, or a state the target lacks and `state_map` does not map)."""
+        report = engine.migrate(
+            [instance_id], to_version=body.to_version, state_map=body.state_map, dry_run=body.dry_run,
+            actor=actor(key), reason=body.reason,
+        )  # fmt: skip
+        if report.skipped:
+            raise Problem(409, "Instance not migrated", report.skipped[0].reason, instance_id=instance_id)
+        return MigrationOut.of(report)
 
     @api.get("/{instance_id:path}", response_model=InstanceOut, responses=responses(401, 403, 404))
     def get(instance_id: str, key: ApiKey = read) -> InstanceOut:

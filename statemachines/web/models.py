@@ -156,6 +156,47 @@ class CancelRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=10_000)
 
 
+class MigrateRequest(BaseModel):
+    """Move the instance to another registered version of its machine (`engine.migrate`)."""
+
+    model_config = _STRICT
+    to_version: str | None = Field(default=None, max_length=64, description="default: the latest registered")
+    state_map: dict[str, str] = Field(default_factory=dict, description="old state path -> new one")
+    dry_run: bool = False
+    reason: str | None = Field(default=None, max_length=10_000)
+
+
+class MigratedOut(BaseModel):
+    instance_id: str
+    from_version: str
+    to_version: str
+    source: str
+    target: str
+    timers_dropped: list[str]
+    effects_cancelled: list[str]
+    armed: list[str]
+
+
+class MigrationOut(BaseModel):
+    """What moved (or, with dry_run, would move)."""
+
+    to_version: str
+    dry_run: bool
+    migrated: list[MigratedOut]
+
+    @classmethod
+    def of(cls, report: Any) -> MigrationOut:
+        moved = [
+            MigratedOut(
+                instance_id=m.instance_id, from_version=m.from_version, to_version=m.to_version,
+                source=m.source, target=m.target, timers_dropped=list(m.timers_dropped),
+                effects_cancelled=list(m.effects_cancelled), armed=list(m.armed),
+            )
+            for m in report.migrated
+        ]  # fmt: skip
+        return cls(to_version=report.to_version, dry_run=report.dry_run, migrated=moved)
+
+
 class Health(BaseModel):
     status: str
     database: str

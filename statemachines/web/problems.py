@@ -55,6 +55,7 @@ class Problem(Exception):
 
 #: (error type, status, title), most specific first.
 _MAP: tuple[tuple[type[BaseException], int, str], ...] = (
+    (errors.VersionNotRegistered, 404, "Version not registered"),
     (errors.UnknownMachine, 404, "Unknown machine"),
     (errors.InstanceNotFound, 404, "Instance not found"),
     (errors.GuardRejected, 409, "Guard rejected"),
@@ -69,6 +70,7 @@ _MAP: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.ContextInvalid, 422, "Invalid context"),
     (errors.InvalidArgument, 422, "Invalid argument"),
     (errors.DefinitionError, 422, "Invalid definition"),
+    (errors.MigrationError, 422, "Invalid migration"),
     (errors.TimeOutOfRange, 422, "Time out of range"),
     (errors.StorageUnavailable, 503, "Storage unavailable"),
     (GraphvizNotInstalled, 503, "Graphviz not installed"),
