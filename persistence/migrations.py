@@ -63,6 +63,15 @@ def _add_column(table: str, column: str, sql_type: str) -> Callable[[Database, A
     return step
 
 
+def _create_index(name: str, table: str, *columns: str) -> Callable[[Database, Any], None]:
+    """Add an index to a table created by an earlier step (a no-op when step 1 made it already)."""
+
+    def step(db: Database, cur: Any) -> None:
+        cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+
+    return step
+
+
 def _all(*steps: Callable[[Database, Any], None]) -> Callable[[Database, Any], None]:
     """One schema version made of several steps, applied in order in the same transaction."""
 
@@ -100,6 +109,14 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _all(
         _add_column("sm_timers", "trace", "TEXT"),
         _add_column("sm_effects", "trace", "TEXT"),
+    ),
+    # 5 (rewind, compensation, retention): an effect's compensation row points at the effect it
+    # undoes (`compensates`); a succeeded effect keeps the history seq of its `done.` record
+    # (`done_seq`: compensations run newest first); spent tokens indexed by instance for `prune`.
+    _all(
+        _add_column("sm_effects", "compensates", "INTEGER"),
+        _add_column("sm_effects", "done_seq", "INTEGER"),
+        _create_index("ix_sm_token_uses_instance_id", "sm_token_uses", "instance_id"),
     ),
     # (web service) API keys of the HTTP API, stored as digests.
     _create_missing("ApiKeyRow"),

@@ -28,6 +28,12 @@ _NOT_LIVE = (
     " AND c.state = {table}.state AND c.entered_seq = {table}.entered_seq)"
 )
 
+# An effect runs while its instance is active; a compensation (a row that `compensates` another,
+# statemachines/compensation.py) also while it is cancelled: `cancel(id, compensate=True)` closes
+# the instance at once and lets its compensations finish. Rows `waiting` (compensations queued
+# behind the one running) are unfinished too: leaving the state cancels them.
+_RUNNABLE = "(i.status = 'active' OR (i.status = 'cancelled' AND {t}.compensates IS NOT NULL))"
+
 _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
     " VALUES (:id, :machine, :entered_seq, :state, :event, :fire_at)",
@@ -50,12 +56,12 @@ _SQL = {
     " key, status, attempt, round_start, next_at, updated_at, trace) VALUES (:id, :machine, :entered_seq,"
     " :state, :name, :key, 'pending', 0, 0, :now, :now, :trace)",
     "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held', 'waiting')",
     # PostgreSQL: both of the above in one round trip (a data-modifying CTE); leaving a state
     # runs this on every transition, armed rows or not.
     "disarm_pg": "WITH dropped AS (DELETE FROM sm_timers WHERE instance_id = :id)"
     " UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')",
+    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held', 'waiting')",
     "start_attempt": "UPDATE sm_effects SET status = 'running', attempt = attempt + 1,"
     " lease_until = :lease_until, updated_at = :now WHERE id = :effect_id",
     # A kept result is delivered, not produced again: the attempt count does not move.
@@ -66,7 +72,7 @@ _SQL = {
     "renew_lease": "UPDATE sm_effects SET lease_until = :lease_until, updated_at = :now"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt"
     " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
-    f" AND i.status = 'active' AND {_LIVE.format(t='sm_effects')})",
+    f" AND {_RUNNABLE.format(t='sm_effects')} AND {_LIVE.format(t='sm_effects')})",
     "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - :counted,"
     " lease_until = NULL"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
@@ -77,11 +83,13 @@ _SQL = {
     " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
     "effects_of": "SELECT e.name, e.state, e.status, e.attempt, e.next_at, e.last_error FROM sm_effects e"
     f" JOIN sm_instances i ON i.id = e.instance_id AND {_LIVE.format(t='e')}"
-    " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held') ORDER BY e.id",
+    " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held', 'waiting')"
+    " ORDER BY e.id",
     "drop_exited_timers": "DELETE FROM sm_timers WHERE instance_id = :id"
     f" AND {_NOT_LIVE.format(table='sm_timers')}",
     "cancel_exited_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL,"
-    " updated_at = :now WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held')"
+    " updated_at = :now WHERE instance_id = :id"
+    " AND status IN ('pending', 'running', 'failed', 'held', 'waiting')"
     f" AND {_NOT_LIVE.format(table='sm_effects')}",
     "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
     " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"
@@ -103,11 +111,12 @@ _CLAIM_TIMERS = (
 )
 _CLAIM_EFFECTS = (
     "SELECT e.id, e.instance_id, e.machine, e.entered_seq, e.state, e.name, e.key, e.attempt,"
-    " e.round_start, i.context, e.result, e.trace, i.definition_version"
+    " e.round_start, i.context, e.result, e.trace, i.definition_version, o.state, o.name"
     " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
+    " LEFT JOIN sm_effects o ON o.id = e.compensates"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
-    " AND i.status = 'active' AND " + _LIVE.format(t="e") + " AND ({served})"
+    " AND " + _RUNNABLE.format(t="e") + " AND " + _LIVE.format(t="e") + " AND ({served})"
     " ORDER BY e.next_at, e.id LIMIT :limit"
 )
 

@@ -172,6 +172,11 @@ class EffectRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts())
     # W3C traceparent of the span that armed it (migration 4); NULL when nothing was tracing.
     trace: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: A compensation row: the id of the effect it undoes (migration 5); NULL for an effect.
+    compensates: int | None = None
+    #: The history seq of the `done.<name>` record of a succeeded effect (migration 5): the order
+    #: of success that compensations reverse. NULL until it succeeds (and on older rows).
+    done_seq: int | None = None
 
 
 class EffectAttemptRow(SQLModel, table=True):
@@ -190,7 +195,7 @@ class TokenUseRow(SQLModel, table=True):
 
     __tablename__ = "sm_token_uses"
     token_id: str = Field(primary_key=True)
-    instance_id: str
+    instance_id: str = Field(index=True)  # `prune` deletes by instance (migration 5)
     used_at: datetime = Field(sa_column=_ts())
 
 

@@ -213,6 +213,10 @@ def arm_state(
     if effects:
         keys = [(e.name, key_of(e.name)) for e in effects]
         schedule.arm_effects(cur, iid, cm.name, seq, state, keys, now, telemetry.traceparent())
+    if state in cm.compensating:  # a saga's undo step: statemachines/compensation.py
+        from statemachines.compensation import arm_compensations  # (it imports this module)
+
+        arm_compensations(schedule, cur, cm, iid, state, seq, now)
 
 
 def effect_key(instance_id: str, entered_seq: int, name: str) -> str:

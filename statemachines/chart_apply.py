@@ -236,5 +236,5 @@ class ChartApplier:
 
 
 def _armable(cm: CompiledChart, states: Iterable[str]) -> list[str]:
-    """The states among `states` that declare timers or effects."""
-    return [s for s in states if cm.timers.get(s) or cm.effects.get(s)]
+    """The states among `states` that declare timers or effects, or compensate (which arms rows)."""
+    return [s for s in states if cm.timers.get(s) or cm.effects.get(s) or s in cm.compensating]

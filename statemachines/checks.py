@@ -80,6 +80,29 @@ def _state_problems(name: str, st: StateSpec, states: dict[str, StateSpec]) -> l
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"state {name!r} declares effect {dup!r} twice")
+    problems.extend(compensation_problems(f"state {name!r}", st))
+    return problems
+
+
+#: The event a `compensate=True` state receives once every compensation it armed has succeeded.
+COMPENSATION_DONE = "done.compensation"
+
+
+def compensation_problems(where: str, st: StateSpec) -> list[str]:
+    """A compensating state must say where the instance goes once compensated (else it would
+    wait forever), cannot be final (final states arm nothing), and `compensation` is the name of
+    its `done.` event, so no effect of it may take that name (flat and charts)."""
+    problems: list[str] = []
+    if st.compensate:
+        if st.final:
+            problems.append(f"final {where} cannot be compensate=True: a final state arms nothing")
+        elif COMPENSATION_DONE not in st.on:
+            problems.append(
+                f"{where} is compensate=True but handles no {COMPENSATION_DONE!r}: declare where the"
+                " instance goes once its effects are compensated"
+            )
+    if any(e.name == "compensation" for e in st.effects) and st.compensate:
+        problems.append(f"{where}: an effect may not be named 'compensation' in a compensate=True state")
     return problems
 
 
@@ -103,7 +126,7 @@ def _name_problems(name: str, st: StateSpec) -> list[str]:
     problems = [name_problem("a state", name)]
     if name in WILDCARD_STATES:
         problems.append(f"{where} is reserved: the transitions library reads it as a wildcard")
-    effects = [e.name for e in st.effects]
+    effects = [e.name for e in st.effects] + (["compensation"] if st.compensate else [])
     for event in st.on:
         problem = event_problem(where, event, effects)
         if problem is None and event in MODEL_ATTRIBUTE_EVENTS:

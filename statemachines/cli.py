@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from statemachines import cli_output as out
-from statemachines import cli_versions
+from statemachines import cli_rewind, cli_versions
 from statemachines.cli_app import CommandError, UsageError, error_lines, load_app, one_line
 from statemachines.cli_args import MAX_BATCH, MAX_ROWS, MAX_SECONDS, int_in, seconds, ttl
 from statemachines.definition import Definition
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("cancel", "cancel an instance (its state is kept, its timers and effects dropped)")
     p.add_argument("instance_id", metavar="ID")
     p.add_argument("--reason")
+    p.add_argument("--compensate", action="store_true", help="then compensate its succeeded effects")
     p.add_argument("--actor")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = cmd("retry", "redrive a failed instance: back to active, its failed effects run again")
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"longest sleep when idle, >= --idle (default 5, or --idle if larger; at most {MAX_SECONDS:g})",
     )
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    cli_rewind.add_commands(cmd)  # rewind, effects, prune
     p.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -294,7 +296,8 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
         )
         print(out.to_json([s.as_dict() for s in snaps]) if args.json else out.instances_table(snaps))
     elif c == "cancel":
-        _print_snapshot(engine.cancel(args.instance_id, args.reason, actor=args.actor), args.json)
+        snap = engine.cancel(args.instance_id, args.reason, actor=args.actor, compensate=args.compensate)
+        _print_snapshot(snap, args.json)
     elif c == "diagram":
         print(draw_diagram(engine, loaded, args.name, args.instance, Path(args.output), args.timeout))
     elif c == "retry":
@@ -311,6 +314,8 @@ def _dispatch(engine: Engine, loaded: dict[str, Definition], args: argparse.Name
             print(token)
     elif c == "send-token":
         _print_snapshot(engine.send_token(args.token, args.payload, actor=args.actor), args.json)
+    elif c in cli_rewind.COMMANDS:
+        cli_rewind.run(engine, args)
     elif c == "worker":
         from statemachines.worker import main as run_worker
 

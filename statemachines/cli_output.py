@@ -38,7 +38,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def history_table(records: Iterable[Any]) -> str:
     rows = []
     for r in records:
-        moved = r.outcome in ("applied", "migrated")
+        moved = r.outcome in ("applied", "migrated", "rewound")
         move = f"{r.source or ''} -> {r.target}".strip() if moved else r.target
         detail = "" if r.payload in ({}, None) else compact(r.payload)
         if r.outcome == "migrated":  # the versions, the map in --json; the reason the operator gave

@@ -140,6 +140,8 @@ class CompiledMachine:
                 for t in group:
                     self._add(event, name, t.target, t.guard, t.actions, fns)
         self.final = {name for name, st in spec.states.items() if st.final}
+        #: States declared `compensate=True` (entering one arms compensations: compensation.py).
+        self.compensating = frozenset(name for name, st in spec.states.items() if st.compensate)
         self.timers = {name: list(st.after) for name, st in spec.states.items()}
         self.effects = {name: list(st.effects) for name, st in spec.states.items()}
 

@@ -63,6 +63,9 @@ class Effect:
     retry: RetrySpec = field(default_factory=RetrySpec)
     name: str | None = None
     lease: Duration = "5m"
+    #: `undo(context, call)`: run (through the outbox) when a `compensate=True` state is entered
+    #: after this effect succeeded; see docs/rewind-and-compensation.md.
+    compensate: Ref | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class State:
     type: str | None = None
     history: Mapping[str, Any] | None = None
     always: Sequence[Any] = ()
+    # Rewind and compensation (docs/rewind-and-compensation.md).
+    compensate: bool = False
+    max_rewinds: int | None = None
 
 
 def transition(
@@ -104,12 +110,19 @@ def state(
     initial: str | None = None,
     states: Mapping[str, Any] | None = None,
     always: Any = None,
+    compensate: bool = False,
+    max_rewinds: int | None = None,
 ) -> State:
-    """A state; with `states` (and their `initial`) a compound state; `always`: eventless transitions."""
+    """A state; with `states` (and their `initial`) a compound state; `always`: eventless transitions.
+
+    `compensate=True`: entering it undoes the instance's succeeded effects (their `compensate`
+    callables, newest first) and then sends it `done.compensation`. `max_rewinds=N`: an instance
+    may be rewound to this state N times at most (`RewindLimit` after that)."""
     always_list = [] if always is None else list(always) if isinstance(always, list | tuple) else [always]
     return State(
         on or {}, after or {}, on_enter, on_exit, effect, final, description,
         initial=initial, states=states or {}, always=always_list,
+        compensate=compensate, max_rewinds=max_rewinds,
     )  # fmt: skip
 
 
@@ -319,12 +332,15 @@ def _effect_dict(effect: Any, names: _Names) -> Any:
     if not isinstance(effect, Effect):
         return effect
     fn_name = names.ref(effect.fn)
-    return {
+    out = {
         "name": effect.name or fn_name,
         "fn": fn_name,
         "retry": effect.retry,
         "lease": _duration_text(effect.lease),
     }
+    if effect.compensate is not None:
+        out["compensate"] = names.ref(effect.compensate)
+    return out
 
 
 def _state_dict(st: State, names: _Names) -> dict[str, Any]:
@@ -355,6 +371,10 @@ def _chart_dict(st: State, names: _Names) -> dict[str, Any]:
         out["history"] = dict(st.history)
     if st.always:
         out["always"] = _transition_dict(list(st.always), names)
+    if st.compensate:
+        out["compensate"] = True
+    if st.max_rewinds is not None:
+        out["max_rewinds"] = st.max_rewinds
     return out
 
 

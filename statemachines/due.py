@@ -20,7 +20,8 @@ _NEXT_TIMER = (
 _NEXT_EFFECT = (
     "SELECT MIN(CASE WHEN e.status = 'pending' THEN e.next_at ELSE e.lease_until END)"
     " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
-    " WHERE e.status IN ('pending', 'running') AND i.status = 'active'"
+    " WHERE e.status IN ('pending', 'running')"
+    " AND (i.status = 'active' OR (i.status = 'cancelled' AND e.compensates IS NOT NULL))"
     " AND i.entered_seq = e.entered_seq AND ({served})"
 )
 

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from statemachines import telemetry
+from persistence import saga_store
+from statemachines import compensation, effect_audit, telemetry
 from statemachines.apply import apply_or_fail
 from statemachines.durations import MAX_DURATION, later, parse_duration
 from statemachines.logs import action
 from statemachines.records import ACTIVE, FAILED
-from statemachines.rows import DEF_VERSION, MACHINE, STATUS, configuration_of, holds_entry
+from statemachines.rows import DEF_VERSION, LAST_SEQ, MACHINE, STATUS, configuration_of, holds_entry
 from statemachines.runtime import Runtime, is_storage_failure
 from statemachines.spec import EffectSpec, RetrySpec
 
@@ -73,6 +74,8 @@ class ClaimedEffect:
     kept_result: str | None  # a result kept while the instance was failed: deliver, do not run
     trace: str | None = None  # W3C traceparent of the span that armed it: its attempts join that trace
     version: str | None = None  # the instance's definition version when claimed: the rules it runs on
+    #: A compensation (statemachines/compensation.py): the (state, name) of the effect it undoes.
+    undoes: tuple[str, str] | None = None
 
 
 def backoff_delay(retry: RetrySpec, failures: int, rng: random.Random | None = None) -> timedelta:
@@ -125,9 +128,11 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
     bad: list[tuple[int, str, str, Exception]] = []
     with rt.transaction() as cur:
         for row in rt.schedule.claim_effects(cur, now, limit, rt.served_versions()):
-            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept, trace, version = row
+            eid, iid, machine, seq, state, name, key, attempt, start, ctx, kept, trace, version, *undone = row
+            undoes = (undone[0], undone[1]) if undone[0] is not None else None
             try:
-                spec = effect_spec(rt.compiled(machine, version), state, name)
+                cm = rt.compiled(machine, version)
+                spec = effect_spec(cm, *undoes) if undoes else effect_spec(cm, state, name)
                 lease = parse_duration(spec.lease if spec else DEFAULT_LEASE)
                 until = later(now, lease)
             except Exception as exc:  # this row only: the others of the batch still run
@@ -142,7 +147,8 @@ def claim(rt: Runtime, limit: int) -> list[ClaimedEffect]:
                 rt.schedule.start_delivery(cur, eid, until, now)
             out.append(
                 ClaimedEffect(
-                    eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept, trace, version
+                    eid, iid, machine, seq, state, name, key, attempt, start, ctx, lease, kept, trace,
+                    version, undoes,
                 )
             )
     for eid, iid, name, exc in bad:
@@ -180,7 +186,8 @@ def _run(rt: Runtime, item: ClaimedEffect) -> str | None:
     """Run (or deliver) the effect and record the attempt and its consequence; returns the
     effect's error, None when it succeeded."""
     cm = rt.compiled(item.machine, item.version)
-    spec = effect_spec(cm, item.state, item.name)
+    # A compensation runs under the declaration of the effect it undoes (retry, lease).
+    spec = effect_spec(cm, *item.undoes) if item.undoes else effect_spec(cm, item.state, item.name)
     if item.kept_result is not None:
         _finish(rt, cm, spec, item, None, 0.0, item.kept_result, None)
         return None
@@ -191,7 +198,9 @@ def _run(rt: Runtime, item: ClaimedEffect) -> str | None:
     try:
         if spec is None:
             raise LookupError(f"effect {item.name!r} is no longer declared in state {item.state!r}")
-        fn = cm.definition.callables[spec.fn]
+        if item.undoes is not None and spec.compensate is None:
+            raise LookupError(f"effect {item.undoes[1]!r} no longer declares a compensation")
+        fn = cm.definition.callables[spec.compensate if item.undoes is not None else spec.fn]
         ctx = (
             cm.model.model_validate_json(item.context_json)
             if cm.model is not None
@@ -229,7 +238,7 @@ def _finish(
     with rt.transaction() as cur:
         # The instance first, as everywhere: `send` locks it, then cancels its effects.
         row = rt.store.lock_instance(cur, item.instance_id, None)
-        if started is not None:
+        if started is not None and row is not None:  # (an instance pruned meanwhile keeps nothing)
             ok = error is None
             sched.record_attempt(
                 cur, item.effect_id, item.attempt, item.instance_id, started, duration_ms, ok, error
@@ -250,6 +259,11 @@ def _finish(
                 sched.finish_effect(cur, item.effect_id, HELD, now, HELD_NOTE, result_json, now)
                 return
             sched.finish_effect(cur, item.effect_id, "done", now, None, result_json, now)
+            if row is not None:  # the order of success, which compensations reverse
+                saga_store.for_database(rt.db).set_done_seq(cur, item.effect_id, row[LAST_SEQ] + 1)
+            if item.undoes is not None:
+                compensation.succeeded(rt, cur, cm, item, json.loads(result_json or "null"), now)
+                return
             if _notify(rt, cur, cm, item, f"done.{item.name}", json.loads(result_json or "null"), now):
                 # The done.<name> transition failed the instance: keep the result, so that
                 # `retry` delivers it (the effect is not run again).
@@ -264,6 +278,9 @@ def _finish(
             return
         sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)
         payload = {"error": error, "attempts": failures}
+        if item.undoes is not None:
+            compensation.exhausted(rt, cur, item, payload, now)
+            return
         _notify(rt, cur, cm, item, f"error.{item.name}", payload, now, fail_unhandled=True)
 
 
@@ -278,7 +295,9 @@ def _notify(
     *,
     fail_unhandled: bool = False,
 ) -> bool:
-    """Send `done.<name>`/`error.<name>` if the instance is still in the entry that armed it.
+    """Send `done.<name>`/`error.<name>` if the instance is still in the entry that armed it;
+    a success its state has no transition for is recorded (outcome `recorded`), so every
+    effect's final outcome is in the history.
 
     Returns True when this put the instance into status `failed`."""
     row = rt.store.lock_instance(cur, item.instance_id, None)
@@ -292,6 +311,7 @@ def _notify(
         reason = f"effect {item.name!r} failed {payload['attempts']} times: {payload['error']}"
         rt.applier.fail(cur, row, event, reason, now, payload)
         return True
+    effect_audit.record(rt, cur, item.instance_id, event, payload, now, actor=EFFECT_ACTOR)
     return False
 
 

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from persistence import Conflict, Database, DatabaseError, migrate, stats
 from persistence.database import Transaction
-from statemachines import callbacks, due, durable, errors, migration, pages, telemetry, versions
+from statemachines import (
+    callbacks,
+    compensation,
+    due,
+    durable,
+    effect_report,
+    errors,
+    migration,
+    pages,
+    telemetry,
+    versions,
+)
+from statemachines import prune as pruning
+from statemachines import rewind as rewinding
 from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
@@ -267,13 +280,23 @@ class Engine:
             raise outcome
         return outcome
 
-    def cancel(self, instance_id: str, reason: str | None = None, *, actor: str | None = None) -> Snapshot:
+    def cancel(
+        self,
+        instance_id: str,
+        reason: str | None = None,
+        *,
+        actor: str | None = None,
+        compensate: bool = False,
+    ) -> Snapshot:
         """Close the instance as `cancelled`: state kept, timers and effects dropped, audited.
 
-        An active or a `failed` instance can be cancelled (giving up on a failure)."""
+        An active or a `failed` instance can be cancelled (giving up on a failure). With
+        `compensate=True` its succeeded effects are compensated after (docs/rewind-and-compensation.md)."""
         check_id(instance_id)
         check_text(reason, "reason")
         check_text(actor, "actor")
+        if compensate:
+            return compensation.cancel(self.runtime, instance_id, reason, actor)
         with self._tx() as cur:
             row = self.store.lock_instance(cur, instance_id, None)
             if row is None:
@@ -300,6 +323,47 @@ class Engine:
             definition_version=row[DEF_VERSION],
             configuration=configuration_of(row),
         )
+
+    # Rewind, compensation, retention (docs/rewind-and-compensation.md) ------------------------
+    def rewind(
+        self,
+        instance_id: str,
+        to: int | str,
+        *,
+        event: str | None = None,
+        payload: Any = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        reopen: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Snapshot:
+        """Restore the instance as it was after history record `to` (a seq, or a state's latest
+        entry), audited as `rewound`, then apply `event` with `payload` (the feedback)."""
+        check_id(instance_id)
+        check_text(actor, "actor")
+        check_text(reason, "reason")
+        if event is not None:
+            check_name(event, "event")
+            check_not_reserved(event)
+        elif payload is not None:
+            raise errors.InvalidArgument("rewind payload= is the payload of event=: give the event too")
+        if idempotency_key is not None:
+            check_name(idempotency_key, "idempotency_key")
+        return rewinding.rewind(
+            self.runtime, instance_id, to, event, payload, actor, reason, bool(reopen), idempotency_key
+        )
+
+    def prune(
+        self,
+        *,
+        before: datetime | Duration,
+        status: Sequence[str] = ("completed", "cancelled"),
+        batch: int = 500,
+        dry_run: bool = False,
+    ) -> pruning.PruneReport:
+        """Delete closed instances last changed before `before` (a time, or a duration ago) with
+        all their rows, one transaction per batch of `batch` instances; never a live instance."""
+        return pruning.prune(self.runtime, before, status, batch, dry_run)
 
     # Queries -------------------------------------------------------------------------------------
     def get(self, instance_id: str) -> Snapshot:
@@ -415,6 +479,10 @@ class Engine:
     def status(self, instance_id: str) -> Status:
         """The snapshot plus `waiting_on`: events accepted now, pending timers and effects."""
         return durable.status(self.runtime, check_id(instance_id))
+
+    def effects(self, instance_id: str) -> list[effect_report.EffectReport]:
+        """Every effect (and compensation) of an instance with its attempts and final result."""
+        return effect_report.effects(self.runtime, check_id(instance_id))
 
     def effect_attempts(self, instance_id: str) -> list[EffectAttempt]:
         """Every effect attempt of an instance, with its duration and error."""

@@ -243,6 +243,21 @@ class MigrationError(StateMachineError, ValueError):
     a state map naming states neither version has). Nothing was written."""
 
 
+# Rewind ------------------------------------------------------------------------------------------
+class RewindLimit(StateMachineError):
+    """A rewind would restore a state declared `state(max_rewinds=N)` for the N+1th time on this
+    instance. Raised before anything is written."""
+
+    def __init__(self, instance_id: str, state: str, limit: int) -> None:
+        self.instance_id = instance_id
+        self.state = state
+        self.limit = limit
+        super().__init__(
+            f"instance {instance_id!r} was rewound to state {state!r} {limit} time(s) already,"
+            f" its max_rewinds; nothing was written"
+        )
+
+
 # Callback tokens: forged vs spent ---------------------------------------------------------------
 class TokenForged(TokenInvalid):
     """A callback token we did not issue (bad signature) or that is not a token at all.

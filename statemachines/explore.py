@@ -218,7 +218,7 @@ class _FlatRunner(_Runner):
 
     def events(self, node: Node) -> dict[str, set[str]]:
         st = self.specs[node[0][0]]
-        effects = {e.name for e in st.effects}
+        effects = {e.name for e in st.effects} | ({"compensation"} if st.compensate else set())
         return {e: {t.guard for t in g if t.guard} for e, g in outgoing(st) if _sendable(e, effects)}
 
 
@@ -267,6 +267,7 @@ class _ChartRunner(_Runner):
         found: dict[str, set[str]] = {}
         active = sorted(self.chart.active_nodes(node[0]), key=lambda n: n.order)
         effects = {e.name for n in active for e in n.spec.effects}
+        effects |= {"compensation" for n in active if n.spec.compensate}  # `done.compensation`
         for n in active:
             for event, group in outgoing(n.spec):
                 if not _sendable(event, effects):
@@ -396,8 +397,9 @@ class _Search:
 
 def _sendable(event: str, effects: set[str]) -> bool:
     """Whether an event can happen in a state: `done.<x>`/`error.<x>` only as the result of an
-    effect `x` the state runs (`done.state.<id>` is the statechart's own, never sent); the rest
-    (events, timers) always."""
+    effect `x` the state runs, or `done.compensation` of a compensating state (passed in `effects`
+    as "compensation"; `done.state.<id>` is the statechart's own, never sent); the rest (events,
+    timers) always."""
     kind, _, name = event.partition(".")
     return kind not in ("done", "error") or name in effects
 

@@ -43,6 +43,9 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("State", "type"): "Statecharts: `parallel` runs every child state (region) at once.",
     ("State", "history"): "Statecharts: makes this a history pseudo-state of its parent.",
     ("State", "always"): "Statecharts: eventless transitions, taken as soon as their guard holds.",
+    ("State", "compensate"): "Entering it undoes the instance's succeeded effects (their `compensate` "
+    "callables, newest first), then sends it `done.compensation`.",
+    ("State", "max_rewinds"): "How many times an instance may be rewound to this state.",
     ("Transition", "target"): "The state entered; null for an internal transition (actions only, "
     "the state is not left). A short name or a dotted path in statecharts.",
     ("Transition", "guard"): "Registry name of a guard `(context, event) -> bool`; the transition is "
@@ -55,6 +58,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Effect", "fn"): "Registry name of the function `(context, call) -> result` run by the worker.",
     ("Effect", "retry"): "How failed attempts are retried before `error.<name>` is sent.",
     ("Effect", "lease"): "How long one attempt may run before another worker may take it over.",
+    ("Effect", "compensate"): "Registry name of `undo(context, call)`, run once this effect has "
+    "succeeded and a `compensate: true` state is entered (a saga).",
     ("Retry", "max_attempts"): "Attempts in all, the first included.",
     ("Retry", "initial"): "Delay before the second attempt (a duration: `1s`, `5m`, ...).",
     ("Retry", "backoff"): "Each further delay is the previous one times this factor.",

@@ -85,6 +85,13 @@ class EffectSpec(BaseModel):
     fn: str = Field(min_length=1)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     lease: str = "5m"
+    #: The callable that undoes this effect once it has succeeded (sagas:
+    #: docs/rewind-and-compensation.md); omitted from dumps when unset, so versions do not move.
+    compensate: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_compensation(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"compensate": None})
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +120,9 @@ _CHART_STATE_DEFAULTS: dict[str, Any] = {
     "type": None,
     "history": None,
     "always": [],
+    # Rewind and compensation (docs/rewind-and-compensation.md): omitted too when unset.
+    "compensate": False,
+    "max_rewinds": None,
 }
 
 
@@ -141,6 +151,10 @@ class StateSpec(BaseModel):
     type: Literal["parallel"] | None = None
     history: HistorySpec | None = None
     always: list[TransitionSpec] = Field(default_factory=list)
+    #: Entering this state compensates the instance's succeeded effects (a saga's undo step).
+    compensate: bool = False
+    #: How many times an instance may be rewound to this state (None: no limit).
+    max_rewinds: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
@@ -243,6 +257,7 @@ class MachineSpec(BaseModel):
             names.update(st.on_enter)
             names.update(st.on_exit)
             names.update(e.fn for e in st.effects)
+            names.update(e.compensate for e in st.effects if e.compensate)
             for group in (*st.on.values(), *st.after.values(), st.always):
                 for t in group:
                     names.update(t.actions)

@@ -88,7 +88,7 @@ def test_done_event_payload_is_the_return_value(engine):
     assert (last.event, last.payload, last.actor) == ("done.charge", fn.result, "effect")
 
 
-def test_effect_result_without_a_done_transition_finishes_quietly(engine):
+def test_effect_result_without_a_done_transition_is_recorded_without_moving(engine):
     def ping(ctx, call):
         return "pong"
 
@@ -99,7 +99,11 @@ def test_effect_result_without_a_done_transition_finishes_quietly(engine):
     assert engine.run_due() == 1
     assert engine.get("q1").state == "a"
     assert engine.status("q1").effects == []  # done: no longer pending
-    assert [r.event for r in engine.history("q1")] == ["start"]
+    assert engine.get("q1").version == 1
+    last = engine.history("q1")[-1]
+    assert (last.event, last.outcome, last.source, last.target, last.payload) == (
+        "done.ping", "recorded", "a", "a", "pong",
+    )  # fmt: skip
 
 
 def test_effect_armed_by_a_timer_runs_in_the_same_run_due(engine, clock):

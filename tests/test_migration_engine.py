@@ -299,4 +299,8 @@ def test_a_timer_the_new_version_removed_is_dropped_and_never_fires_as_a_rejecti
     assert engine.status("f1").timers == []
     clock.advance("4d")
     engine.run_due()
-    assert [r.outcome for r in engine.history("f1")] == ["applied", "applied", "migrated"]
+    # The review's notify effect still reports (recorded: no transition takes it); no timer fires.
+    assert [(r.event, r.outcome) for r in engine.history("f1")][2:] == [
+        ("migrate", "migrated"),
+        ("done.notify", "recorded"),
+    ]

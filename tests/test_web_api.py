@@ -402,3 +402,43 @@ def test_migrate_of_an_unknown_instance_is_404(web: Web) -> None:
 def test_migrate_needs_the_admin_scope(web: Web) -> None:
     web.start_order("A1")
     assert web.post("/api/instances/A1/migrate", {}, scope="write").status_code == 403
+
+
+# rewind -------------------------------------------------------------------------------------------
+def test_rewind_restores_an_earlier_state_and_audits_it(web: Web) -> None:
+    web.start_order("A1")
+    web.post("/api/instances/A1/events", {"event": "PAY", "payload": {"amount": 40}})
+    response = web.post("/api/instances/A1/rewind", {"to": "pending", "reason": "refund"}, scope="admin")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "pending" and response.json()["context"]["paid"] == 0
+    assert web.engine.history("A1")[-1].outcome == "rewound"
+
+
+def test_rewind_with_an_event_applies_the_feedback(web: Web) -> None:
+    web.start_order("A1")
+    web.post("/api/instances/A1/events", {"event": "PAY", "payload": {"amount": 40}})
+    body = {"to": 1, "event": "PAY", "payload": {"amount": 50}}
+    response = web.post("/api/instances/A1/rewind", body, scope="admin")
+    assert response.json()["state"] == "paid" and response.json()["context"]["paid"] == 50
+
+
+def test_rewind_of_a_closed_instance_is_409_unless_reopened(web: Web) -> None:
+    web.start_order("A1")
+    web.post("/api/instances/A1/cancel")
+    problem(web.post("/api/instances/A1/rewind", {"to": 1}, scope="admin"), 409)
+    reopened = web.post("/api/instances/A1/rewind", {"to": 1, "reopen": True}, scope="admin")
+    assert reopened.status_code == 200 and reopened.json()["status"] == "active"
+
+
+def test_rewind_to_a_state_never_entered_is_422(web: Web) -> None:
+    web.start_order("A1")
+    problem(web.post("/api/instances/A1/rewind", {"to": "shipped"}, scope="admin"), 422)
+
+
+def test_rewind_of_an_unknown_instance_is_404(web: Web) -> None:
+    problem(web.post("/api/instances/missing/rewind", {"to": 1}, scope="admin"), 404)
+
+
+def test_rewind_needs_the_admin_scope(web: Web) -> None:
+    web.start_order("A1")
+    assert web.post("/api/instances/A1/rewind", {"to": 1}, scope="write").status_code == 403

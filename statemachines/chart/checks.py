@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
-from statemachines.checks import duration_problems, event_problem, outgoing, shadow_problem
+from statemachines.checks import (
+    compensation_problems,
+    duration_problems,
+    event_problem,
+    outgoing,
+    shadow_problem,
+)
 from statemachines.names import did_you_mean, name_problem
 from statemachines.spec import MachineSpec, TransitionSpec
 
@@ -80,6 +86,7 @@ def _node_problems(node: Node) -> list[str]:
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{where} declares effect {dup!r} twice")
     problems.extend(duration_problems(where, node.spec))
+    problems.extend(compensation_problems(where, st))
     return problems
 
 
@@ -89,6 +96,8 @@ def _event_problems(where: str, node: Node) -> list[str]:
     `done.state.<path>` for this state or a compound or parallel state inside it."""
     below = [node, *sorted(node.descendants, key=lambda n: n.order)]
     effects = [e.name for n in below for e in n.spec.effects]
+    if node.spec.compensate:
+        effects.append("compensation")
     done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
     problems = [event_problem(where, event, effects, done_states, nested=True) for event in node.spec.on]
     problems += [name_problem(f"{where}: an effect", eff.name) for eff in node.spec.effects]

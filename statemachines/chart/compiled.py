@@ -94,6 +94,8 @@ class CompiledChart:
         self.timers: dict[str, list[str]] = {n.path: list(n.spec.after) for n in nodes}
         self.effects: dict[str, list[EffectSpec]] = {n.path: list(n.spec.effects) for n in nodes}
         self.final: frozenset[str] = frozenset(n.path for n in nodes if n.kind == "final")
+        #: States declared `compensate=True` (entering one arms compensations: compensation.py).
+        self.compensating: frozenset[str] = frozenset(n.path for n in nodes if n.spec.compensate)
         self.top_final: frozenset[str] = frozenset(
             n.path for n in nodes if n.kind == "final" and n.parent is self.tree.root
         )

@@ -1,7 +1,7 @@
 """`/api/instances`: start, list (keyset pages), read, send events, cancel, retry.
 
 Scopes: `read` for every GET, `write` to start, send and cancel, `admin` to retry (a redrive
-re-runs failed effects) and migrate (move to another definition version). The actor recorded
+re-runs failed effects), rewind and migrate (move to another definition version). The actor recorded
 in the history is `api:<key name>`.
 
 Instance ids may contain `/` (percent-encoded by the client): the id parameter is a path, and
@@ -28,6 +28,7 @@ from statemachines.web.models import (
     MigrateRequest,
     MigrationOut,
     RecordOut,
+    RewindRequest,
     StartRequest,
     StatusOut,
 )
@@ -136,6 +137,22 @@ def router(state: WebState) -> APIRouter:
             return InstanceOut.of(engine.retry(instance_id, actor=actor(key)))
         except errors.InvalidArgument as exc:  # the instance is not failed: a conflict with its state
             raise Problem(409, "Instance not failed", str(exc), instance_id=instance_id) from None
+
+    @api.post(
+        "/{instance_id:path}/rewind", response_model=InstanceOut,
+        responses=responses(401, 403, 404, 409, 422, 503),
+    )  # fmt: skip
+    def rewind(
+        instance_id: str, body: RewindRequest, idempotency_key: IdempotencyKey = None, key: ApiKey = admin
+    ) -> InstanceOut:
+        """Restore the instance as it was after history record `to` (audited as `rewound`), then
+        apply `event` with `payload` if given. 409: closed (unless `reopen`), the event refused,
+        or the state's `max_rewinds` reached; 422: no such record or state to go back to."""
+        snap = engine.rewind(
+            instance_id, body.to, event=body.event, payload=body.payload, actor=actor(key),
+            reason=body.reason, reopen=body.reopen, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return InstanceOut.of(snap)
 
     @api.post(
         "/{instance_id:path}/migrate", response_model=MigrationOut,

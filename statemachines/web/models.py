@@ -156,6 +156,18 @@ class CancelRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=10_000)
 
 
+class RewindRequest(BaseModel):
+    """Restore the instance as it was after a history record, then (optionally) apply an event:
+    the feedback (`engine.rewind`)."""
+
+    model_config = _STRICT
+    to: int | str = Field(description="a history seq, or a state name (its latest entry)")
+    event: str | None = Field(default=None, min_length=1, max_length=200)
+    payload: Any = None
+    reason: str | None = Field(default=None, max_length=10_000)
+    reopen: bool = Field(default=False, description="rewind a completed or cancelled instance too")
+
+
 class MigrateRequest(BaseModel):
     """Move the instance to another registered version of its machine (`engine.migrate`)."""
 

@@ -64,6 +64,7 @@ _MAP: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.InstanceClosed, 409, "Instance closed"),
     (errors.InstanceExists, 409, "Instance exists"),
     (errors.IdempotencyKeyReused, 409, "Idempotency key reused"),
+    (errors.RewindLimit, 409, "Rewind limit reached"),
     (errors.TokenForged, 403, "Forged token"),
     (errors.TokenInvalid, 410, "Token gone"),
     (errors.PayloadInvalid, 422, "Invalid payload"),
