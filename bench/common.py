@@ -67,15 +67,18 @@ def pg_drop_schema(pg_url: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def fsync_us(samples: int = 100) -> float:
-    """Median microseconds of an fsync after a small write, in the temp directory: what a durable
-    commit costs on this disk at least (SQLite FULL and PostgreSQL pay it per commit)."""
+def fsync_us(samples: int = 100, directory: str | None = None, size: int = 100) -> float:
+    """Median microseconds of an fsync after appending `size` bytes, in `directory` (default: the
+    temp directory): what a durable commit costs on that disk at least (SQLite FULL and
+    PostgreSQL pay it per commit). 100 bytes is the floor; a SQLite commit of the benchmark
+    workload appends about 36 KB of WAL frames (bench.wal_bytes), so `size=36_000` is closer to
+    what one commit waits for."""
     import tempfile
 
     times = []
-    with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as f:
+    with tempfile.NamedTemporaryFile(dir=directory or tempfile.gettempdir()) as f:
         for _ in range(samples):
-            f.write(b"x" * 100)
+            f.write(b"x" * size)
             t0 = time.perf_counter()
             os.fsync(f.fileno())
             times.append((time.perf_counter() - t0) * 1e6)

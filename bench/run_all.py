@@ -6,7 +6,9 @@
 Part 1 (`bench.harness`, items 1 and 2) runs on SQLite FULL, SQLite NORMAL and PostgreSQL, then
 items 3-6 (`bench.scale`, `bench.concurrency`, `bench.timers`, `bench.memory`), then issue 10's
 statechart event cost (`bench.statecharts`). A section that
-fails is reported with its error and the others still run. `--quick` writes
+fails is reported with its error and the others still run. Sections of the existing RESULTS.md
+that it does not write (numbered sections added by hand: 7, 11-16) are kept after its own.
+`--quick` writes
 `RESULTS.quick.md` / `results.quick.png` so it never overwrites the published figures.
 """
 
@@ -17,6 +19,7 @@ import os
 import platform
 import sqlite3
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -131,12 +134,43 @@ def machine_notes(pg_url: str) -> str:
             " sessions that run test suites and PostgreSQL crash tests: figures swing between rounds,"
             " ratios taken within a round are the ones to trust.",
             f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; {pg}.",
-            f"- fsync of a small write on this disk: {fsync_us():.0f} us median (a laptop SSD or cloud"
-            " volume is often 0.5-5 ms: there `synchronous=FULL` and PostgreSQL commits cost more,"
-            " for everyone).",
+            f"- fsync of a small write on this disk ({_where(tempfile.gettempdir())}, where the SQLite"
+            f" files go): {fsync_us():.0f} us median after a 100-byte write, {fsync_us(size=36_000):.0f} us"
+            " after 36 KB (one SQLite commit of the workload); a laptop SSD or cloud volume is often"
+            " 0.5-5 ms: there `synchronous=FULL` and PostgreSQL commits cost more, for everyone.",
+            f"- {_pg_disk(pg_url)}",
             f"- Load average at the start: {loadavg()}.",
         ]
     )
+
+
+def _where(path: str) -> str:
+    """`path` on `device` (`fstype`), from /proc/self/mounts: the longest mount point above it."""
+    best = ("?", "/", "?")
+    for line in _lines("/proc/self/mounts"):
+        device, point, fstype = line.split()[:3]
+        if path.startswith(point) and len(point) >= len(best[1]):
+            best = (device, point, fstype)
+    return f"{path} on {best[0]}, {best[2]}"
+
+
+def _pg_disk(pg_url: str) -> str:
+    """Where PostgreSQL keeps its data and the fsync on that file system, measured in the
+    directory above it (when the server is local and this process may write there)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        data = str(row[0]) if row else "?"
+    except Exception as exc:
+        return f"PostgreSQL data directory: unknown ({type(exc).__name__})"
+    beside = os.path.dirname(data.rstrip("/")) or "/"  # never write into the data directory itself
+    try:
+        us = fsync_us(directory=beside)
+        return f"PostgreSQL's data directory {_where(data)}; fsync next to it ({beside}): {us:.0f} us median."
+    except OSError as exc:
+        return f"PostgreSQL's data directory {data}: fsync not measurable from here ({exc.strerror})."
 
 
 def _lines(path: str) -> list[str]:
@@ -158,6 +192,28 @@ def _guarded(name: str, fn: Callable[[], Section]) -> Section:
     section.revision = rev
     print(f"[run_all] {name} done in {section.seconds:.0f} s", file=sys.stderr)
     return section
+
+
+#: The numbers of the sections `main` writes (part 1 and the part-2 modules).
+GENERATED = {"1-2.", "3.", "4.", "5.", "6.", "10."}
+
+
+def hand_written(path: Path, generated: set[str]) -> list[str]:
+    """The `## ` sections of the existing results whose number this run does not write (figures
+    added by hand: CLI start-up, issue 14's sections...), so that a new run keeps them after its
+    own. A section is known by its number ("7." of "7. CLI start-up")."""
+    if not path.exists():
+        return []
+    numbers = {title.split()[0] for title in generated}
+    kept: list[str] = []
+    keep = False
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            number = line[3:].split()[0] if line[3:].split() else ""
+            keep = number[:1].isdigit() and number not in numbers
+        if keep:
+            kept.append(line)
+    return ["", *kept] if kept else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *[s.markdown() for s in sections],
     ]
-    md_path.write_text("\n".join(doc).replace("\n\n\n", "\n\n") + "\n")
+    # Every section this code can write counts as generated, even when `--only` skipped it.
+    kept = hand_written(md_path, GENERATED) if not args.quick else []
+    md_path.write_text("\n".join(doc + kept).replace("\n\n\n", "\n\n") + "\n")
     print(
         f"[run_all] wrote {md_path} and {png_path if medians else 'no chart'} in {sw.elapsed / 60:.1f} min",
         file=sys.stderr,

@@ -28,7 +28,7 @@ from persistence.translate import translate
 from persistence.urls import parse_url
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-WAL_AUTOCHECKPOINT_PAGES = 10_000
+WAL_AUTOCHECKPOINT_PAGES = 1_000
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -138,8 +138,9 @@ class Database:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     _enable_wal(conn, self.busy_timeout_ms / 1000)
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                # Checkpoint every ~40 MB of WAL instead of ~4 MB: hot pages written by many events
-                # are copied back to the database once, not once per thousand pages.
+                # SQLite's own interval, ~4 MB of WAL (docs/performance.md: 10,000 pages, chosen
+                # on a disk with a 8 us fsync, gained nothing measurable on either kind of disk
+                # and made each checkpoint, paid by one unlucky commit, ten times longer).
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 return conn
             import psycopg
@@ -159,6 +160,11 @@ class Database:
                 raise translate(exc) from exc
             self._memory = conn
         return conn
+
+    def new_connection(self) -> Any:
+        """A connection of its own, with this database's settings, that no thread owns: for
+        `persistence.group_commit`, which shares one between threads under its lock."""
+        return self._connect()
 
     def discard(self) -> None:
         """Drop this thread's connection (after a connection error, or on close).
@@ -208,6 +214,25 @@ class Database:
 #: (PostgreSQL: a second connection), or waits for the first forever (a row lock held by this
 #: very thread). So it is refused before it touches the database.
 _open = threading.local()
+
+
+def hold(db: Database, write: bool) -> None:
+    """Mark this thread as having a transaction open on `db` (for transactions that are not a
+    `Transaction`, such as a group commit's event); raises `ReentrantTransaction` (through the
+    database's `error_hook`) when it already has one, as `Transaction` does."""
+    held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
+    if db.identity in held:
+        error = ReentrantTransaction(
+            "this thread already has a transaction open on this database"
+            " (the engine was called from inside an action or a guard)"
+        )
+        raise (db.error_hook(error) if db.error_hook is not None else error) from None
+    held[db.identity] = write
+
+
+def release(db: Database) -> None:
+    """Undo `hold`."""
+    _open.__dict__.setdefault("held", {}).pop(db.identity, None)
 
 
 class Transaction:

@@ -27,6 +27,7 @@ CHILD_TABLES = {
     "attempts": "sm_effect_attempts",
     "effects": "sm_effects",
     "tokens": "sm_token_uses",
+    "sends": "sm_sends",
 }
 
 

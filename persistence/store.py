@@ -7,6 +7,7 @@ state machine is: ids, names, JSON text and timestamps go in and come out.
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from persistence.database import Database
@@ -17,6 +18,17 @@ _FLAT_COLUMNS = (
     " created_at, updated_at, last_seq"
 )
 INSTANCE_COLUMNS = f"{_FLAT_COLUMNS}, chart"  # `chart`: statecharts, see persistence.chart_store
+#: The statuses of a closed instance (the engine's, statemachines.records): an unfiltered page
+#: merges one index range per status.
+CLOSED_STATUSES = ("completed", "cancelled", "failed")
+_KNOWN = sorted(("active", *CLOSED_STATUSES))
+#: Any status not in the known set, as index ranges between the known values (each a range of
+#: `ix_sm_instances_closed`, normally empty), not as a scan of every closed row.
+_OTHERS = (
+    [f"status < '{_KNOWN[0]}'"]
+    + [f"status > '{a}' AND status < '{b}'" for a, b in pairwise(_KNOWN)]
+    + [f"status > '{_KNOWN[-1]}'"]
+)
 HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outcome, reason"
 
 # The instance row locked for update, plus the receipt recorded for `:key` (result, fingerprint).
@@ -29,9 +41,9 @@ HISTORY_COLUMNS = "seq, event, source, target, payload, context, actor, at, outc
 _RECEIPT = "(SELECT r.{column} FROM sm_receipts r WHERE r.instance_id = i.id AND r.key = :key)"
 _LOCK = (
     f"SELECT {INSTANCE_COLUMNS}, {_RECEIPT.format(column='result')},"
-    f" {_RECEIPT.format(column='fingerprint')} FROM sm_instances i WHERE i.id = :id"
+    f" {_RECEIPT.format(column='fingerprint')}, i.armed FROM sm_instances i WHERE i.id = :id"
 )
-_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL FROM sm_instances i WHERE i.id = :id"
+_LOCK_NO_KEY = f"SELECT {INSTANCE_COLUMNS}, NULL, NULL, i.armed FROM sm_instances i WHERE i.id = :id"
 
 # An indexed column named in SET rewrites its index entries even when the value is the same, so
 # `update_instance` names `state` and `status` only when they change (four variants, built once).
@@ -53,8 +65,8 @@ _SQL = {
     "lock_definitions": f"SELECT pg_advisory_xact_lock({0x5354_4D44}, hashtext(:name))",
     "get_definition": "SELECT spec FROM sm_definitions WHERE name = :name AND version = :version",
     "latest_definition": "SELECT spec FROM sm_definitions WHERE name = :name ORDER BY revision DESC LIMIT 1",
-    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}) VALUES (:id, :machine,"
-    " :dv, :state, :context, :status, 1, 1, :now, :now, 1)",
+    "insert_instance": f"INSERT INTO sm_instances ({_FLAT_COLUMNS}, armed) VALUES (:id, :machine,"
+    " :dv, :state, :context, :status, 1, 1, :now, :now, 1, :armed)",
     "bump_seq": "UPDATE sm_instances SET last_seq = :seq WHERE id = :id",
     "set_status": "UPDATE sm_instances SET status = :status, last_seq = :seq, updated_at = :now"
     " WHERE id = :id",
@@ -128,12 +140,14 @@ class Store:
         self.db = db
         pg = db.dialect == "postgresql"
         self.sql = {name: db.sql(text) for name, text in _SQL.items()}
-        self._updates = update_statements(db)
+        # Flat instances record whether the state entry armed anything (`armed`), so that
+        # leaving a state that armed nothing skips the disarm statement.
+        self._updates = update_statements(db, "armed = :armed, ")
         self.sql["lock"] = db.sql(_LOCK)
         # Without a key there is no receipt to look for: a cheaper statement, same columns.
         self.sql["lock_no_key"] = db.sql(_LOCK_NO_KEY + (" FOR UPDATE" if pg else ""))
         self._receipt_after_lock = pg
-        self._list_cache: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._list_cache: dict[tuple[bool, bool, bool, bool, bool], str] = {}
 
     # definitions -----------------------------------------------------------------------------
     def save_definition(self, cur: Any, name: str, version: str, spec: str, now: datetime) -> None:
@@ -178,7 +192,7 @@ class Store:
             return None
         cur.execute(self.sql["receipt"], {"id": instance_id, "key": key})
         receipt = cur.fetchone()
-        return row if receipt is None else (*row[:-2], *receipt)
+        return row if receipt is None else (*row[:-3], *receipt, row[-1])
 
     def get_instance(self, cur: Any, instance_id: str) -> tuple[Any, ...] | None:
         cur.execute(self.sql["get_instance"], {"id": instance_id})
@@ -194,7 +208,9 @@ class Store:
         context: str,
         status: str,
         now: datetime,
+        armed: bool = True,
     ) -> None:
+        """A new flat instance; `armed`: its initial state entry armed timers or effects."""
         cur.execute(
             self.sql["insert_instance"],
             {
@@ -205,6 +221,7 @@ class Store:
                 "context": context,
                 "status": status,
                 "now": self.db.ts(now),
+                "armed": int(armed),
             },
         )
 
@@ -220,11 +237,14 @@ class Store:
         entered_seq: int,
         seq: int,
         now: datetime,
+        armed: bool = True,
     ) -> None:
-        """Write an applied event; `state`/`status` None mean unchanged."""
+        """Write an applied event; `state`/`status` None mean unchanged; `armed`: the state entry
+        the instance is in armed timer or effect rows."""
         cur.execute(
             self._updates[state is not None, status is not None],
             {
+                "armed": int(armed),
                 "id": instance_id,
                 "dv": dv,
                 "state": state,
@@ -263,32 +283,8 @@ class Store:
         instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
         False (a machine known to be flat) keeps the single-index query. `after` (a stored
         created_at and an id) starts the page after that row: keyset paging, an index range."""
-        shape = (
-            machine is not None, state is not None, status is not None, charts and state is not None,
-            after is not None,
-        )  # fmt: skip
-        sql = self._list_cache.get(shape)
-        if sql is None:
-            conditions = ("machine = :machine", "state = :state", "status = :status")
-            if shape[3]:  # state matched at any depth: the state condition becomes an id set
-                in_machine = " AND machine = :machine" if machine is not None else ""
-                conditions = (
-                    conditions[0],
-                    "id IN (SELECT id FROM sm_instances WHERE state = :state AND chart IS NULL"
-                    f"{in_machine} UNION ALL SELECT instance_id FROM sm_chart_states"
-                    f" WHERE state = :state{in_machine})",
-                    conditions[2],
-                )
-            where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
-            if after is not None:
-                where.append("(created_at, id) > (:after_at, :after_id)")
-            text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
-            if where:
-                text += " WHERE " + " AND ".join(where)
-            text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
-            sql = self._list_cache[shape] = self.db.sql(text)
         cur.execute(
-            sql,
+            self.list_statement(machine, state, status, charts, after is not None),
             {
                 "machine": machine,
                 "state": state,
@@ -300,6 +296,44 @@ class Store:
             },
         )
         return cur.fetchall()
+
+    def list_statement(
+        self, machine: str | None, state: str | None, status: str | None, charts: bool, keyset: bool = False
+    ) -> str:
+        """The statement `list_instances` runs for this filter (built once per shape)."""
+        live = status == "active"
+        shape = (machine is not None, state is not None, status is not None, charts and state is not None)
+        shape += (live, keyset)
+        sql = self._list_cache.get(shape)
+        if sql is None:
+            # Literal predicates of the partial indexes (persistence.tables), so both planners
+            # can use them whatever the parameter's value.
+            by_status = "status = 'active'" if live else "status = :status AND status <> 'active'"
+            conditions = ("machine = :machine", "state = :state", by_status)
+            if shape[3]:  # state matched at any depth: the state condition becomes an id set
+                in_machine = " AND machine = :machine" if machine is not None else ""
+                conditions = (
+                    conditions[0],
+                    "id IN (SELECT id FROM sm_instances WHERE state = :state AND chart IS NULL"
+                    f"{in_machine} UNION ALL SELECT instance_id FROM sm_chart_states"
+                    f" WHERE state = :state{in_machine})",
+                    conditions[2],
+                )
+            where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
+            after = " AND (created_at, id) > (:after_at, :after_id)" if keyset else ""
+            text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
+            if where:
+                text += " WHERE " + " AND ".join(where) + after
+            else:
+                # Every instance: one ordered index range per status (the live one, then each
+                # closed status of `ix_sm_instances_closed`), merged; any other status sorted.
+                # A keyset page starts each range after the cursor.
+                closed = [f"status = '{s}'" for s in CLOSED_STATUSES] + _OTHERS
+                arms = [f"{text} WHERE {c} AND status <> 'active'{after}" for c in closed]
+                text = " UNION ALL ".join([f"{text} WHERE status = 'active'{after}", *arms])
+            text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
+            sql = self._list_cache[shape] = self.db.sql(text)
+        return sql
 
     # history and receipts --------------------------------------------------------------------
     def insert_history(

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
     return Column(DateTime(timezone=True), nullable=nullable)
+
+
+#: The predicates of the two partial instance indexes (`Store.list_instances` repeats them
+#: literally, so both planners can prove that the index applies).
+ACTIVE_ROW = {"sqlite_where": text("status = 'active'"), "postgresql_where": text("status = 'active'")}
+CLOSED_ROW = {"sqlite_where": text("status <> 'active'"), "postgresql_where": text("status <> 'active'")}
 
 
 class SchemaVersion(SQLModel, table=True):
@@ -42,8 +48,13 @@ class InstanceRow(SQLModel, table=True):
         # Only the first contains `state`, so a transition rewrites one index entry, not three.
         Index("ix_sm_instances_state_machine", "state", "machine", "created_at", "id"),
         Index("ix_sm_instances_machine", "machine", "created_at", "id"),
-        Index("ix_sm_instances_status", "status", "created_at", "id"),
-        Index("ix_sm_instances_created", "created_at", "id"),
+        # Live and closed instances in two partial indexes (schema step 7): an active row is in
+        # the first only, so a transition on PostgreSQL (where an update that changes `state`
+        # inserts into every index whose predicate the new row satisfies) writes one index entry
+        # fewer than with (status, ...) and (created_at, ...) both; an unfiltered page merges one
+        # range per status (persistence.store).
+        Index("ix_sm_instances_active", "created_at", "id", **ACTIVE_ROW),
+        Index("ix_sm_instances_closed", "status", "created_at", "id", **CLOSED_ROW),
     )
     id: str = Field(primary_key=True)
     machine: str
@@ -60,12 +71,19 @@ class InstanceRow(SQLModel, table=True):
     #: of their entry and the history memory, `{"active": {"checks": 4, ...}, "history": {...}}`.
     #: `state` then holds the one-string summary. Added by schema version 3.
     chart: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: Flat instances: 1 when the current state entry armed timer or effect rows, 0 when it armed
+    #: none (leaving the state then skips the disarm statement); NULL (maybe) for rows written
+    #: before schema step 7 and for statecharts, which keep theirs in `chart`.
+    armed: int | None = Field(default=None, nullable=True)
 
 
 class HistoryRow(SQLModel, table=True):
     __tablename__ = "sm_history"
     __table_args__ = (
-        Index("ix_sm_history_at", "at"),
+        # By time. History rows are appended in time order, so on PostgreSQL a BRIN index: block
+        # ranges not summarised yet (all but the first, until VACUUM) cost nothing to insert
+        # into. A B-tree on SQLite.
+        Index("ix_sm_history_time", "at", postgresql_using="brin"),
         Index("ix_sm_history_machine_target", "machine", "target"),
         # SQLite: the (instance_id, seq) key *is* the table, one B-tree less to write per event.
         {"sqlite_with_rowid": False},
@@ -197,6 +215,26 @@ class TokenUseRow(SQLModel, table=True):
     token_id: str = Field(primary_key=True)
     instance_id: str = Field(index=True)  # `prune` deletes by instance (migration 5)
     used_at: datetime = Field(sa_column=_ts())
+
+
+class SendRow(SQLModel, table=True):
+    """Events an instance sent itself with SCXML's `<send>` (executable content): queued by the
+    step that ran the send, delivered by a worker in a later transaction when `fire_at` comes
+    (the step's time for a send without delay), in (fire_at, id) order; `<cancel>` deletes by
+    (instance_id, send_id). Added by the SCXML migration step."""
+
+    __tablename__ = "sm_sends"
+    __table_args__ = (
+        Index("ix_sm_sends_fire_at", "fire_at"),
+        Index("ix_sm_sends_instance", "instance_id", "send_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str
+    machine: str
+    send_id: str
+    event: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    fire_at: datetime = Field(sa_column=_ts())
 
 
 class ApiKeyRow(SQLModel, table=True):

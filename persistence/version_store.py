@@ -49,7 +49,9 @@ _SQL = {
     " WHERE id = :effect_id AND instance_id = :id",
     "move_instance": "UPDATE sm_instances SET definition_version = :dv, state = :state, context = :context,"
     " status = :status, version = :version, entered_seq = :entered_seq, last_seq = :seq, chart = :chart,"
-    " updated_at = :now WHERE id = :id",
+    # `armed` NULL ("maybe"): the migration may arm rows for the new state, so the next transition
+    # must look for rows to disarm (persistence.store, `armed`).
+    " armed = NULL, updated_at = :now WHERE id = :id",
 }
 
 

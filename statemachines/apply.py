@@ -22,6 +22,7 @@ from statemachines.compiled import CompiledMachine, Step
 from statemachines.durations import deadline
 from statemachines.records import ACTIVE, APPLIED, COMPLETED, FAILED, REJECTED, Event, Snapshot
 from statemachines.rows import (
+    ARMED,
     CHART,
     CONTEXT,
     CREATED,
@@ -106,12 +107,14 @@ class Applier:
         status = COMPLETED if step.target in cm.final else ACTIVE
         entered_seq = row[ENTERED_SEQ] if step.internal else seq
         version = row[VERSION] + 1
+        was_armed = len(row) <= ARMED or row[ARMED] != 0  # NULL or a row without it: maybe
+        armed = was_armed if step.internal else status == ACTIVE and arms(cm, step.target)
         self.store.update_instance(
             cur, iid, cm.definition.version,
             step.target if step.target != row[STATE] else None,
             step.context_json,
             status if status != row[STATUS] else None,
-            version, entered_seq, seq, now,
+            version, entered_seq, seq, now, armed,
         )  # fmt: skip
         self.store.insert_history(
             cur, iid, cm.name, seq, event, step.source, step.target, payload_json,
@@ -120,8 +123,10 @@ class Applier:
         if not step.internal:
             # From the rows, not from the definition registered now: the rows may have been armed
             # by another version of the machine (a deploy, a rollback) that declared other ones.
-            self.disarm(cur, iid, now)
-            if status == ACTIVE:
+            # The instance's `armed` flag was written by whichever version entered the state.
+            if was_armed:
+                self.disarm(cur, iid, now)
+            if armed:
                 self.arm(cur, cm, iid, step.target, seq, now)
         snap = Snapshot(
             iid, cm.name, step.target, status, step.context_json, version,
@@ -139,6 +144,12 @@ class Applier:
         of its machine armed them (measured: ~3 us per transition on SQLite, one round trip on
         PostgreSQL, when there is nothing to drop)."""
         self.schedule.disarm(cur, iid, now)
+
+    def drop_sent(self, cur: Any, row: tuple[Any, ...]) -> None:
+        """Drop the events a chart instance sent itself (SCXML `<send>`) that are not delivered
+        yet: like its timers, they belong to the run that a cancel ends or a rewind undoes."""
+        if row[CHART] is not None:
+            self.charts.sends.drop_all(cur, row[0])
 
     def set_status(
         self,
@@ -171,6 +182,12 @@ class Applier:
     ) -> None:
         """Put the instance into status `failed` (state kept) with an audit record saying why."""
         self.set_status(cur, row, FAILED, event, FAILED_OUTCOME, now, reason=reason, payload=payload)
+
+
+def arms(cm: CompiledMachine | CompiledChart, state: str) -> bool:
+    """Whether entering `state` arms timer or effect rows (a compensating state arms the
+    compensations of the instance's effects)."""
+    return bool(cm.timers.get(state) or cm.effects.get(state) or state in cm.compensating)
 
 
 def write_receipt(

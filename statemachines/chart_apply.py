@@ -26,10 +26,11 @@ from typing import Any
 from persistence import Database, Store
 from persistence.chart_store import ChartStore
 from persistence.schedule import Schedule
+from persistence.send_queue import SendQueue
 from statemachines import errors
 from statemachines.apply import arm_state, to_json, write_receipt
 from statemachines.chart import ChartStep, CompiledChart
-from statemachines.records import ACTIVE, APPLIED, COMPLETED, REJECTED, Event, Snapshot
+from statemachines.records import ACTIVE, APPLIED, COMPLETED, REJECTED, Event, ScxmlEvent, Snapshot
 from statemachines.rows import (
     CONTEXT,
     CREATED,
@@ -73,6 +74,7 @@ class ChartApplier:
         self.store = store  # what chart and flat instances share: sequence numbers, receipts
         self.rows = ChartStore(db)  # what is the statecharts' own
         self.schedule = schedule
+        self.sends = SendQueue(db)  # SCXML <send>: events queued for later transactions
 
     def start(
         self, cur: Any, cm: CompiledChart, iid: str, step: ChartStep, actor: str | None, now: datetime
@@ -99,6 +101,8 @@ class ChartApplier:
         )  # fmt: skip
         self.rows.move_chart_states(cur, iid, cm.name, [], list(active), 1)
         self.arm(cur, cm, iid, armed, 1, now)
+        if step.sends and status == ACTIVE:
+            self.sends.write(cur, iid, cm.name, step.sends, now)
         return Snapshot(
             iid, cm.name, step.state, status, step.context_json, 1, now, now, cm.model, step.context, dv,
             step.configuration,
@@ -115,10 +119,12 @@ class ChartApplier:
         actor: str | None,
         now: datetime,
         source: str | None = None,
+        *,
+        sent: tuple[str, str] | None = None,
     ) -> Snapshot | errors.EventRejected:
         """Apply `event` to the locked chart instance `row`, as `Applier.apply` does for flat ones:
         a rejection is recorded and returned; anything raised (StepLimitExceeded included) means
-        roll back."""
+        roll back. `sent`: (send id, origin) of an event a `<send>` queued (`statemachines.sends`)."""
         iid = row[0]
         chart = chart_of(row)
         if chart is None or not cm.is_chart:
@@ -136,9 +142,10 @@ class ChartApplier:
         configuration = atomic_states(active)
         history = {k: tuple(v) for k, v in chart["history"].items()}
         try:
-            step = cm.step(
-                configuration, history, row[CONTEXT], Event(event, value, iid, actor, key, now), source=source
-            )
+            ev = Event(event, value, iid, actor, key, now)
+            if sent is not None:
+                ev = ScxmlEvent(event, value, iid, actor, key, now, "external", *sent)
+            step = cm.step(configuration, history, row[CONTEXT], ev, source=source)
         except errors.EventRejected as err:
             self.store.bump_seq(cur, iid, seq)
             self.rows.insert_chart_history(
@@ -192,8 +199,12 @@ class ChartApplier:
         )  # fmt: skip
         if gone or came:
             self.rows.move_chart_states(cur, iid, cm.name, gone, came, seq)
+        if step.sends and status == ACTIVE:
+            self.sends.write(cur, iid, cm.name, step.sends, now)
         if status != ACTIVE:
             self.schedule.disarm(cur, iid, now)  # a top-level final state: nothing waits any more
+            if cm.tree.has_content:  # nor do the events it sent itself
+                self.sends.drop_all(cur, iid)
         else:
             if disarm:  # from the rows: whichever version armed them, only entries now gone
                 self.schedule.disarm_exited(cur, iid, now)

@@ -108,12 +108,13 @@ def compensation_problems(where: str, st: StateSpec) -> list[str]:
 
 def shadow_problem(where: str, event: str, group: list[TransitionSpec]) -> str | None:
     """The first unguarded transition of `event` followed by others, which it makes dead: the
-    first transition whose guard passes wins, and an unguarded one always passes."""
+    first transition whose guard passes wins, and an unguarded one always passes. (A `cond`
+    expression guards a transition as well.)"""
     for i, t in enumerate(group[:-1]):
-        if t.guard is None:
+        if t.guard is None and t.cond is None:
             later = (
                 "another unguarded transition"
-                if any(u.guard is None for u in group[i + 1 :])
+                if any(u.guard is None and u.cond is None for u in group[i + 1 :])
                 else "the guarded transitions after it"
             )
             return f"{where}: event {event!r} has an unguarded transition that shadows {later}"

@@ -63,6 +63,7 @@ def _global_options(parent: bool) -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     from statemachines import __version__
+    from statemachines.cli_scxml import add_import_scxml
 
     parser = _Parser(
         prog="statemachines",
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payloads", help='with --context: {"EVENT": payload or [payloads]} (JSON or @file)')
     cmd("schema", "print the JSON Schema of the YAML/JSON definition format")
     cli_versions.add_commands(cmd)
+    add_import_scxml(cmd)
     p = cmd("worker", "fire due timers and run due effects until stopped")
     p.add_argument(
         "--batch",
@@ -245,6 +247,10 @@ def run_command(args: argparse.Namespace) -> int:
     for option in ("context", "payload", "payloads"):  # argument mistakes first, before the database
         if hasattr(args, option):
             setattr(args, option, parse_json(getattr(args, option), f"--{option}"))
+    if args.command == "import-scxml":  # a file conversion: no database
+        from statemachines.cli_scxml import run_import
+
+        return run_import(args)
     if args.command in ("lint", "schema"):  # about definitions: no database
         from statemachines.cli_lint import run_lint, run_schema
 

@@ -176,6 +176,7 @@ def cancel(rt: Runtime, instance_id: str, reason: str | None, actor: str | None)
             reason=reason, payload={"reason": reason, "compensate": True}, actor=actor,
         )  # fmt: skip
         rt.applier.disarm(cur, instance_id, now)
+        rt.applier.drop_sent(cur, row)
         state, entered_seq = entry_of(row)
         arm_compensations(
             rt.schedule, cur, cm, instance_id, state, entered_seq, now, signal_when_none=False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from persistence.schedule import served_condition, served_params
+from persistence.send_queue import NEXT_DUE as _NEXT_SEND
 from statemachines.runtime import Runtime
 
 _NEXT_TIMER = (
@@ -36,7 +37,7 @@ def next_due(rt: Runtime) -> datetime | None:
     params = served_params(served)
     found: list[datetime] = []
     with rt.read() as cur:
-        for template in (_NEXT_TIMER, _NEXT_EFFECT):
+        for template in (_NEXT_TIMER, _NEXT_EFFECT, _NEXT_SEND):
             cur.execute(rt.db.sql(template.format(served=condition)), params)
             row = cur.fetchone()
             if row is not None and row[0] is not None:

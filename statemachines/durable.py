@@ -15,6 +15,7 @@ from statemachines.effects import run_due_effects
 from statemachines.records import ACTIVE, FAILED, PendingEffect, PendingTimer, Snapshot, Status
 from statemachines.rows import DEF_VERSION, MACHINE, STATUS, snapshot_from_row
 from statemachines.runtime import Runtime
+from statemachines.sends import deliver_due_sends
 from statemachines.spec import MachineSpec
 from statemachines.timers import fire_due_timers
 
@@ -33,14 +34,15 @@ class EffectAttempt:
 
 
 def run_due(rt: Runtime, batch: int) -> int:
-    """Fire due timers and run due effects until nothing is due at the clock's now.
+    """Fire due timers, deliver due sends (SCXML `<send>`) and run due effects until nothing is
+    due at the clock's now.
 
     Returns timers fired plus effect attempts made. Work that becomes due during the call
     (an effect armed by a timer it fired) runs in the same call.
     """
     total = 0
     for _ in range(MAX_RUN_DUE_ROUNDS):
-        done = fire_due_timers(rt, batch) + run_due_effects(rt, batch)
+        done = fire_due_timers(rt, batch) + deliver_due_sends(rt, batch) + run_due_effects(rt, batch)
         total += done
         if done == 0:
             break

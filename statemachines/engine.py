@@ -16,6 +16,7 @@ from typing import Any
 
 from persistence import Conflict, Database, DatabaseError, migrate, stats
 from persistence.database import Transaction
+from persistence.group_commit import GroupCommit
 from statemachines import (
     callbacks,
     compensation,
@@ -30,7 +31,7 @@ from statemachines import (
 )
 from statemachines import prune as pruning
 from statemachines import rewind as rewinding
-from statemachines.apply import to_json
+from statemachines.apply import arms, to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
 from statemachines.clock import Clock, SystemClock
@@ -95,6 +96,7 @@ class Engine:
         secret: str | bytes | None = None,
         sqlite_synchronous: str = "FULL",
         busy_timeout: Duration = "30s",
+        group_commit: bool = False,
     ) -> None:
         self.url = resolve_url(url)
         busy = parse_duration(busy_timeout, maximum=MAX_BUSY_TIMEOUT)
@@ -115,6 +117,13 @@ class Engine:
         self._secret = secret
         self._machines = self.runtime.machines
         self._versions = self.runtime.versions
+        #: `group_commit=True`: concurrent writes of this process's threads (sends, starts,
+        #: timers...) share commits, one fsync per batch (persistence.group_commit). None
+        #: otherwise, and always in memory.
+        if not isinstance(group_commit, bool):
+            raise errors.ConfigurationError(f"group_commit must be True or False, got {group_commit!r}")
+        self.group = GroupCommit(self.db) if group_commit and not self.db.in_memory else None
+        self.runtime.group = self.group
 
     @classmethod
     def in_memory(cls, clock: Clock | None = None, *, secret: str | bytes | None = None) -> Engine:
@@ -208,7 +217,10 @@ class Engine:
             status = COMPLETED if step.target in cm.final else ACTIVE
             dv = cm.definition.version
             with self._tx() as cur:
-                self.store.insert_instance(cur, iid, machine, dv, step.target, step.context_json, status, now)
+                armed = status == ACTIVE and arms(cm, step.target)
+                self.store.insert_instance(
+                    cur, iid, machine, dv, step.target, step.context_json, status, now, armed
+                )
                 self.store.insert_history(
                     cur, iid, machine, 1, "start", None, step.target, "{}", step.context_json, actor, now,
                     APPLIED,
@@ -309,6 +321,7 @@ class Engine:
                 reason=reason, payload={"reason": reason}, actor=actor,
             )  # fmt: skip
             self._applier.disarm(cur, instance_id, now)
+            self._applier.drop_sent(cur, row)
         model = self.runtime.model_of(row[MACHINE], row[DEF_VERSION])
         return Snapshot(
             instance_id,
@@ -525,6 +538,8 @@ class Engine:
         return callbacks.redeem_token(self.runtime, self._secret, token, payload, actor)
 
     def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
         self.db.close()
 
     def _tx(self) -> Transaction:

@@ -27,7 +27,9 @@ from statemachines.runtime import Runtime
 
 PRUNABLE_STATUSES = (COMPLETED, CANCELLED)
 MAX_BATCH = 10_000
-_LABELS = ("instances", "history", "receipts", "timers", "effects", "attempts", "tokens", "chart_states")
+_LABELS = (
+    "instances", "history", "receipts", "timers", "effects", "attempts", "tokens", "sends", "chart_states",
+)
 
 
 @dataclass

@@ -23,6 +23,19 @@ class Event:
     at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ScxmlEvent(Event):
+    """An event executable content made (docs/scxml.md), with SCXML's fields: `type` is
+    `internal` (`<raise>`, a send to `#_internal`), `platform` (`error.execution`...) or
+    `external` (a `<send>` delivered later); `sendid` and `origin` (the sending instance's
+    address) when a `<send>` made it. Other events are plain `Event`s: the external event of a
+    call is `external`, the `done.state.*` events the algorithm raises are `platform`."""
+
+    type: str = "external"
+    sendid: str | None = None
+    origin: str | None = None
+
+
 class Snapshot:
     """An instance as of one moment. `context` is parsed from JSON only when first read."""
 

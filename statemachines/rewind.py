@@ -280,6 +280,7 @@ def _restore_chart(
     )  # fmt: skip
     charts.rows.move_chart_states(cur, iid, row[MACHINE], list(old["active"]), list(active), seq)
     rt.schedule.disarm(cur, iid, now)
+    rt.applier.drop_sent(cur, row)
     charts.arm(cur, cm, iid, armed, seq, now)
 
 

@@ -27,7 +27,10 @@ from statemachines.records import Record, Snapshot
     # Added by `Store.lock_instance`: the receipt of the idempotency key, if one was given.
     RECEIPT,
     FINGERPRINT,
-) = range(14)
+    # Flat instances: whether the current state entry armed timer or effect rows (0/1; NULL for
+    # rows written before schema step 7: maybe). Added by `Store.lock_instance`, after the receipt.
+    ARMED,
+) = range(15)
 
 
 def snapshot_from_row(db: Database, row: tuple[Any, ...], model: Any) -> Snapshot:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from persistence import Conflict, Database, DatabaseError, DatabaseUnavailable, Store
 from persistence.database import Transaction, is_transient
 from persistence.errors import ReentrantTransaction
+from persistence.group_commit import GroupCommit, GroupTransaction
 from persistence.schedule import Schedule
 from statemachines import errors
 from statemachines.apply import Applier
@@ -30,7 +31,7 @@ class Runtime:
     workers claim timers and effects of these versions only. `machines` maps each name to its
     latest registered version (what `start` uses by default)."""
 
-    __slots__ = ("applier", "clock", "db", "machines", "schedule", "store", "versions")
+    __slots__ = ("applier", "clock", "db", "group", "machines", "schedule", "store", "versions")
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
@@ -41,6 +42,8 @@ class Runtime:
         self.applier = Applier(db, self.store, self.schedule, charts)
         self.machines: dict[str, CompiledMachine | CompiledChart] = {}
         self.versions: dict[tuple[str, str], CompiledMachine | CompiledChart] = {}
+        #: Set by `Engine(group_commit=True)`: write transactions join its shared batches.
+        self.group: GroupCommit | None = None
 
     def add(self, compiled: CompiledMachine | CompiledChart) -> None:
         """Register a compiled version next to the others, as the latest of its machine."""
@@ -79,8 +82,11 @@ class Runtime:
         """The (machine, version) pairs whose work this process may claim (sorted: stable SQL)."""
         return sorted(self.versions)
 
-    def transaction(self) -> Transaction:
-        """A write transaction whose storage errors come out as the engine's typed errors."""
+    def transaction(self) -> Transaction | GroupTransaction:
+        """A write transaction whose storage errors come out as the engine's typed errors (in
+        the group's shared batch when there is one: it returns once its batch is committed)."""
+        if self.group is not None:
+            return self.group.transaction()
         return self.db.transaction()
 
     def read(self) -> Transaction:

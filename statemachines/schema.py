@@ -54,6 +54,20 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Transition", "action"): "One action (shorthand for `actions`).",
     ("Transition", "type"): "Statecharts: `internal` does not exit a compound source whose descendant "
     "is the target; `external` (the default) does.",
+    ("Machine", "data"): "Executable content: the datamodel, data id -> expression, bound when an "
+    "instance starts (docs/scxml.md).",
+    ("Machine", "binding"): "Executable content: `late` binds a state's `data` when it is first "
+    "entered; `early` (the default) binds all data at the start.",
+    ("State", "enter_content"): "Executable content run on entry, after `on_enter` (docs/scxml.md).",
+    ("State", "exit_content"): "Executable content run on exit, after `on_exit` (docs/scxml.md).",
+    ("State", "data"): "Executable content: data this state declares, id -> expression.",
+    ("State", "donedata"): "Executable content: the data of the done event a final state raises, "
+    "`{params: [...]}` or `{content: {expr: ...}}`.",
+    ("State", "initial_content"): "Executable content run when the state is entered through its "
+    "`initial` (SCXML's <initial> transition), after `enter_content`.",
+    ("History", "content"): "Executable content run when the history's default is taken.",
+    ("Transition", "cond"): "Executable content: an expression that must hold (as well as `guard`).",
+    ("Transition", "content"): "Executable content run after `actions` (docs/scxml.md).",
     ("Effect", "name"): "The effect's name, in `done.<name>`/`error.<name>` (default: `fn`).",
     ("Effect", "fn"): "Registry name of the function `(context, call) -> result` run by the worker.",
     ("Effect", "retry"): "How failed attempts are retried before `error.<name>` is sent.",

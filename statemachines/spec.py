@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from statemachines import content_spec
 from statemachines.names import MAX_NAME_LENGTH, storable
 
 
@@ -46,16 +47,50 @@ class RetrySpec(BaseModel):
 class TransitionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: str | None
+    #: Statecharts may name several targets (SCXML's `target="a b"`: states in different regions
+    #: of a parallel state); a list of one is stored as its one name.
+    target: str | list[str] | None
     guard: str | None = None
     actions: list[str] = Field(default_factory=list)
     #: SCXML's transition type: "internal" does not exit a compound source when the target is its
     #: descendant (statecharts only; see docs/statecharts.md). Not `internal`, which means targetless.
     type: Literal["external", "internal"] = "external"
+    #: Executable content (statecharts): a condition in the expression language, which must hold
+    #: as well as `guard`, and a block run after `actions` (`statemachines.content_spec`).
+    cond: str | None = None
+    content: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
-        return _omit_defaults(handler(self), {"type": "external"})
+        return _omit_defaults(handler(self), {"type": "external", "cond": None, "content": []})
+
+    @field_validator("target", mode="after")
+    @classmethod
+    def _one_target(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of targets; write null for a targetless transition")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @property
+    def targets(self) -> list[str]:
+        """Every target name (none for a targetless transition)."""
+        if self.target is None:
+            return []
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @field_validator("cond", mode="before")
+    @classmethod
+    def _cond_syntax(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            content_spec.expression_problem(value, "cond")
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any) -> Any:
+        return content_spec.normalise_block(value, "content")
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +145,18 @@ class HistorySpec(BaseModel):
 
     default: str | None = None  # required, but reported by the checks with the other problems
     deep: bool = False
+    #: Executable content run when the default is taken (SCXML: the history's transition content),
+    #: after the parent's entry content.
+    content: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_content_default(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"content": []})
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any) -> Any:
+        return content_spec.normalise_block(value, "history.content")
 
 
 #: Statechart fields of a state and their defaults: dropped from every dump when at the default, so
@@ -123,7 +170,15 @@ _CHART_STATE_DEFAULTS: dict[str, Any] = {
     # Rewind and compensation (docs/rewind-and-compensation.md): omitted too when unset.
     "compensate": False,
     "max_rewinds": None,
+    "enter_content": [],
+    "exit_content": [],
+    "data": {},
+    "donedata": None,
+    "initial_content": [],
 }
+
+#: Machine-level fields added with executable content, omitted at their defaults (same reason).
+_CONTENT_MACHINE_DEFAULTS: dict[str, Any] = {"data": {}, "binding": None}
 
 
 def _omit_defaults(data: Any, defaults: dict[str, Any]) -> Any:
@@ -146,7 +201,9 @@ class StateSpec(BaseModel):
     description: str | None = None
     # Statecharts (docs/statecharts.md): children, the child entered first, parallel regions,
     # history pseudo-states and eventless transitions.
-    initial: str | None = None
+    #: A child's name, a dotted path below (SCXML's deep initial), or several of those (SCXML's
+    #: `initial="a b"`: states in different regions of a parallel state below).
+    initial: str | list[str] | None = None
     states: dict[str, StateSpec] = Field(default_factory=dict)
     type: Literal["parallel"] | None = None
     history: HistorySpec | None = None
@@ -155,10 +212,44 @@ class StateSpec(BaseModel):
     compensate: bool = False
     #: How many times an instance may be rewound to this state (None: no limit).
     max_rewinds: int | None = Field(default=None, ge=1, le=1_000_000)
+    # Executable content (docs/scxml.md): blocks run on entry and exit, after `on_enter`/`on_exit`;
+    # data declared by this state (late binding: bound when it is first entered); the data of
+    # the done event a final state raises.
+    enter_content: list[dict[str, Any]] = Field(default_factory=list)
+    exit_content: list[dict[str, Any]] = Field(default_factory=list)
+    data: dict[str, str | None] = Field(default_factory=dict)
+    donedata: dict[str, Any] | None = None
+    #: Run when the state is entered by its `initial` (SCXML's `<initial>` transition content),
+    #: after its entry content.
+    initial_content: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_chart_defaults(self, handler: Any) -> Any:
         return _omit_defaults(handler(self), _CHART_STATE_DEFAULTS)
+
+    @field_validator("initial", mode="after")
+    @classmethod
+    def _one_initial(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of initial states")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @field_validator("enter_content", "exit_content", "initial_content", mode="before")
+    @classmethod
+    def _content_block(cls, value: Any, info: Any) -> Any:
+        return content_spec.normalise_block(value, info.field_name)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _datamodel(cls, value: Any) -> Any:
+        return content_spec.normalise_data(value)
+
+    @field_validator("donedata", mode="before")
+    @classmethod
+    def _donedata(cls, value: Any) -> Any:
+        return content_spec.normalise_donedata(value)
 
     @property
     def is_chart(self) -> bool:
@@ -170,7 +261,26 @@ class StateSpec(BaseModel):
             or self.history is not None
             or self.always
             or any(t.type == "internal" for group in (*self.on.values(), *self.after.values()) for t in group)
+            or self.uses_content
         )
+
+    @property
+    def uses_content(self) -> bool:
+        """Executable content, conditions, data or several targets. (Event descriptors are not a
+        reason: a flat machine keeps exact event names, spaces and `*` included.)"""
+        return bool(
+            self.enter_content
+            or self.exit_content
+            or self.data
+            or self.donedata is not None
+            or self.initial_content
+            or (self.history is not None and self.history.content)
+            or any(t.cond is not None or t.content or isinstance(t.target, list) for t in self.transitions())
+        )
+
+    def transitions(self) -> list[TransitionSpec]:
+        """Every transition the state declares (`on`, `after`, `always`), in that order."""
+        return [t for group in (*self.on.values(), *self.after.values(), self.always) for t in group]
 
     @model_validator(mode="before")
     @classmethod
@@ -211,7 +321,9 @@ class MachineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    initial: str
+    #: Statecharts may start in several states at once (SCXML `initial="a b"`: states in different
+    #: regions of a parallel state), or in a state deeper down (a dotted path).
+    initial: str | list[str]
     states: dict[str, StateSpec]
     context: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
@@ -224,6 +336,29 @@ class MachineSpec(BaseModel):
     def _version_name(cls, value: str | None) -> str | None:
         if value is not None and (not value.strip() or not storable(value)):
             raise ValueError("a version name must be storable, non-blank text")
+        return value
+
+    #: The machine's datamodel (SCXML `<datamodel>` of `<scxml>`): data id -> expression, bound
+    #: when an instance starts; `binding: late` binds the data of a state when it is entered first.
+    data: dict[str, str | None] = Field(default_factory=dict)
+    binding: Literal["early", "late"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_content_defaults(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), _CONTENT_MACHINE_DEFAULTS)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _datamodel(cls, value: Any) -> Any:
+        return content_spec.normalise_data(value)
+
+    @field_validator("initial", mode="after")
+    @classmethod
+    def _one_initial(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of initial states")
+            return value[0] if len(value) == 1 else value
         return value
 
     def to_json(self) -> str:
@@ -249,7 +384,9 @@ class MachineSpec(BaseModel):
     @property
     def is_chart(self) -> bool:
         """Nested, parallel, history or eventless states anywhere: checked and run as a statechart."""
-        return any(st.is_chart for _path, st in self.walk())
+        return bool(self.data or self.binding or isinstance(self.initial, list)) or any(
+            st.is_chart for _path, st in self.walk()
+        )
 
     def callable_names(self) -> set[str]:
         names: set[str] = set()

@@ -21,6 +21,7 @@ from persistence.urls import redact
 from statemachines.effects import run_due_effects
 from statemachines.errors import InvalidArgument, StorageUnavailable
 from statemachines.logs import configure_logging
+from statemachines.sends import deliver_due_sends
 from statemachines.timers import fire_due_timers
 from statemachines.versions import UnservedWatch
 
@@ -53,9 +54,11 @@ class Worker:
         return self._stop.is_set()
 
     def run_once(self) -> int:
-        """One round: due timers, then due effects. Returns the number of items handled."""
+        """One round: due timers, due sends (SCXML `<send>`), then due effects. Returns the number
+        of items handled."""
         self.unserved.check()
         done = fire_due_timers(self.engine.runtime, self.batch)
+        done += deliver_due_sends(self.engine.runtime, self.batch)
         if not self.stopping:
             done += run_due_effects(self.engine.runtime, self.batch, lambda: self.stopping)
         self.processed += done

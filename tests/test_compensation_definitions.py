@@ -45,9 +45,7 @@ def test_an_older_database_gains_the_compensation_columns_and_its_effects_still_
     engine.register(two_bookings(ledger))
     engine.start("two", instance_id="old")
     engine.run_due()  # book_a, book_b succeed
-    # the version before step 5 (this feature); later steps (the web service's API keys) are
-    # appended after it and re-run harmlessly (they create what is missing)
-    previous = 4
+    previous = 4  # the schema before step 5 (compensation); later steps must apply again cleanly
     with engine.db.transaction() as cur:  # the schema as the step before this feature left it
         cur.execute("DROP INDEX ix_sm_token_uses_instance_id")
         for column in ("compensates", "done_seq"):

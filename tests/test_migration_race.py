@@ -54,7 +54,7 @@ def racing(version: str, review: str) -> Any:
     )
 
 
-def _sender(url: str, ids: list[str], go: Any, stop: Any, out: str) -> None:
+def _sender(url: str, ids: list[str], go: Any, stop: Any, sent: Any, out: str) -> None:
     """Child: NOTE to random instances and worker rounds until told to stop; report what applied."""
     engine = Engine(url)
     engine.register(racing("1", "review"))
@@ -72,6 +72,8 @@ def _sender(url: str, ids: list[str], go: Any, stop: Any, out: str) -> None:
             except (EventRejected, InstanceClosed):  # pragma: no cover - NOTE is always allowed
                 continue
             applied[iid] = applied.get(iid, 0) + 1
+            with sent.get_lock():
+                sent.value += 1
         worker.run_once()
     Path(out).write_text(json.dumps(applied))
     engine.close()
@@ -83,6 +85,14 @@ def race_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'race.db'}"
         return
     yield from _fresh_schema(request.getfixturevalue("postgres_url"))
+
+
+def wait_until(condition: Any, child: Any) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():
+        assert child.is_alive(), "the sending process died"
+        assert time.monotonic() < end, "the sending process made no progress"
+        time.sleep(0.02)
 
 
 def history_counts(engine: Engine, event: str) -> dict[str, int]:
@@ -116,15 +126,19 @@ def test_bulk_migration_while_another_process_sends_and_fires_timers(race_url: s
         engine.start("racing", instance_id=iid)
     engine.register(racing("2", "in_review"))
     go, stop = SPAWN.Event(), SPAWN.Event()
+    sent = SPAWN.Value("i", 0)  # NOTEs the child has applied so far
     out = tmp_path / "applied.json"
-    child = SPAWN.Process(target=_sender, args=(race_url, ids, go, stop, str(out)))
+    child = SPAWN.Process(target=_sender, args=(race_url, ids, go, stop, sent, str(out)))
     child.start()
     try:
         go.set()
-        time.sleep(0.5)  # the child is sending before the migration starts
+        # The child is sending before the migration starts (a spawned interpreter may take seconds
+        # to start on a loaded machine: wait for its sends, not for a fixed time) ...
+        wait_until(lambda: sent.value >= 10, child)
         rename = {"review": "in_review"}
         report = engine.migrate(machine="racing", from_version="1", state_map=rename, batch=25)
-        time.sleep(0.5)  # and after it ends
+        during = sent.value
+        wait_until(lambda: sent.value >= during + 10, child)  # ... and after it ends
         stop.set()
         child.join(timeout=DEADLINE)
         assert child.exitcode == 0

@@ -336,7 +336,7 @@ def test_schema_version_4_adds_the_trace_columns_to_a_version_3_database(db_url:
         upgraded.register(ORDER)
         with upgraded.db.read() as cur:
             cur.execute("SELECT version FROM sm_schema")
-            assert cur.fetchone()[0] == len(migrations.MIGRATIONS)
+            assert cur.fetchone()[0] == len(migrations.MIGRATIONS)  # 4 and every later step
         assert stored_traces(upgraded, "sm_effects") == [None]
         assert upgraded.run_due() == 1  # the old row still runs
         assert upgraded.get("o1").state == "paid"

@@ -232,6 +232,20 @@ def test_instances_page_through_every_match_once_with_cursors(web: Web) -> None:
     assert seen == [f"A{i}" for i in range(7)]
 
 
+def test_unfiltered_pages_mix_live_and_closed_instances_in_creation_order(web: Web) -> None:
+    for i in range(5):
+        web.start_order(f"A{i}")
+    web.post("/api/instances/A1/cancel")
+    web.post("/api/instances/A3/cancel")
+    seen, cursor = [], None
+    while True:
+        page = web.get("/api/instances", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [item["id"] for item in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen == [f"A{i}" for i in range(5)]
+
+
 def test_instances_filter_by_state_and_status(web: Web) -> None:
     web.start_order("A1")
     web.start_order("A2")

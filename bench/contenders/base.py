@@ -85,7 +85,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-WAL_AUTOCHECKPOINT = 10_000  # pages
+WAL_AUTOCHECKPOINT = 1_000  # pages (the engine's, persistence/database.py)
 
 
 def sqlite_pragmas(conn: sqlite3.Connection, sync: str) -> None:

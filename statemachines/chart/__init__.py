@@ -6,6 +6,10 @@ Modules, one concept each:
   document order, targets resolved from full paths or short names.
 - `checks`: every definition problem of a statechart at once (`chart_problems`), called by
   `statemachines.checks.find_problems` when a spec is nested.
+- `events`: SCXML event descriptors (`*`, token prefixes, several per key), looked up once per
+  event name.
+- `content`: executable content (`raise`, `assign`, `if`, `foreach`, `send`, `cancel`, ...), the
+  datamodel and `error.execution`; `expressions`: the safe expression language it evaluates.
 - `algorithm`: W3C SCXML Appendix D (`microstep`, `select_transitions`, `compute_exit_set`,
   `compute_entry_set`, ...), pure functions over an `Interpretation`.
 - `compiled`: `CompiledChart`, built once per definition, the API the engine calls:

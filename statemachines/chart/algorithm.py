@@ -4,11 +4,12 @@ Each function is named after the pseudo-code it implements (`selectTransitions` 
 `select_transitions`, ...) so the code can be read side by side with the standard. The differences
 are deliberate and small:
 
-- Event names match exactly (SCXML also matches prefixes: `done` would match `done.state.x`),
-  as they do for flat machines.
-- There is no external queue: one call handles one external event, then the internal events and
-  eventless transitions that follow, until the configuration is stable (one macrostep). The
-  engine makes that call one database transaction.
+- Event names match declared keys by SCXML's event descriptors (`statemachines.chart.events`:
+  `*`, token prefixes, several descriptors per key).
+- There is no external queue in memory: one call handles one external event, then the internal
+  events and eventless transitions that follow, until the configuration is stable (one
+  macrostep). The engine makes that call one database transaction; external events a `<send>`
+  produced are returned in `run.sends` and stored, to be delivered in later transactions.
 - Entering a top-level final state stops processing (`running = false`) but exits nothing: the
   final configuration is kept, as a flat machine keeps its final state.
 - A cap on microsteps per call turns an eventless or done-event loop into `StepLimitExceeded`.
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from statemachines.chart import content
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, ChartTransition, Node, Tree
 from statemachines.errors import ActionFailed, StepLimitExceeded
 from statemachines.records import Event
@@ -82,6 +84,17 @@ class Interpretation:
         self.log: list[tuple[Callable[..., Any], str, tuple[int, str] | None]] = []
         self.internal_taken = 0
         self.guards = 0  # guards evaluated: a step whose later selections ran none can be replayed
+        # Executable content (`statemachines.chart.content`): the evaluator (built on first use),
+        # the external sends and cancels to store, in order, and whether any content ran (such a
+        # step depends on the context, so it is never remembered as a plan).
+        self.expressions: Any = None
+        self.sends: list[tuple[str, str, str | None, str | None, float]] = []
+        self.dynamic = False
+        self.content_items = 0
+        self.starting = False  # entering the initial configuration: `_event` is not bound yet
+        #: Content of the default entries of this microstep (SCXML's statesForDefaultEntry and
+        #: defaultHistoryContent): state entered -> blocks to run after its entry content.
+        self.default_content: dict[Node, list[Any]] = {}
 
     def call(self, name: str, where: str) -> Any:
         """Run one user callable; anything it raises becomes ActionFailed naming where."""
@@ -116,10 +129,14 @@ def macrostep(run: Interpretation) -> None:
 def select_transitions(run: Interpretation, event: str | None) -> list[ChartTransition]:
     """selectTransitions / selectEventlessTransitions: innermost first, one per atomic state."""
     enabled: list[ChartTransition] = []
+    tree = run.tree
+    keys: tuple[Any, ...] = tree.events.keys(event) if event is not None else (None,)
+    key = keys[0] if len(keys) == 1 else False  # one matching descriptor: a plain dict probe
     atomic = _document_order(s for s in run.configuration if s.is_atomic)
     for state in atomic:
         for s in state.lineage:  # the state, then its ancestors, innermost first
-            t = next((t for t in s.by_event.get(event, ()) if condition_match(run, t)), None)
+            found = s.by_event.get(key, ()) if key is not False else tree.candidates(s, keys)
+            t = next((t for t in found if condition_match(run, t)), None)
             if t is not None:
                 if t not in enabled:
                     enabled.append(t)
@@ -143,10 +160,13 @@ def select_eventless_transitions(run: Interpretation) -> list[ChartTransition]:
 
 
 def condition_match(run: Interpretation, t: ChartTransition) -> bool:
-    if t.guard is None:
+    """The guard (a callable) and the cond (an expression) must both hold."""
+    if t.guard is None and t.cond is None:
         return True
     run.guards += 1
-    return bool(run.call(t.guard, f"guard {t.guard!r} of {_arrow(t)}"))
+    if t.guard is not None and not run.call(t.guard, f"guard {t.guard!r} of {_arrow(t)}"):
+        return False
+    return t.cond is None or content.condition(run, t.cond)
 
 
 def _arrow(t: ChartTransition) -> str:
@@ -199,9 +219,12 @@ def exit_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
             else:
                 kept = [s0 for s0 in run.configuration if s0.parent is s]
             run.history_value[h.path] = tuple(k.path for k in _document_order(kept))
+    has_content = run.tree.has_content  # one test per call for charts without content
     for s in states_to_exit:
         for name in s.spec.on_exit:
             run.call(name, f"on_exit {name!r} of {s.path!r}")
+        if has_content and s.exit_content:
+            content.run_block(run, s.exit_content)
         run.configuration.discard(s)
         run.exited.append(s.path)
         run.moves.append(("exit", s.path))
@@ -212,37 +235,52 @@ def execute_transition_content(run: Interpretation, enabled: list[ChartTransitio
         run.taken.append((t, run.event.name if t.event is not None else None))
         for name in t.actions:
             run.call(name, f"action {name!r} of {_arrow(t)}")
+        if t.content:
+            content.run_block(run, t.content)
 
 
 def enter_states(run: Interpretation, enabled: list[ChartTransition]) -> None:
     """Run on_enter outermost first (document order); raise done.state events for final states."""
     states_to_enter: dict[Node, None] = {}
+    has_content = run.tree.has_content
+    if has_content:
+        run.default_content.clear()
     compute_entry_set(run, enabled, states_to_enter)
     for s in _document_order(states_to_enter):
         run.configuration.add(s)
         run.entered.append(s.path)
         run.moves.append(("enter", s.path))
+        if has_content and run.tree.late and s.spec.data:
+            content.bind_data(run, s.spec.data)
         for name in s.spec.on_enter:
             run.call(name, f"on_enter {name!r} of {s.path!r}")
+        if has_content and s.enter_content:
+            content.run_block(run, s.enter_content)
+        if has_content and s in run.default_content:
+            for block in run.default_content[s]:
+                content.run_block(run, block)
         if s.kind == FINAL:
             parent = s.parent
             assert parent is not None
             if parent.parent is None:  # a top-level final state: the machine is done
                 run.running = False
                 continue
-            run.internal_queue.append(internal_event(run.external, f"done.state.{parent.path}"))
+            done = internal_event(run.external, f"done.state.{parent.path}")
+            if has_content and s.spec.donedata is not None:
+                done = replace(done, payload=content.done_data(run, s))
+            run.internal_queue.append(done)
             grandparent = parent.parent
             if grandparent.kind == PARALLEL and all(
                 is_in_final_state(run, c) for c in grandparent.state_children
             ):
-                done = f"done.state.{grandparent.path}"
-                run.internal_queue.append(internal_event(run.external, done))
+                joined = f"done.state.{grandparent.path}"
+                run.internal_queue.append(internal_event(run.external, joined))
 
 
 def internal_event(external: Event, name: str) -> Event:
     """An event raised during the call (`done.state.<path>`): the external one's instance, actor
     and time, no payload."""
-    return replace(external, name=name, payload={}, idempotency_key=None)
+    return Event(name, {}, external.instance_id, external.actor, None, external.at)
 
 
 def compute_exit_set(run: Interpretation, transitions: list[ChartTransition]) -> set[Node]:
@@ -261,7 +299,8 @@ def compute_entry_set(
     for t in transitions:
         if t.target is None:
             continue
-        add_descendant_states_to_enter(run, t.target, states_to_enter)
+        for target in t.targets:
+            add_descendant_states_to_enter(run, target, states_to_enter)
         ancestor = get_transition_domain(run, t)
         for s in get_effective_target_states(run, t):
             add_ancestor_states_to_enter(run, s, ancestor, states_to_enter)
@@ -282,6 +321,9 @@ def add_descendant_states_to_enter(
     if state.kind == HISTORY:
         assert state.parent is not None
         targets = _remembered(run, state)
+        history = state.spec.history
+        if run.tree.has_content and history and history.content and not run.history_value.get(state.path):
+            run.default_content.setdefault(state.parent, []).append(history.content)  # the default
         for s in targets:
             add_descendant_states_to_enter(run, s, states_to_enter)
         for s in targets:
@@ -290,8 +332,12 @@ def add_descendant_states_to_enter(
     states_to_enter[state] = None
     if state.kind == COMPOUND:
         assert state.initial is not None
-        add_descendant_states_to_enter(run, state.initial, states_to_enter)
-        add_ancestor_states_to_enter(run, state.initial, state, states_to_enter)
+        if run.tree.has_content and state.spec.initial_content:
+            run.default_content.setdefault(state, []).append(state.spec.initial_content)
+        for initial in state.initials:
+            add_descendant_states_to_enter(run, initial, states_to_enter)
+        for initial in state.initials:
+            add_ancestor_states_to_enter(run, initial, state, states_to_enter)
     elif state.kind == PARALLEL:
         _enter_regions(run, state, states_to_enter)
 
@@ -332,7 +378,7 @@ def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | Non
         return t.domain
     if t.target is None:
         return None
-    tstates = [t.target]
+    tstates = list(t.targets)
     if t.internal and t.source.kind == COMPOUND and all(s in t.source.descendants for s in tstates):
         domain = t.source
     else:
@@ -342,11 +388,15 @@ def get_transition_domain(run: Interpretation, t: ChartTransition) -> Node | Non
 
 
 def get_effective_target_states(run: Interpretation, t: ChartTransition) -> list[Node]:
-    if t.target is None:
-        return []
-    if t.target.kind == HISTORY:
-        return _remembered(run, t.target)
-    return [t.target]
+    if len(t.targets) == 1:  # the common case, without building a list
+        target = t.targets[0]
+        return _remembered(run, target) if target.kind == HISTORY else [target]
+    out: list[Node] = []
+    for target in t.targets:
+        for s in _remembered(run, target) if target.kind == HISTORY else [target]:
+            if s not in out:
+                out.append(s)
+    return out
 
 
 def find_lca(states: list[Node], root: Node) -> Node:

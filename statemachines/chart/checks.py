@@ -8,8 +8,10 @@ the microstep cap turns them into `StepLimitExceeded`.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Collection
 
+from statemachines.chart.events import descriptors, platform_descriptor
 from statemachines.chart.tree import COMPOUND, FINAL, HISTORY, PARALLEL, Node, Tree
 from statemachines.checks import (
     compensation_problems,
@@ -29,9 +31,12 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
         return [*problems, "no states declared"]
     tree = Tree(spec)
     problems.extend(tree.problems)
+    if tree.has_content and importlib.util.find_spec("simpleeval") is None:
+        problems.append("executable content needs the simpleeval package: pip install 'statemachines[scxml]'")
     for node in tree.order:
         problems.extend(_node_problems(node))
-    problems.extend(_unreachable(tree))
+    if spec.binding is None:  # SCXML documents (a declared binding) may keep unreachable states
+        problems.extend(_unreachable(tree))
     for missing in sorted(spec.callable_names() - set(known_callables)):
         suggestion = did_you_mean(missing, known_callables)
         problems.append(f"callable {missing!r} is not in the registry{suggestion}")
@@ -80,7 +85,7 @@ def _node_problems(node: Node) -> list[str]:
     for event, group in [*outgoing(st), ("(eventless)", st.always)]:
         problems.extend(_group_problems(where, event, group))
     for ts in st.always:
-        if ts.target is None and ts.guard is None:
+        if ts.target is None and ts.guard is None and ts.cond is None:
             problems.append(f"{where}: an unguarded targetless eventless transition would loop forever")
     names = [e.name for e in st.effects]
     for dup in sorted({n for n in names if names.count(n) > 1}):
@@ -99,7 +104,12 @@ def _event_problems(where: str, node: Node) -> list[str]:
     if node.spec.compensate:
         effects.append("compensation")
     done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
-    problems = [event_problem(where, event, effects, done_states, nested=True) for event in node.spec.on]
+    problems = [
+        event_problem(where, descriptor, effects, done_states, nested=True)
+        for key in node.spec.on
+        for descriptor in (descriptors(key) or (key,))
+        if not platform_descriptor(descriptor)
+    ]
     problems += [name_problem(f"{where}: an effect", eff.name) for eff in node.spec.effects]
     return [p for p in problems if p]
 
@@ -154,14 +164,16 @@ def _unreachable(tree: Tree) -> list[str]:
 
     while todo:
         node = todo.pop()
-        reach(node.initial)
+        for initial in node.initials:
+            reach(initial)
         reach(node.default)
         if node.kind == PARALLEL or (node.kind == COMPOUND and node.initial is None):
             # (a missing or unknown initial is reported already: do not bury it under its children)
             for child in node.state_children:
                 reach(child)
         for t in node.transitions:
-            reach(t.target)
+            for target in t.targets:
+                reach(target)
     return [
         f"state {node.path!r} is unreachable from the initial state"
         for node in tree.order

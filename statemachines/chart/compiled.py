@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statemachines import contexts
+from statemachines.chart import content
 from statemachines.chart.algorithm import (
     ContextCopy,
     Interpretation,
@@ -67,6 +68,9 @@ class ChartStep:
     done: bool  # a top-level final state was entered
     microsteps: int
     state: str  # the one-string summary of the configuration (see `state_label`)
+    #: External sends and cancels executable content made, in order, for the engine to store:
+    #: ("send", sendid, event, data JSON, delay seconds) or ("cancel", sendid, None, None, 0.0).
+    sends: tuple[tuple[str, str, str | None, str | None, float], ...] = ()
 
 
 class CompiledChart:
@@ -100,7 +104,8 @@ class CompiledChart:
             n.path for n in nodes if n.kind == "final" and n.parent is self.tree.root
         )
         self.kinds: dict[str, str] = {n.path: n.kind for n in nodes}
-        self._initial = ChartTransition(self.tree.root, None, self.tree.root.initial, None, (), True)
+        root = self.tree.root
+        self._initial = ChartTransition(root, None, root.initial, None, (), True, targets=root.initials)
         self._parse = self.model.model_validate_json if self.model is not None else json.loads
         #: (configuration, history items, event, source[, enabled transitions when guards chose
         #: them]) -> the plan of the step (`statemachines.chart.plan`).
@@ -110,6 +115,12 @@ class CompiledChart:
     def enter_initial(self, ctx_json: str, event: Event) -> ChartStep:
         """Enter the initial configuration, then whatever done events and eventless transitions follow."""
         run = self._interpretation(set(), {}, ctx_json, event)
+        run.starting = True
+        if self.tree.has_content:  # the datamodel (SCXML 5.3): early binding binds every state's
+            content.bind_data(run, self.tree.data)
+            if not self.tree.late:
+                for node in self.tree.order:
+                    content.bind_data(run, node.spec.data)
         microstep(run, [self._initial])
         run.taken.clear()  # the entry into the machine is not a declared transition
         macrostep(run)
@@ -163,7 +174,7 @@ class CompiledChart:
         microstep(run, enabled)
         macrostep(run)
         step = self._finish(run)
-        if run.guards == guards:  # no later selection read the context: the step is a plan
+        if run.guards == guards and not run.dynamic:  # nothing later read the context: a plan
             self._plans.keep(key, Plan(step, tuple(run.log[ran:])))
         return step
 
@@ -206,6 +217,7 @@ class CompiledChart:
             done=not run.running,
             microsteps=run.microsteps,
             state=_label(atomic),
+            sends=tuple(run.sends) if run.sends else (),
         )
 
     # Queries --------------------------------------------------------------------------------------
@@ -234,9 +246,10 @@ class CompiledChart:
 
     def _handlers(self, active: set[Node], event: str) -> list[Node]:
         found: dict[Node, None] = {}
+        keys = self.tree.events.keys(event)
         for state in sorted((s for s in active if s.is_atomic), key=lambda s: s.order):
             for s in (state, *state.ancestors):
-                if event in s.by_event:
+                if self.tree.candidates(s, keys):
                     found[s] = None
                     break
         return list(found)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from statemachines.chart.events import Lookup, descriptors, merged
 from statemachines.checks import outgoing
 from statemachines.spec import MachineSpec, StateSpec
 
@@ -37,6 +38,7 @@ class Node:
     #: Proper ancestors, innermost first, the root excluded (it is never active).
     ancestors: tuple[Node, ...] = ()
     initial: Node | None = None  # compound states (and the root): the child entered first
+    initials: tuple[Node, ...] = ()  # every initial state (several: SCXML's `initial="a b"`)
     default: Node | None = None  # history pseudo-states: entered when nothing is remembered
     transitions: list[ChartTransition] = field(default_factory=list)
     by_event: dict[str | None, list[ChartTransition]] = field(default_factory=dict)
@@ -45,6 +47,9 @@ class Node:
     descendants: frozenset[Node] = frozenset()
     is_atomic: bool = False  # no child states (SCXML's isAtomicState): atomic and final states
     lineage: tuple[Node, ...] = ()  # itself, then its proper ancestors: where an event is offered
+    #: Executable content (`statemachines.chart.content`) run on entry and exit; empty for most.
+    enter_content: list[dict] = field(default_factory=list)
+    exit_content: list[dict] = field(default_factory=list)
 
     @property
     def state_children(self) -> list[Node]:
@@ -71,16 +76,31 @@ class ChartTransition:
 
     source: Node
     event: str | None  # None: eventless (`always`)
-    target: Node | None
+    target: Node | None  # the first target (None: targetless)
     guard: str | None
     actions: tuple[str, ...]
     internal: bool  # SCXML type="internal"
     #: The transition domain when it does not depend on history memory (set on first use).
     domain: Node | None = None
+    #: Document order among all transitions of the tree (descriptor matches are merged by it).
+    index: int = 0
+    cond: str | None = None  # an expression that must hold as well as `guard`
+    content: tuple[dict, ...] = ()  # executable content run after `actions`
+    targets: tuple[Node, ...] = ()  # every target, in the order declared (SCXML `target="a b"`)
 
     def __repr__(self) -> str:
         target = self.target.path if self.target is not None else None
         return f"<ChartTransition {self.source.path} --{self.event}--> {target}>"
+
+
+def _index_keys(event: str | None) -> tuple[str | None, ...]:
+    """Where a transition of `on` key `event` is indexed: under each of its descriptors, and under
+    the key itself when that differs (an event named exactly `a b`, as charts matched before
+    descriptors existed; SCXML event names have no spaces, so nothing else can collide)."""
+    if event is None:
+        return (None,)
+    keys = descriptors(event)
+    return keys if keys == (event,) or not event.strip() else (*keys, event)
 
 
 def _kind(st: StateSpec) -> str:
@@ -98,10 +118,16 @@ class Tree:
 
     def __init__(self, spec: MachineSpec) -> None:
         top = StateSpec(initial=spec.initial, states=spec.states)
+        self.name = spec.name
+        #: The machine's datamodel, bound when an instance starts (`statemachines.chart.content`);
+        #: `late`: a state's own data is bound when it is first entered, not at the start.
+        self.data = spec.data
+        self.late = spec.binding == "late"
         self.root = Node("", "", None, COMPOUND, top, 0)
         self.nodes: dict[str, Node] = {}
         self.order: list[Node] = []  # document order, the root excluded
         self.problems: list[str] = []
+        self._transitions = 0
         self._add_children(self.root)
         self._by_name: dict[str, list[Node]] = {}
         for node in self.order:
@@ -113,6 +139,11 @@ class Tree:
             node.lineage = (node, *node.ancestors)
             node.descendants = frozenset(c for child in node.children for c in (child, *child.descendants))
         self.root.descendants = frozenset(self.order)
+        #: Which declared event descriptors an event name matches (docs/scxml.md).
+        self.events = Lookup(k for node in [self.root, *self.order] for k in node.by_event if k is not None)
+        #: Whether any state or transition declares executable content, conditions or data: if
+        #: not, the algorithm never looks for them.
+        self.has_content = any(n.spec.uses_content for n in self.order) or bool(spec.data)
         #: Whether any state declares eventless transitions (if not, none need be looked for).
         self.has_eventless = any(None in node.by_event for node in self.order)
 
@@ -129,14 +160,18 @@ class Tree:
     def _resolve_node(self, node: Node) -> None:
         st = node.spec
         where = f"state {node.path!r}" if node.path else "the machine"
-        if st.initial is not None:
-            child = next((c for c in node.children if c.name == st.initial), None)
-            if child is not None and child.kind != HISTORY:
-                node.initial = child
+        for name in [st.initial] if isinstance(st.initial, str) else st.initial or []:
+            child = next((c for c in node.children if c.name == name), None)
+            if child is None and "." in name:  # a dotted path below: SCXML's deep initial
+                child = self.nodes.get(f"{node.path}.{name}" if node.path else name)
+            if child is not None:  # a history child too: its memory, or its default (SCXML)
+                node.initials = (*node.initials, child)
+                node.initial = node.initials[0]
             elif node.children:
-                what = "a history pseudo-state" if child is not None else "not one of its children"
                 names = [c.name for c in node.state_children]
-                self.problems.append(f"{where}: initial state {st.initial!r} is {what} (children: {names})")
+                self.problems.append(
+                    f"{where}: initial state {name!r} is not one of its children (children: {names})"
+                )
         if st.history is not None and st.history.default is not None:
             target = self.resolve(node, st.history.default)
             if isinstance(target, str):
@@ -146,17 +181,27 @@ class Tree:
         groups: list[tuple[str | None, list]] = [*outgoing(st), (None, st.always)]
         for event, group in groups:
             for ts in group:
-                target = None
-                if ts.target is not None:
-                    resolved = self.resolve(node, ts.target)
+                targets: list[Node] = []
+                for name in ts.targets:
+                    resolved = self.resolve(node, name)
                     if isinstance(resolved, str):
                         label = f"event {event!r}" if event is not None else "an eventless transition"
                         self.problems.append(f"{where}: {label} targets {resolved}")
-                        continue
-                    target = resolved
-                t = ChartTransition(node, event, target, ts.guard, tuple(ts.actions), ts.type == "internal")
+                    else:
+                        targets.append(resolved)
+                if len(targets) != len(ts.targets):
+                    continue
+                t = ChartTransition(
+                    node, event, targets[0] if targets else None, ts.guard, tuple(ts.actions),
+                    ts.type == "internal", index=self._transitions, cond=ts.cond,
+                    content=tuple(ts.content), targets=tuple(targets),
+                )  # fmt: skip
+                self._transitions += 1
                 node.transitions.append(t)
-                node.by_event.setdefault(event, []).append(t)
+                for key in _index_keys(event):
+                    node.by_event.setdefault(key, []).append(t)
+        node.enter_content = st.enter_content
+        node.exit_content = st.exit_content
 
     def resolve(self, source: Node, text: str) -> Node | str:
         """The node `text` names from `source`; or the problem, as text, when there is none."""
@@ -178,6 +223,18 @@ class Tree:
         close = difflib.get_close_matches(text, [*self.nodes, *self._by_name], n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
         return f"unknown state {text!r}{hint}"
+
+    def candidates(self, node: Node, keys: tuple[str, ...]) -> list[ChartTransition]:
+        """The transitions `node` declares under the descriptors `keys` (`events.keys(name)`),
+        in document order."""
+        if len(keys) == 1:
+            return node.by_event.get(keys[0], [])
+        if not keys:
+            return []
+        groups = [node.by_event[k] for k in keys if k in node.by_event]
+        if len(groups) < 2:
+            return groups[0] if groups else []
+        return merged(groups)  # type: ignore[return-value]
 
     def node(self, path: str) -> Node | None:
         return self.nodes.get(path)

@@ -1,0 +1,176 @@
+"""The expression language of executable content: a safe subset of Python, never `eval`/`exec`.
+
+Expressions (`cond`, `expr`, `array`, `eventexpr`, `delayexpr`, ...) are evaluated by `simpleeval`
+(the `scxml` extra), which walks the syntax tree itself and allows only literals, arithmetic,
+comparisons, boolean logic, conditional expressions, subscripts, comprehensions, calls of the
+functions listed in `FUNCTIONS`, and attribute reads on data (below). There is no import, no
+assignment, no access to names beginning with `_` other than the system variables, and sizes
+(powers, strings, comprehensions) are bounded by simpleeval's limits.
+
+Names (W3C SCXML 5.10, with the Python data model's conventions):
+
+- every key of the context (a dict; with a context model, its fields);
+- `_event`: the event being processed, with `name`, `type` (`platform`, `internal` or
+  `external`), `sendid`, `origin`, `origintype`, `invokeid` and `data` (its payload);
+- `_sessionid` (the instance id), `_name` (the machine), `_ioprocessors` (`scxml` with its
+  `location`, `#_scxml_<instance id>`);
+- `In('state')`: whether a state is active, by full path or by name.
+
+`a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
+`get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
+simpleeval's list for strings and numbers. Anything an expression raises is
+an `ExpressionError`, which executable content turns into `error.execution`.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+SCXML_PROCESSOR = "http://www.w3.org/TR/scxml/#SCXMLEventProcessor"
+
+
+class ExpressionError(Exception):
+    """An expression could not be evaluated (bad name, type error, forbidden construct...)."""
+
+
+class EventView:
+    """`_event` as expressions see it: read-only fields of the event being processed."""
+
+    __slots__ = ("data", "invokeid", "name", "origin", "origintype", "sendid", "type")
+    FIELDS = frozenset(__slots__)
+
+    def __init__(
+        self, name: str, type: str, data: Any, sendid: str | None, origin: str | None
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.data = data
+        self.sendid = sendid
+        self.origin = origin
+        self.origintype = SCXML_PROCESSOR if origin else None
+        self.invokeid = None
+
+
+def session_location(instance_id: str) -> str:
+    """The SCXML address of an instance (its `_ioprocessors` location, `origin` of its sends)."""
+    return f"#_scxml_{instance_id}"
+
+
+def _safe_functions() -> dict[str, Callable[..., Any]]:
+    return {
+        "len": len, "str": str, "int": int, "float": float, "bool": bool, "abs": abs, "min": min,
+        "max": max, "round": round, "sorted": sorted, "list": list, "dict": dict, "tuple": tuple,
+        "set": set,
+    }  # fmt: skip
+
+
+class Names(Mapping[str, Any]):
+    """The names an expression sees: system variables first, then the context's keys."""
+
+    __slots__ = ("context", "event", "system")
+
+    def __init__(self, system: dict[str, Any], context: Callable[[], Any], event: Callable[[], Any]) -> None:
+        self.system = system
+        self.context = context
+        self.event = event
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "_event":
+            return self.event()
+        if key in self.system:
+            return self.system[key]
+        return data_of(self.context())[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.system, "_event", *data_of(self.context())])
+
+    def __len__(self) -> int:
+        return len(self.system) + 1 + len(data_of(self.context()))
+
+
+def data_of(context: Any) -> dict[str, Any]:
+    """The context as a dict of names: itself, or a model's fields (`vars`)."""
+    return context if isinstance(context, dict) else vars(context)
+
+
+class Evaluator:
+    """One per run of the algorithm (built only when a chart has expressions)."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        machine: str,
+        context: Callable[[], Any],
+        event: Callable[[], Any],
+        is_active: Callable[[str], bool],
+    ) -> None:
+        try:
+            import simpleeval
+        except ImportError as exc:  # pragma: no cover - the extra is part of `test`
+            raise ExpressionError(
+                "expressions need the simpleeval package: pip install 'statemachines[scxml]'"
+            ) from exc
+        self._simpleeval = simpleeval
+        system = {
+            "_sessionid": instance_id,
+            "_name": machine,
+            "_ioprocessors": {"scxml": {"location": session_location(instance_id)}},
+        }
+        functions = {**_safe_functions(), "In": is_active}
+        self._engine = _DataEval(simpleeval, names=Names(system, context, event), functions=functions)
+        self._parsed: dict[str, ast.AST] = {}
+
+    def eval(self, text: str) -> Any:
+        """The value of `text`; ExpressionError for anything that goes wrong."""
+        tree = self._parsed.get(text)
+        try:
+            if tree is None:
+                tree = self._parsed[text] = ast.parse(text.strip(), mode="eval").body
+            self._engine.expr = text
+            return self._engine._eval(tree)
+        except ExpressionError:
+            raise
+        except Exception as exc:  # whatever the expression did wrong is the document's error
+            raise ExpressionError(f"{text[:200]!r}: {type(exc).__name__}: {exc}") from exc
+
+    def truth(self, text: str) -> bool:
+        return bool(self.eval(text))
+
+
+#: Methods of the mutable types an expression may call: those that only read.
+_READ_ONLY: dict[type, frozenset[str]] = {
+    dict: frozenset({"get", "keys", "values", "items", "copy"}),
+    list: frozenset({"index", "count", "copy"}),
+}
+
+
+def _readers(simpleeval: Any, kind: type) -> frozenset[str] | set[str]:
+    """The attributes an expression may read on a value of `kind`: the read-only methods of
+    dicts and lists; simpleeval's list for its other (immutable) basic types; nothing else."""
+    if kind in _READ_ONLY:
+        return _READ_ONLY[kind]
+    if kind in (str, int, float, tuple, bool):
+        return simpleeval.BASIC_ALLOWED_ATTRS.get(kind, set())
+    return frozenset()
+
+
+def _DataEval(simpleeval: Any, **kwargs: Any) -> Any:
+    """simpleeval's compound-types evaluator with attribute reads limited to data (see module)."""
+
+    class DataEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc, name-defined]
+        def _eval_attribute(self, node: ast.Attribute) -> Any:
+            if node.attr.startswith("_"):
+                raise ExpressionError(f"attribute {node.attr!r} is not available")
+            value = self._eval(node.value)
+            if isinstance(value, dict) and node.attr in value:
+                return value[node.attr]
+            if isinstance(value, EventView):
+                if node.attr in EventView.FIELDS:
+                    return getattr(value, node.attr)
+            elif node.attr in _readers(simpleeval, type(value)):
+                return getattr(value, node.attr)
+            raise ExpressionError(f"{type(value).__name__} value has no attribute {node.attr!r}")
+
+    return DataEval(**kwargs)

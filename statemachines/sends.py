@@ -1,0 +1,119 @@
+"""SCXML's external event queue, durable: delivering what `<send>` queued.
+
+A chart step returns its external sends and cancels in order (`ChartStep.sends`, made by
+`statemachines.chart.content`); the chart applier stores them in the step's transaction
+(`SendQueue.write`: one `sm_sends` row per send, due at the step's time plus its delay; a
+cancel deletes the instance's undelivered rows with that send id).
+
+`deliver_due_sends` (called by `run_due` and by workers, like timers) claims due rows in (due
+time, id) order and applies each as the instance's next external event, in the same transaction
+as the claim, so each is delivered once. The event carries the send's id and the instance's
+address (`_event.sendid`, `_event.origin`). An event no state takes is recorded as rejected and
+dropped, as SCXML discards it; a transition that raises puts the instance into `failed` (the row
+is kept and delivered again after `retry`); a row that cannot be processed at all fails its
+instance without stopping the others. A top-level final state ends the instance, and with it its
+queue: its rows are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from persistence.send_queue import SendQueue
+from statemachines import errors
+from statemachines.chart.expressions import session_location
+from statemachines.records import ACTIVE
+from statemachines.rows import DEF_VERSION, MACHINE, STATUS
+from statemachines.runtime import Runtime, is_storage_failure
+
+SEND_ACTOR = "send"
+log = logging.getLogger("statemachines.worker")
+_SAVEPOINT = "sm_send_row"
+#: What `apply_or_fail` turns into a failed instance for timers: the same for delivered sends.
+_FAILS = (
+    errors.ActionFailed, errors.ContextInvalid, errors.PayloadInvalid, errors.TimeOutOfRange,
+    errors.StepLimitExceeded,
+)  # fmt: skip
+
+
+def deliver_due_sends(rt: Runtime, limit: int = 100) -> int:
+    """Deliver up to `limit` due sends in one transaction; returns how many were due. Without a
+    served machine that has executable content, there is nothing to ask the database."""
+    machines = senders(rt)
+    if not machines:
+        return 0
+    queue: SendQueue = rt.applier.charts.sends
+    now = rt.clock.now()
+    with rt.transaction() as cur:
+        claimed = queue.claim(cur, now, limit, machines)
+        # Instances in id order (two workers' batches never wait on each other), each instance's
+        # sends in claim order (the sort is stable).
+        for send in sorted(claimed, key=lambda r: r[1]):
+            cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+            try:
+                _deliver(rt, queue, cur, send, now)
+            except Exception as exc:
+                if is_storage_failure(exc):
+                    raise
+                cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                _quarantine(rt, queue, cur, send, exc, now)
+            cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    return len(claimed)
+
+
+def senders(rt: Runtime) -> list[tuple[str, str]]:
+    """The served (machine, version) pairs that may send (statecharts with executable content),
+    sorted."""
+    return sorted(
+        pair for pair, cm in rt.versions.items() if getattr(cm, "is_chart", False) and cm.tree.has_content
+    )
+
+
+def _deliver(rt: Runtime, queue: SendQueue, cur: Any, send: tuple[Any, ...], now: datetime) -> None:
+    row_id, iid, send_id, event, payload_json = send[:5]
+    row = rt.store.lock_instance(cur, iid, None)
+    if row is None or row[STATUS] != ACTIVE:
+        if row is None or row[STATUS] != "failed":  # gone or closed: nothing will take it
+            queue.delete(cur, row_id)
+        return
+    cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
+    sent = (send_id, session_location(iid))
+    cur.execute("SAVEPOINT sm_send_event")
+    try:
+        outcome = rt.applier.charts.apply(
+            cur, cm, row, event, json.loads(payload_json), None, SEND_ACTOR, now, sent=sent
+        )
+    except _FAILS as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT sm_send_event")
+        rt.applier.fail(cur, row, event, f"{type(exc).__name__}: {exc}", now, json.loads(payload_json))
+        log.warning("send %s to %s failed the instance: %s", event, iid, exc)
+        return  # the row stays: `retry` makes the instance active and the send is delivered again
+    cur.execute("RELEASE SAVEPOINT sm_send_event")
+    queue.delete(cur, row_id)
+    what = "rejected" if isinstance(outcome, errors.EventRejected) else f"now in {outcome.state}"
+    log.info("send %s (%s) delivered to %s: %s", event, send_id, iid, what)
+
+
+def _quarantine(
+    rt: Runtime, queue: SendQueue, cur: Any, send: tuple[Any, ...], exc: Exception, now: datetime
+) -> None:
+    """A send that cannot be processed (its machine unknown here, a stored row that does not
+    parse): its instance fails with the reason and the row is dropped."""
+    row_id, iid, _send_id, event = send[:4]
+    reason = f"send {event} could not be delivered: {type(exc).__name__}: {exc}"
+    log.error("send %s on %s: %s", event, iid, reason, exc_info=exc)
+    row = rt.store.lock_instance(cur, iid, None)
+    if row is not None and row[STATUS] == ACTIVE:
+        rt.applier.fail(cur, row, event, reason, now)
+    queue.delete(cur, row_id)
+
+
+def pending(rt: Runtime, instance_id: str) -> list[tuple[str, str, Any, datetime]]:
+    """(send id, event, data, due) of an instance's undelivered sends, in delivery order."""
+    queue: SendQueue = rt.applier.charts.sends
+    with rt.read() as cur:
+        rows = queue.pending_of(cur, instance_id)
+    return [(r[0], r[1], json.loads(r[2]), rt.db.from_ts(r[3])) for r in rows]

@@ -1,0 +1,168 @@
+"""Schema step 7 (bytes and CPU per event): the reshaped indexes still serve every query of
+`instances()`, an existing database upgrades in place without losing a row, and a flat transition
+out of a state entry that armed nothing skips the disarm statement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from persistence import migrations
+from statemachines import Effect, Engine, ManualClock, machine, state
+
+OLD_INSTANCE_INDEXES = (
+    "CREATE INDEX ix_sm_instances_status ON sm_instances (status, created_at, id)",
+    "CREATE INDEX ix_sm_instances_created ON sm_instances (created_at, id)",
+    "CREATE INDEX ix_sm_history_at ON sm_history (at)",
+)
+NEW_INDEXES = ("ix_sm_instances_active", "ix_sm_instances_closed", "ix_sm_history_time")
+
+
+def noop(ctx: Any, call: Any) -> None:
+    return None
+
+
+FLOW = machine(
+    "flow",
+    initial="idle",
+    states={
+        "idle": state(on={"GO": "waiting", "STOP": "stopped"}),
+        "waiting": state(on={"GO": "working"}, after={"1h": "stopped"}),
+        "working": state(effect=Effect(noop), on={"GO": "idle", "FINISH": "done"}),
+        "done": state(final=True),
+        "stopped": state(final=True),
+    },
+)
+
+
+@pytest.fixture
+def flow(db_url: str) -> Any:
+    engine = Engine(db_url, clock=ManualClock())
+    engine.register(FLOW)
+    yield engine
+    engine.close()
+
+
+def index_names(engine: Engine) -> set[str]:
+    with engine.db.read() as cur:
+        if engine.db.dialect == "sqlite":
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        else:
+            cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        return {r[0] for r in cur.fetchall()}
+
+
+def ids(snaps: list[Any]) -> list[str]:
+    return [s.id for s in snaps]
+
+
+def test_instances_of_every_status_are_listed_in_creation_order(flow: Engine) -> None:
+    for n in range(6):
+        flow.start("flow", instance_id=f"f{n}")
+    flow.send("f1", "STOP")  # completed
+    flow.cancel("f2")
+    with flow.db.transaction() as cur:  # a status this code does not know (a later version's)
+        cur.execute("UPDATE sm_instances SET status = 'paused' WHERE id = 'f3'")
+        cur.execute("UPDATE sm_instances SET status = 'aaa' WHERE id = 'f4'")
+    assert ids(flow.instances()) == ["f0", "f1", "f2", "f3", "f4", "f5"]
+    assert ids(flow.instances(limit=2, offset=3)) == ["f3", "f4"]
+    assert ids(flow.instances(status="active")) == ["f0", "f5"]
+    assert ids(flow.instances(status="completed")) == ["f1"]
+    assert ids(flow.instances(status="paused")) == ["f3"]
+    assert ids(flow.instances(machine="flow", status="cancelled")) == ["f2"]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {},
+        {"machine": "flow"},
+        {"status": "active"},
+        {"status": "failed"},
+        {"machine": "flow", "state": "idle"},
+    ],
+)
+def test_each_filter_of_instances_reads_an_index(flow: Engine, shape: dict[str, str]) -> None:
+    args: dict[str, Any] = {"machine": None, "state": None, "status": None, "limit": 10, "offset": 0}
+    args.update(shape)
+    sql = flow.store.list_statement(args["machine"], args["state"], args["status"], charts=False)
+    with flow.db.read() as cur:
+        if flow.db.dialect == "sqlite":
+            cur.execute(f"EXPLAIN QUERY PLAN {sql}", args)
+            steps = [r[3] for r in cur.fetchall()]
+            scans = [s for s in steps if s.startswith(("SCAN", "SEARCH")) and "sm_instances" in s]
+            assert scans and all("USING INDEX" in s for s in scans), steps
+        else:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute(f"EXPLAIN {sql}", args)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            assert "Seq Scan" not in plan, plan
+
+
+def test_a_version_4_database_upgrades_its_indexes_and_keeps_its_rows(db_url: str) -> None:
+    engine = Engine(db_url, clock=ManualClock())
+    engine.register(FLOW)
+    engine.start("flow", instance_id="old")
+    engine.send("old", "GO")  # waiting: a timer armed
+    with engine.db.transaction() as cur:  # the schema as step 4 left it
+        for name in NEW_INDEXES:
+            cur.execute(f"DROP INDEX {name}")
+        for statement in OLD_INSTANCE_INDEXES:
+            cur.execute(statement)
+        cur.execute("ALTER TABLE sm_instances DROP COLUMN armed")
+        cur.execute("UPDATE sm_schema SET version = 4")
+    engine.close()
+
+    upgraded = Engine(db_url, clock=ManualClock())
+    try:
+        upgraded.register(FLOW)
+        names = index_names(upgraded)
+        assert set(NEW_INDEXES) <= names
+        assert not {"ix_sm_instances_status", "ix_sm_instances_created", "ix_sm_history_at"} & names
+        with upgraded.db.read() as cur:
+            cur.execute("SELECT version FROM sm_schema")
+            assert cur.fetchone()[0] == len(migrations.MIGRATIONS)
+            cur.execute("SELECT armed FROM sm_instances WHERE id = 'old'")
+            assert cur.fetchone()[0] is None  # written before: maybe armed
+        assert [r.event for r in upgraded.history("old")] == ["start", "GO"]
+        assert upgraded.status("old").timers  # the old row's timer is still armed
+        upgraded.send("old", "GO")  # leaving `waiting` drops it although the flag is unknown
+        assert not upgraded.status("old").timers
+        assert ids(upgraded.instances(status="active")) == ["old"]
+    finally:
+        upgraded.close()
+
+
+def count_disarms(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = engine.runtime.schedule.disarm
+
+    def spy(cur: Any, iid: str, now: Any) -> None:
+        calls.append(iid)
+        real(cur, iid, now)
+
+    monkeypatch.setattr(engine.runtime.schedule, "disarm", spy)
+    return calls
+
+
+def test_leaving_a_state_that_armed_nothing_runs_no_disarm(
+    flow: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow.start("flow", instance_id="f")
+    calls = count_disarms(flow, monkeypatch)
+    flow.send("f", "GO")  # idle armed nothing
+    assert calls == []
+
+
+def test_leaving_a_state_that_armed_a_timer_or_an_effect_disarms(
+    flow: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow.start("flow", instance_id="f")
+    calls = count_disarms(flow, monkeypatch)
+    flow.send("f", "GO")  # -> waiting (timer)
+    flow.send("f", "GO")  # -> working (effect): the timer goes
+    assert not flow.status("f").timers
+    flow.send("f", "GO")  # -> idle: the effect is cancelled
+    assert calls == ["f", "f"]
+    assert not flow.status("f").effects
