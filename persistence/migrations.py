@@ -157,6 +157,8 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
         # ... and one statement fewer per transition: whether a flat state entry armed anything.
         _add_column("sm_instances", "armed", "INTEGER"),
     ),
+    # (web service) API keys of the HTTP API, stored as digests.
+    _create_missing("ApiKeyRow"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -76,6 +76,9 @@ _SQL = {
     " :outcome, :reason)",
     "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " ORDER BY seq",
+    # One page of the history (keyset: the records after a seq), for the web API.
+    "history_page": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
+    " AND seq > :after ORDER BY seq LIMIT :limit",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -273,28 +276,34 @@ class Store:
         limit: int,
         offset: int,
         charts: bool = True,
+        after: tuple[Any, str] | None = None,
     ) -> list[tuple[Any, ...]]:
         """A page of instances in (created_at, id) order. With `state` and `charts`, an instance
         matches when that state is active at any depth: a flat row whose state it is, or a chart
         instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
-        False (a machine known to be flat) keeps the single-index query."""
+        False (a machine known to be flat) keeps the single-index query. `after` (a stored
+        created_at and an id) starts the page after that row: keyset paging, an index range."""
         cur.execute(
-            self.list_statement(machine, state, status, charts),
+            self.list_statement(machine, state, status, charts, after is not None),
             {
                 "machine": machine,
                 "state": state,
                 "status": status,
                 "limit": limit,
                 "offset": offset,
+                "after_at": after[0] if after else None,
+                "after_id": after[1] if after else None,
             },
         )
         return cur.fetchall()
 
-    def list_statement(self, machine: str | None, state: str | None, status: str | None, charts: bool) -> str:
+    def list_statement(
+        self, machine: str | None, state: str | None, status: str | None, charts: bool, keyset: bool = False
+    ) -> str:
         """The statement `list_instances` runs for this filter (built once per shape)."""
         live = status == "active"
         shape = (machine is not None, state is not None, status is not None, charts and state is not None)
-        shape += (live,)
+        shape += (live, keyset)
         sql = self._list_cache.get(shape)
         if sql is None:
             # Literal predicates of the partial indexes (persistence.tables), so both planners
@@ -311,15 +320,17 @@ class Store:
                     conditions[2],
                 )
             where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
+            after = " AND (created_at, id) > (:after_at, :after_id)" if keyset else ""
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
-                text += " WHERE " + " AND ".join(where)
+                text += " WHERE " + " AND ".join(where) + after
             else:
                 # Every instance: one ordered index range per status (the live one, then each
                 # closed status of `ix_sm_instances_closed`), merged; any other status sorted.
+                # A keyset page starts each range after the cursor.
                 closed = [f"status = '{s}'" for s in CLOSED_STATUSES] + _OTHERS
-                arms = [f"{text} WHERE {c} AND status <> 'active'" for c in closed]
-                text = " UNION ALL ".join([f"{text} WHERE status = 'active'", *arms])
+                arms = [f"{text} WHERE {c} AND status <> 'active'{after}" for c in closed]
+                text = " UNION ALL ".join([f"{text} WHERE status = 'active'{after}", *arms])
             text += " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
             sql = self._list_cache[shape] = self.db.sql(text)
         return sql
@@ -351,6 +362,11 @@ class Store:
 
     def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         cur.execute(self.sql["history"], {"id": instance_id})
+        return cur.fetchall()
+
+    def history_page(self, cur: Any, instance_id: str, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` history rows with seq > `after`, in seq order."""
+        cur.execute(self.sql["history_page"], {"id": instance_id, "after": after, "limit": limit})
         return cur.fetchall()
 
     def insert_receipt(

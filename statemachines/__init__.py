@@ -41,6 +41,7 @@ from statemachines.errors import (
     StorageError,
     StorageUnavailable,
     TimeOutOfRange,
+    TokenForged,
     TokenInvalid,
     UnknownMachine,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "StorageUnavailable",
     "SystemClock",
     "TimeOutOfRange",
+    "TokenForged",
     "TokenInvalid",
     "Transition",
     "UnknownMachine",

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text lines (default), or one JSON object per line: machine, instance, event, outcome...",
     )
+    from statemachines import cli_web
+
+    cli_web.add_commands(cmd)  # serve, keys (the web service)
     return parser
 
 
@@ -191,7 +194,7 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
     versions = {(d.name, d.version): d for d in defs}
     loaded = {name: d for (name, _), d in versions.items()}
     try:
-        engine = Engine(args.db)
+        engine = Engine(args.db, sqlite_synchronous=getattr(args, "sqlite_synchronous", "FULL"))
     except StateMachineError:
         raise
     except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse
@@ -252,6 +255,10 @@ def run_command(args: argparse.Namespace) -> int:
         from statemachines.cli_lint import run_lint, run_schema
 
         return run_lint(args) if args.command == "lint" else run_schema()
+    if args.command in ("serve", "keys"):
+        from statemachines import cli_web
+
+        return cli_web.run(args, open_engine)
     if args.command == "diagram":
         _check_diagram_args(args.name, args.instance, Path(args.output))
     if args.command == "worker":

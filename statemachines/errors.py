@@ -241,6 +241,8 @@ class VersionNotRegistered(UnknownMachine):
 class MigrationError(StateMachineError, ValueError):
     """A migration asked for something that cannot be done as a whole (an unknown target version,
     a state map naming states neither version has). Nothing was written."""
+
+
 # Rewind ------------------------------------------------------------------------------------------
 class RewindLimit(StateMachineError):
     """A rewind would restore a state declared `state(max_rewinds=N)` for the N+1th time on this
@@ -254,3 +256,11 @@ class RewindLimit(StateMachineError):
             f"instance {instance_id!r} was rewound to state {state!r} {limit} time(s) already,"
             f" its max_rewinds; nothing was written"
         )
+
+
+# Callback tokens: forged vs spent ---------------------------------------------------------------
+class TokenForged(TokenInvalid):
+    """A callback token we did not issue (bad signature) or that is not a token at all.
+
+    The other `TokenInvalid` cases (expired, stale, used) are tokens we did issue whose time has
+    passed: the web service answers those 410 Gone, and a forged one 403 Forbidden."""
