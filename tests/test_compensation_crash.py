@@ -74,7 +74,11 @@ def saga() -> Any:
         states={
             "a": state(effect=Effect(book_a, compensate=undo_a, **LEASED), on={"done.book_a": "b"}),
             "b": state(effect=Effect(book_b, compensate=undo_b, **LEASED), on={"done.book_b": "c"}),
-            "c": state(effect=Effect(fail_c, retry=Retry(max_attempts=1)), on={"error.fail_c": "undoing"}),
+            # A short lease here too: a worker killed while it runs fail_c must not hold the
+            # instance for the default lease (longer than the test's deadline).
+            "c": state(
+                effect=Effect(fail_c, lease="1s", retry=Retry(max_attempts=1)), on={"error.fail_c": "undoing"}
+            ),
             "undoing": state(compensate=True, on={"done.compensation": "undone"}),
             "undone": state(final=True),
         },
