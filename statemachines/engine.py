@@ -19,6 +19,7 @@ from persistence.database import Transaction
 from persistence.group_commit import GroupCommit
 from statemachines import (
     callbacks,
+    cancelling,
     compensation,
     due,
     durable,
@@ -26,13 +27,15 @@ from statemachines import (
     errors,
     migration,
     pages,
+    queries,
+    starting,
     telemetry,
     versions,
 )
 from statemachines import prune as pruning
 from statemachines import rewind as rewinding
-from statemachines.apply import arms, to_json
-from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
+from statemachines.apply import to_json
+from statemachines.arguments import check_id, check_name, check_not_reserved, check_text
 from statemachines.chart import CompiledChart
 from statemachines.clock import Clock, SystemClock
 from statemachines.compiled import CompiledMachine
@@ -43,29 +46,19 @@ from statemachines.migration import MigrationReport
 from statemachines.records import (
     ACTIVE,
     APPLIED,
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    Event,
     Record,
     Snapshot,
     Status,
 )
 from statemachines.rows import (
-    CONTEXT,
-    CREATED,
     DEF_VERSION,
     FINGERPRINT,
     MACHINE,
     RECEIPT,
     STATE,
     STATUS,
-    VERSION,
     check_fingerprint,
-    configuration_of,
-    record_from_row,
     replay_receipt,
-    snapshot_from_row,
 )
 from statemachines.runtime import Runtime, typed_storage_error
 from statemachines.tokens import TokenClaims
@@ -199,47 +192,9 @@ class Engine:
         check_text(actor, "actor")
         _, ctx_json = cm.new_context(context)
         with telemetry.span("start", machine=machine, instance=iid, event="start") as span:
-            snap = self._start(cm, machine, iid, ctx_json, actor)
+            snap = starting.start_instance(self.runtime, cm, machine, iid, ctx_json, actor)
             span.set(target=snap.state, outcome=APPLIED)
         return snap
-
-    def _start(
-        self, cm: CompiledMachine | CompiledChart, machine: str, iid: str, ctx_json: str, actor: str | None
-    ) -> Snapshot:
-        now = self.clock.now()
-        start = Event("start", {}, iid, actor, None, now)
-        try:
-            if isinstance(cm, CompiledChart):
-                chart_step = cm.enter_initial(ctx_json, start)
-                with self._tx() as cur:
-                    return self._applier.charts.start(cur, cm, iid, chart_step, actor, now)
-            step = cm.enter_initial(ctx_json, start)
-            status = COMPLETED if step.target in cm.final else ACTIVE
-            dv = cm.definition.version
-            with self._tx() as cur:
-                armed = status == ACTIVE and arms(cm, step.target)
-                self.store.insert_instance(
-                    cur, iid, machine, dv, step.target, step.context_json, status, now, armed
-                )
-                self.store.insert_history(
-                    cur, iid, machine, 1, "start", None, step.target, "{}", step.context_json, actor, now,
-                    APPLIED,
-                )  # fmt: skip
-                self._applier.arm(cur, cm, iid, step.target, 1, now)
-        except Conflict:
-            # The id, most likely; but say so only if it is: a clash on another unique key
-            # (an effect key) is a storage problem, not an existing instance.
-            with self._read() as cur:
-                exists = self.store.get_instance(cur, iid) is not None
-            if exists:
-                raise errors.InstanceExists(iid) from None
-            raise errors.StorageError(
-                f"starting instance {iid!r} conflicted with a stored row other than an instance"
-                " (an effect key of an older format?)"
-            ) from None
-        return Snapshot(
-            iid, machine, step.target, status, step.context_json, 1, now, now, cm.model, step.context, dv,
-        )  # fmt: skip
 
     def send(
         self,
@@ -309,33 +264,7 @@ class Engine:
         check_text(actor, "actor")
         if compensate:
             return compensation.cancel(self.runtime, instance_id, reason, actor)
-        with self._tx() as cur:
-            row = self.store.lock_instance(cur, instance_id, None)
-            if row is None:
-                raise errors.InstanceNotFound(instance_id)
-            if row[STATUS] not in (ACTIVE, FAILED):
-                raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
-            now = self.clock.now()
-            self._applier.set_status(
-                cur, row, CANCELLED, "cancel", CANCELLED, now,
-                reason=reason, payload={"reason": reason}, actor=actor,
-            )  # fmt: skip
-            self._applier.disarm(cur, instance_id, now)
-            self._applier.drop_sent(cur, row)
-        model = self.runtime.model_of(row[MACHINE], row[DEF_VERSION])
-        return Snapshot(
-            instance_id,
-            row[MACHINE],
-            row[STATE],
-            CANCELLED,
-            row[CONTEXT],
-            row[VERSION],
-            self.db.from_ts(row[CREATED]),
-            now,
-            model,
-            definition_version=row[DEF_VERSION],
-            configuration=configuration_of(row),
-        )
+        return cancelling.cancel(self.runtime, instance_id, reason, actor)
 
     # Rewind, compensation, retention (docs/rewind-and-compensation.md) ------------------------
     def rewind(
@@ -352,16 +281,6 @@ class Engine:
     ) -> Snapshot:
         """Restore the instance as it was after history record `to` (a seq, or a state's latest
         entry), audited as `rewound`, then apply `event` with `payload` (the feedback)."""
-        check_id(instance_id)
-        check_text(actor, "actor")
-        check_text(reason, "reason")
-        if event is not None:
-            check_name(event, "event")
-            check_not_reserved(event)
-        elif payload is not None:
-            raise errors.InvalidArgument("rewind payload= is the payload of event=: give the event too")
-        if idempotency_key is not None:
-            check_name(idempotency_key, "idempotency_key")
         return rewinding.rewind(
             self.runtime, instance_id, to, event, payload, actor, reason, bool(reopen), idempotency_key
         )
@@ -380,20 +299,10 @@ class Engine:
 
     # Queries -------------------------------------------------------------------------------------
     def get(self, instance_id: str) -> Snapshot:
-        check_id(instance_id)
-        with self._read() as cur:
-            row = self.store.get_instance(cur, instance_id)
-        if row is None:
-            raise errors.InstanceNotFound(instance_id)
-        return snapshot_from_row(self.db, row, self.runtime.model_of(row[MACHINE], row[DEF_VERSION]))
+        return queries.get(self.runtime, instance_id)
 
     def history(self, instance_id: str) -> list[Record]:
-        check_id(instance_id)
-        with self._read() as cur:
-            rows = self.store.history(cur, instance_id)
-            if not rows and self.store.get_instance(cur, instance_id) is None:
-                raise errors.InstanceNotFound(instance_id)
-        return [record_from_row(self.db, r) for r in rows]
+        return queries.history(self.runtime, instance_id)
 
     def instances(
         self,
@@ -404,18 +313,9 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Snapshot]:
-        check_page(limit, offset)
-        for what, value in (("machine", machine), ("state", state), ("status", status)):
-            if value is not None:
-                check_name(value, what)
-        # `state` matches at any depth of a statechart; a machine whose versions registered here
-        # are all flat keeps the plain indexed query.
-        known = self._machines.get(machine) if machine is not None else None
-        charts = known is None or any(c.is_chart for (n, _), c in self._versions.items() if n == machine)
-        with self._read() as cur:
-            rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
-        model_of = self.runtime.model_of
-        return [snapshot_from_row(self.db, r, model_of(r[MACHINE], r[DEF_VERSION])) for r in rows]
+        """Instances by machine, state (at any depth of a statechart) and status, oldest first
+        (`instances_page` pages with a cursor instead of an offset)."""
+        return queries.instances(self.runtime, machine, state, status, limit, offset)
 
     def instances_page(
         self,
@@ -428,10 +328,6 @@ class Engine:
     ) -> pages.Page[Snapshot]:
         """Like `instances`, one keyset page at a time: pass the page's `next_cursor` back to get
         the next one (None: that was the last). Deep pages cost what the first does."""
-        pages.check_limit(limit)
-        for what, value in (("machine", machine), ("state", state), ("status", status)):
-            if value is not None:
-                check_name(value, what)
         return pages.instances_page(self.runtime, machine, state, status, limit, cursor)
 
     def history_page(

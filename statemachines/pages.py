@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from statemachines import errors
+from statemachines.queries import check_filters, may_be_chart
 from statemachines.records import Record, Snapshot
 from statemachines.rows import CREATED, DEF_VERSION, ID, MACHINE, record_from_row, snapshot_from_row
 from statemachines.runtime import Runtime
@@ -73,11 +74,10 @@ def instances_page(
     limit: int,
     cursor: str | None,
 ) -> Page[Snapshot]:
+    check_limit(limit)
+    check_filters(machine, state, status)
     after = instance_after(rt, cursor) if cursor is not None else None
-    # as `Engine.instances`: a machine whose versions registered here are all flat keeps the
-    # plain indexed query; otherwise `state` matches at any depth of a statechart
-    known = rt.machines.get(machine) if machine is not None else None
-    charts = known is None or any(c.is_chart for (n, _), c in rt.versions.items() if n == machine)
+    charts = may_be_chart(rt, machine)
     with rt.read() as cur:  # one row more than asked: whether a next page exists
         rows = rt.store.list_instances(cur, machine, state, status, limit + 1, 0, charts, after)
     items = [snapshot_from_row(rt.db, r, rt.model_of(r[MACHINE], r[DEF_VERSION])) for r in rows[:limit]]

@@ -28,6 +28,7 @@ from typing import Any
 from persistence import Conflict
 from statemachines import errors
 from statemachines.apply import to_json, write_receipt
+from statemachines.arguments import check_id, check_name, check_not_reserved, check_text
 from statemachines.chart_apply import chart_json
 from statemachines.names import did_you_mean
 from statemachines.records import ACTIVE, CANCELLED, COMPLETED, Snapshot
@@ -67,7 +68,17 @@ def rewind(
     reopen: bool,
     key: str | None,
 ) -> Snapshot:
-    """See the module docstring; arguments are checked by `Engine.rewind`."""
+    """See the module docstring. Arguments are checked first: nothing is read before."""
+    check_id(instance_id)
+    check_text(actor, "actor")
+    check_text(reason, "reason")
+    if event is not None:
+        check_name(event, "event")
+        check_not_reserved(event)
+    elif payload is not None:
+        raise errors.InvalidArgument("rewind payload= is the payload of event=: give the event too")
+    if key is not None:
+        check_name(key, "idempotency_key")
     for attempt in range(3):
         try:
             return _rewind_once(rt, instance_id, to, event, payload, actor, reason, reopen, key)
