@@ -29,10 +29,10 @@ from typing import Any
 
 from persistence import saga_store
 from persistence.schedule import Schedule
-from statemachines import effect_audit, errors
+from statemachines import effect_audit
 from statemachines.apply import apply_or_fail
 from statemachines.checks import COMPENSATION_DONE
-from statemachines.records import ACTIVE, CANCELLED, FAILED, Snapshot
+from statemachines.records import ACTIVE, CANCELLED
 from statemachines.rows import CHART, DEF_VERSION, ENTERED_SEQ, MACHINE, STATE, STATUS, chart_of, holds_entry
 from statemachines.runtime import Runtime
 from statemachines.spec import EffectSpec
@@ -158,28 +158,10 @@ def entry_of(row: tuple[Any, ...]) -> tuple[str, int]:
     return state, int(active[state])
 
 
-def cancel(rt: Runtime, instance_id: str, reason: str | None, actor: str | None) -> Snapshot:
-    """`cancel(id, compensate=True)`: cancelled at once (audited), its timers and effects
-    dropped, and the compensations of its succeeded effects queued on the entry it is in."""
-    from statemachines.rows import snapshot_from_row
-
-    with rt.transaction() as cur:
-        row = rt.store.lock_instance(cur, instance_id, None)
-        if row is None:
-            raise errors.InstanceNotFound(instance_id)
-        if row[STATUS] not in (ACTIVE, FAILED):
-            raise errors.InstanceClosed(instance_id, row[STATUS], row[STATE])
-        cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
-        now = rt.clock.now()
-        rt.applier.set_status(
-            cur, row, CANCELLED, "cancel", CANCELLED, now,
-            reason=reason, payload={"reason": reason, "compensate": True}, actor=actor,
-        )  # fmt: skip
-        rt.applier.disarm(cur, instance_id, now)
-        rt.applier.drop_sent(cur, row)
-        state, entered_seq = entry_of(row)
-        arm_compensations(
-            rt.schedule, cur, cm, instance_id, state, entered_seq, now, signal_when_none=False
-        )
-        fresh = rt.store.get_instance(cur, instance_id)
-    return snapshot_from_row(rt.db, fresh, rt.model_of(row[MACHINE]))
+def compensate_cancelled(rt: Runtime, cur: Any, row: tuple[Any, ...], now: datetime) -> None:
+    """`cancel(id, compensate=True)`, inside the cancel's transaction (the instance is already
+    cancelled and disarmed): queue the compensations of its succeeded effects on the entry it
+    is in; they run on the cancelled instance."""
+    cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
+    state, entered_seq = entry_of(row)
+    arm_compensations(rt.schedule, cur, cm, row[0], state, entered_seq, now, signal_when_none=False)

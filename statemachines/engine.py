@@ -20,7 +20,6 @@ from persistence.group_commit import GroupCommit
 from statemachines import (
     callbacks,
     cancelling,
-    compensation,
     due,
     durable,
     effect_report,
@@ -262,9 +261,7 @@ class Engine:
         check_id(instance_id)
         check_text(reason, "reason")
         check_text(actor, "actor")
-        if compensate:
-            return compensation.cancel(self.runtime, instance_id, reason, actor)
-        return cancelling.cancel(self.runtime, instance_id, reason, actor)
+        return cancelling.cancel(self.runtime, instance_id, reason, actor, bool(compensate))
 
     # Rewind, compensation, retention (docs/rewind-and-compensation.md) ------------------------
     def rewind(
