@@ -95,40 +95,6 @@ def _reindex(table: str, drop: tuple[str, ...], create: tuple[str, ...]) -> Call
     return step
 
 
-def _sqlite_without_rowid(model: str) -> Callable[[Database, Any], None]:
-    """Rebuild a SQLite table made with a rowid as the `WITHOUT ROWID` table its model now
-    declares: create the new table, copy every row, drop the old one (and its indexes), rename,
-    and create the model's indexes again. All in the migration's transaction, so a failure leaves
-    the old table. A no-op on PostgreSQL (no rowid there) and on a table already without one."""
-
-    def step(db: Database, cur: Any) -> None:
-        if db.dialect != "sqlite":
-            return
-        from sqlalchemy.dialects import sqlite
-        from sqlalchemy.schema import CreateIndex, CreateTable
-
-        from persistence import tables
-
-        table = getattr(tables, model).__table__
-        cur.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,))
-        if "WITHOUT ROWID" in cur.fetchone()[0].upper():
-            return
-        cur.execute(f"PRAGMA table_info({table.name})")
-        old = {row[1] for row in cur.fetchall()}
-        columns = ", ".join(c.name for c in table.columns if c.name in old)
-        dialect = sqlite.dialect()
-        create = str(CreateTable(table).compile(dialect=dialect))
-        rebuilt = f"{table.name}_rebuild"
-        cur.execute(create.replace(f"CREATE TABLE {table.name} ", f"CREATE TABLE {rebuilt} ", 1))
-        cur.execute(f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {table.name}")
-        cur.execute(f"DROP TABLE {table.name}")
-        cur.execute(f"ALTER TABLE {rebuilt} RENAME TO {table.name}")
-        for index in sorted(table.indexes, key=lambda i: i.name or ""):
-            cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
-
-    return step
-
-
 def _all(*steps: Callable[[Database, Any], None]) -> Callable[[Database, Any], None]:
     """One schema version made of several steps, applied in order in the same transaction."""
 
@@ -193,9 +159,6 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
     ),
     # (web service) API keys of the HTTP API, stored as digests.
     _create_missing("ApiKeyRow"),
-    # (WAL bytes per event) SQLite: instances keyed by `id` without a rowid, one B-tree fewer
-    # to write per start and a narrower entry in every instance index. No-op on PostgreSQL.
-    _sqlite_without_rowid("InstanceRow"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

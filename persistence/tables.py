@@ -55,10 +55,6 @@ class InstanceRow(SQLModel, table=True):
         # range per status (persistence.store).
         Index("ix_sm_instances_active", "created_at", "id", **ACTIVE_ROW),
         Index("ix_sm_instances_closed", "status", "created_at", "id", **CLOSED_ROW),
-        # SQLite (schema step 9): the `id` key *is* the table. With a rowid table, a start wrote
-        # the table and its primary-key index (two B-trees), and every secondary index entry
-        # carried the rowid after the `id` it already holds.
-        {"sqlite_with_rowid": False},
     )
     id: str = Field(primary_key=True)
     machine: str
