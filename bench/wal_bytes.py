@@ -19,11 +19,17 @@ compare; `with FPI` is what was written this time.
 
     python -m bench.wal_bytes --db sqlite --events 3000
     python -m bench.wal_bytes --db postgres --events 2000
+
+`--context-bytes N` adds an N-byte string to every instance's starting context (the workload's
+own contexts are about 60 bytes of JSON): which tables and indexes cost what depends on the row
+size (SQLite B-trees keyed by something other than a rowid take rows over ~1 KB into overflow
+pages, and hold a few wide rows per page).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import struct
 import subprocess
@@ -167,6 +173,14 @@ def pg_measure(name: str, ops: list[workload.Op], warm: list[workload.Op], pg_ur
     }
 
 
+def pad_contexts(ops: list[workload.Op], size: int) -> list[workload.Op]:
+    """The operations with an `size`-byte `note` in every start's context (unchanged for 0)."""
+    if size <= 0:
+        return ops
+    note = "x" * size
+    return [o if o.event else dataclasses.replace(o, payload={**o.payload, "note": note}) for o in ops]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.wal_bytes", description=__doc__)
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -175,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sync", default="FULL")
     p.add_argument("--pg-url", default=PG_URL)
     p.add_argument("--contenders", default="")
+    p.add_argument("--context-bytes", type=int, default=0, help="pad each starting context by N bytes")
     args = p.parse_args(argv)
-    stream = workload.script(args.warmup + args.events)
+    stream = pad_contexts(workload.script(args.warmup + args.events), args.context_bytes)
     warm, ops = stream[: args.warmup], stream[args.warmup :]
     if args.db == "sqlite":
         names = args.contenders.split(",") if args.contenders else CONTENDERS
