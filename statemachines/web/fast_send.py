@@ -73,11 +73,11 @@ class FastSend:
         if match is None:
             await self.app(scope, receive, send)
             return
-        body, complete = await _read_body(receive)
+        body, pending = await _read_body(receive)
         request = Request(scope)
-        arguments = self._arguments(request, body) if complete else None
+        arguments = None if pending or len(body) > MAX_FAST_BODY else self._arguments(request, body)
         if arguments is None:
-            await self.app(scope, _replay(body, complete, receive), send)
+            await self.app(scope, _replay(body, pending, receive), send)
             return
         event, key_name, idempotency_key = arguments
         response = await self._send(request, match["instance_id"], event, key_name, idempotency_key)
@@ -117,24 +117,24 @@ class FastSend:
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The request body, and whether it was read whole (False: over `MAX_FAST_BODY`, or the
-    client went away; the part read is replayed to the application)."""
+    """The request body as far as read, and whether more is pending (past `MAX_FAST_BODY`, or the
+    client went away: the application then gets the part read, and the rest of the stream)."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False
+            return b"".join(chunks), True
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks), True
-        if size > MAX_FAST_BODY:
             return b"".join(chunks), False
+        if size > MAX_FAST_BODY:
+            return b"".join(chunks), True
 
 
-def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+def _replay(body: bytes, pending: bool, receive: Receive) -> Receive:
     """A `receive` giving the application what was read, then the rest of the stream."""
     sent = False
 
@@ -142,7 +142,7 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
         nonlocal sent
         if not sent:
             sent = True
-            message: dict[str, Any] = {"type": "http.request", "body": body, "more_body": not complete}
+            message: dict[str, Any] = {"type": "http.request", "body": body, "more_body": pending}
             return message
         return await receive()  # the rest of the body, or the server's own messages (a disconnect)
 
