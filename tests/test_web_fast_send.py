@@ -138,3 +138,16 @@ def test_the_short_path_works_when_the_app_is_mounted_under_a_prefix(
         )
     assert response.status_code == 200 and response.json()["state"] == "paid"
     assert short_path_sends == ["A1"]
+
+
+def test_a_request_the_short_path_cannot_authenticate_is_handed_over(
+    web: Web, short_path_sends: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(state: Any, request: Any) -> Any:
+        raise AssertionError("needs scope the application sets up further in")
+
+    monkeypatch.setattr(fast_send, "authenticate", failing)
+    web.start_order("A1")
+    response = web.post("/api/instances/A1/events", PAY)
+    assert response.status_code == 200 and response.json()["state"] == "paid"
+    assert short_path_sends == []
