@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from statemachines.engine import Engine
 from statemachines.web import api_instances, api_machines, callbacks, problems
+from statemachines.web.fast_send import FastSend
 from statemachines.web.keys import KeyStore
 from statemachines.web.metrics import CONTENT_TYPE
 from statemachines.web.models import Health
@@ -82,5 +83,8 @@ def create_app(
         console = importlib.import_module(CONSOLE_MODULE)
         app.include_router(console.router(state))
 
+    # The hot route answered without FastAPI's per-request machinery (the route above still
+    # documents it and answers every request the short path hands over): web/fast_send.py.
+    app.add_middleware(FastSend, state=state)
     app.openapi = lambda: typed_schema(app, engine)  # type: ignore[method-assign]
     return app
