@@ -1,0 +1,294 @@
+"""The web console: server-rendered pages under /console for operators.
+
+`router(state)` returns the routes; `create_app` includes them. Pages read through the engine's
+public queries; actions call `send`, `cancel`, `retry` (and `rewind`, `migrate` when the engine
+has them) with the logged-in key's name as actor. Every request is authenticated here, in
+`Console.guard`, and every POST checks the session's CSRF token (statemachines.web.console_session).
+
+Status codes: a page without a session redirects to the login form (303); a forged, expired or
+revoked session is 401, and so is a POST without one; a key lacking the scope is 403, and so is
+a form whose CSRF token is missing or wrong; engine errors map as the API maps them (404, 409,
+422, 503), the page shown again with the error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from statemachines import errors
+from statemachines.web.console_pages import OPTIONAL_ACTIONS, Pages
+from statemachines.web.console_session import COOKIE, LOGIN_COOKIE, LOGIN_TTL, Forged, Session, Sessions
+from statemachines.web.console_views import SECURITY_HEADERS, Views
+
+PREFIX = "/console"
+
+#: Engine errors -> HTTP status, most specific first (the API uses the same statuses).
+ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (errors.InstanceNotFound, 404),
+    (errors.UnknownMachine, 404),
+    (errors.EventRejected, 409),
+    (errors.InstanceClosed, 409),
+    (errors.InstanceExists, 409),
+    (errors.PayloadInvalid, 422),
+    (errors.ContextInvalid, 422),
+    (errors.InvalidArgument, 422),
+    (errors.ActionFailed, 422),
+    (errors.StorageUnavailable, 503),
+    (errors.StateMachineError, 400),
+)
+NOTICES = {"sent": "Event applied.", "cancelled": "Instance cancelled.", "retried": "Instance retried."}
+NOTICES.update({a.name: f"{a.label} done." for a in OPTIONAL_ACTIONS})
+
+
+def status_of(exc: Exception) -> int:
+    return next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
+
+
+@dataclass
+class Guarded:
+    """The outcome of authenticating one request: a session, or the response refusing it; and a
+    cookie to set when a session was made on the spot (no keys exist)."""
+
+    session: Session | None
+    denied: Response | None = None
+    new_cookie: str | None = None
+
+
+class Console:
+    """The console's handlers on one service state (engine, keys, session secret)."""
+
+    def __init__(self, state: Any, prefix: str = PREFIX) -> None:
+        self.engine = state.engine
+        self.prefix = prefix
+        self.sessions = Sessions(state.session_secret, state.keys)
+        self.views = Views(prefix)
+        self.pages = Pages(self.engine, prefix + "/instances")
+
+    # authentication ------------------------------------------------------------------------------
+    def guard(self, request: Request, need: str, *, page: bool) -> Guarded:
+        """Who is asking, and may they do what needs scope `need`? `page`: a GET of a page,
+        which sends a person without a session to the login form instead of a 401."""
+        try:
+            session = self.sessions.read(request.cookies.get(COOKIE))
+        except Forged as exc:
+            response = self.views.message(401, "Not logged in", f"{exc}. Log in again.", login_link=True)
+            response.delete_cookie(COOKIE, path="/")
+            return Guarded(None, response)
+        new_cookie = None
+        if session is None and self.sessions.open_local():
+            new_cookie = self.sessions.issue("")
+            session = self.sessions.read(new_cookie)
+        if session is None:
+            if page:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return Guarded(None, self.redirect("/login?" + urlencode({"next": target})))
+            return Guarded(None, self.views.message(401, "Not logged in", "Log in first.", login_link=True))
+        if not session.can(need):
+            text = f"The key {session.name!r} lacks the {need!r} scope this needs."
+            return Guarded(session, self.views.message(403, "Not allowed", text, session=session))
+        return Guarded(session, None, new_cookie)
+
+    async def guard_form(self, request: Request, need: str) -> tuple[Guarded, dict[str, Any]]:
+        """`guard` for a POSTed form, plus its CSRF check (403 when missing or wrong)."""
+        form = dict(await request.form())
+        guarded = self.guard(request, need, page=False)
+        if guarded.denied is None and guarded.session is not None and not self.sessions.check_csrf(
+            guarded.session, form.get("csrf")
+        ):
+            text = "The form's CSRF token is missing or wrong: reload the page and try again."
+            guarded = Guarded(guarded.session, self.views.message(403, "Refused", text, session=guarded.session))
+        return guarded, form
+
+    def finish(self, guarded: Guarded, response: Response) -> Response:
+        if guarded.new_cookie is not None:
+            self.set_session(response, guarded.new_cookie)
+        return response
+
+    def set_session(self, response: Response, value: str) -> None:
+        response.set_cookie(
+            COOKIE, value, max_age=self.sessions.ttl, path="/", httponly=True, samesite="strict",
+            secure=False,  # a plain-HTTP loopback console must work; behind TLS the proxy adds Secure
+        )
+
+    def redirect(self, path: str) -> RedirectResponse:
+        return RedirectResponse(self.prefix + path, status_code=303, headers={"Cache-Control": "no-store"})
+
+    # login ---------------------------------------------------------------------------------------
+    def login_form(self, next_url: str, status_code: int = 200, error: str | None = None) -> Response:
+        cookie, token = self.sessions.login_nonce()
+        response = self.views.page("login.html", status_code, login_csrf=token, next=next_url, error=error)
+        response.set_cookie(
+            LOGIN_COOKIE, cookie, max_age=LOGIN_TTL, path=self.prefix, httponly=True, samesite="strict"
+        )
+        return response
+
+    def safe_next(self, value: Any) -> str:
+        """Only a path of this console: never an absolute URL or `//host` (no open redirect)."""
+        if isinstance(value, str) and value.startswith(self.prefix + "/") and not value.startswith("//"):
+            if "\\" not in value and "\n" not in value and "\r" not in value:
+                return value
+        return self.prefix + "/machines"
+
+    async def login(self, request: Request) -> Response:
+        form = dict(await request.form())
+        next_url = self.safe_next(form.get("next"))
+        if not self.sessions.check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            return self.login_form(next_url, 403, "The login form expired or was not ours: try again.")
+        secret = form.get("key")
+        key = self.sessions.keys.verify(secret.strip()) if isinstance(secret, str) and secret.strip() else None
+        if key is None:
+            return self.login_form(next_url, 401, "That key is not valid.")
+        response = RedirectResponse(next_url, status_code=303)
+        self.set_session(response, self.sessions.issue(str(key.id)))
+        response.delete_cookie(LOGIN_COOKIE, path=self.prefix)
+        return response
+
+    # instance actions ----------------------------------------------------------------------------
+    async def act(self, request: Request, instance_id: str, action: str) -> Response:
+        need = next((a.scope for a in OPTIONAL_ACTIONS if a.name == action), "write")
+        guarded, form = await self.guard_form(request, need)
+        if guarded.denied is not None:
+            return guarded.denied
+        session = guarded.session
+        assert session is not None
+        try:
+            self.apply(action, instance_id, form, session)
+        except errors.StateMachineError as exc:
+            return self.instance_page(instance_id, session, status_of(exc), error=str(exc))
+        except _BadForm as exc:
+            return self.instance_page(instance_id, session, 422, error=str(exc))
+        return self.redirect(f"/instances/{quote(instance_id, safe='')}?done={action}")
+
+    def apply(self, action: str, instance_id: str, form: dict[str, Any], session: Session) -> None:
+        engine, actor = self.engine, session.actor
+        if action == "events":
+            engine.send(instance_id, _text(form, "event") or "", _payload(form), actor=actor)
+        elif action == "cancel":
+            engine.cancel(instance_id, _text(form, "reason"), actor=actor)
+        elif action == "retry":
+            engine.retry(instance_id, actor=actor)
+        elif action == "rewind":
+            seq = _text(form, "seq")
+            if seq is None or not seq.isdigit():
+                raise _BadForm("rewind needs the history seq to go back to, a whole number")
+            engine.rewind(instance_id, int(seq), actor=actor)
+        elif action == "migrate":
+            engine.migrate(instance_id, _text(form, "version"), actor=actor)
+
+    def instance_page(
+        self, instance_id: str, session: Session, status_code: int = 200, **extra: Any
+    ) -> Response:
+        try:
+            data = self.pages.instance(instance_id)
+        except errors.StateMachineError as exc:
+            return self.views.message(status_of(exc), "Instance", str(exc), session=session)
+        data["can_write"] = session.can("write")
+        return self.views.page("instance.html", status_code, session=session, **data, **extra)
+
+
+class _BadForm(Exception):
+    """A form value the console itself cannot use (not an engine error)."""
+
+
+def _text(form: dict[str, Any], name: str) -> str | None:
+    value = form.get(name)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _payload(form: dict[str, Any]) -> Any:
+    text = _text(form, "payload")
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _BadForm(f"the payload is not valid JSON: {exc}") from None
+
+
+def router(state: Any, prefix: str = PREFIX) -> APIRouter:
+    """The console's routes, to include in the service's app (hidden from the OpenAPI schema)."""
+    console = Console(state, prefix)
+    views = console.views
+    r = APIRouter(prefix=prefix, include_in_schema=False)
+
+    @r.get("")
+    @r.get("/")
+    def home() -> Response:
+        return console.redirect("/machines")
+
+    @r.get("/static/{name}")
+    def static(name: str) -> Response:
+        return views.static(name)
+
+    @r.get("/login")
+    def login_page(request: Request, next: str = "") -> Response:
+        if console.sessions.open_local():
+            return console.redirect("/machines")
+        return console.login_form(console.safe_next(next))
+
+    @r.post("/login")
+    async def login(request: Request) -> Response:
+        return await console.login(request)
+
+    @r.post("/logout")
+    async def logout(request: Request) -> Response:
+        guarded, _ = await console.guard_form(request, "read")
+        if guarded.denied is not None:
+            return guarded.denied
+        response = console.redirect("/login")
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @r.get("/machines")
+    def machines(request: Request) -> Response:
+        guarded = console.guard(request, "read", page=True)
+        if guarded.denied is not None:
+            return guarded.denied
+        data = console.pages.machines()
+        return console.finish(guarded, views.page("machines.html", session=guarded.session, **data))
+
+    @r.get("/instances")
+    def instances(request: Request) -> Response:
+        guarded = console.guard(request, "read", page=True)
+        if guarded.denied is not None:
+            return guarded.denied
+        try:
+            data = console.pages.instances(request.query_params)
+        except errors.StateMachineError as exc:
+            return views.message(status_of(exc), "Instances", str(exc), session=guarded.session)
+        return console.finish(guarded, views.page("instances.html", session=guarded.session, **data))
+
+    @r.get("/instances/{instance_id}")
+    def instance(request: Request, instance_id: str, done: str = "") -> Response:
+        guarded = console.guard(request, "read", page=True)
+        if guarded.denied is not None or guarded.session is None:
+            return guarded.denied or Response(status_code=401)
+        page = console.instance_page(instance_id, guarded.session, notice=NOTICES.get(done))
+        return console.finish(guarded, page)
+
+    @r.get("/instances/{instance_id}/fingerprint")
+    def fingerprint(request: Request, instance_id: str) -> Response:
+        """What the instance page polls (every second) to reload itself when something changed."""
+        guarded = console.guard(request, "read", page=False)
+        if guarded.denied is not None:
+            return JSONResponse({"error": "not logged in"}, status_code=guarded.denied.status_code)
+        found = console.pages.queries.fingerprint(instance_id)
+        if found is None:
+            return JSONResponse({"error": "no such instance"}, status_code=404, headers=SECURITY_HEADERS)
+        return JSONResponse({"fingerprint": found}, headers=SECURITY_HEADERS)
+
+    @r.post("/instances/{instance_id}/{action}")
+    async def act(request: Request, instance_id: str, action: str) -> Response:
+        if action not in ("events", "cancel", "retry") and not any(
+            a.name == action and callable(getattr(console.engine, a.name, None)) for a in OPTIONAL_ACTIONS
+        ):
+            return views.message(404, "Not found", f"There is no action {action!r}.")
+        return await console.act(request, instance_id, action)
+
+    return r

@@ -1,0 +1,127 @@
+"""What each console page shows, gathered from the engine's public queries (and the console's
+own list queries): plain dicts for the templates, no HTTP here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagrams import DiagramError
+from statemachines import errors
+from statemachines.web.console_diagrams import StateCounts, definition_svg, run_svg, state_rows
+from statemachines.web.console_queries import STATUSES, ConsoleQueries, Query
+
+COLUMNS = ("id", "machine", "state", "status", "version", "updated")
+
+
+@dataclass(frozen=True)
+class ActionField:
+    name: str
+    label: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """An instance action beyond cancel and retry, offered when the engine has the method."""
+
+    name: str  # the Engine method, and the last segment of the form's URL
+    label: str
+    scope: str
+    fields: tuple[ActionField, ...] = field(default_factory=tuple)
+
+
+#: Shown only when the engine in use has the method (they are newer than the console).
+OPTIONAL_ACTIONS = (
+    Action("rewind", "Rewind", "admin", (ActionField("seq", "to history seq", True),)),
+    Action("migrate", "Migrate", "admin", (ActionField("version", "to definition version (empty: latest)"),)),
+)
+
+
+def payload_hint(model: Any) -> str | None:
+    """`{"amount": number, "note": string}` from an event's payload model, for the form."""
+    try:
+        schema = model.model_json_schema()
+    except Exception:  # a model pydantic cannot describe: no hint, the form still works
+        return None
+    props = schema.get("properties") or {}
+    if not props:
+        return None
+    parts = [f'"{name}": {spec.get("type", "value")}' for name, spec in props.items()]
+    return "{" + ", ".join(parts) + "}"
+
+
+class Pages:
+    """Page data for one engine; `link` is the URL of the instances list (for diagram links)."""
+
+    def __init__(self, engine: Any, link: str) -> None:
+        self.engine = engine
+        self.queries = ConsoleQueries(engine)
+        self.link = link
+
+    def machines(self) -> dict[str, Any]:
+        machines = []
+        for entry in self.queries.machines():
+            name = entry["name"]
+            rows = self.queries.counts(name)
+            item: dict[str, Any] = {**entry, "svg": None, "error": None}
+            try:
+                spec = self.engine.stored_spec(name)
+                item["svg"], counts = definition_svg(spec, rows, self.link)
+                item["states"] = state_rows(spec, counts)
+            except (DiagramError, errors.StateMachineError) as exc:
+                counts = StateCounts.of(rows)
+                item["error"] = str(exc)
+                item["states"] = [{"state": s, **per} for s, per in counts.by_state.items()]
+            item["totals"] = {status: counts.total(status) for status in STATUSES}
+            machines.append(item)
+        return {"machines": machines, "statuses": STATUSES, "nav": "machines"}
+
+    def instances(self, params: Any) -> dict[str, Any]:
+        query = Query.parse(params)
+        page = self.queries.page(query)
+        names = [m["name"] for m in self.queries.machines()]
+        nav = "failed" if query.status == "failed" else "instances"
+        return {
+            "query": query,
+            "page": page,
+            "columns": COLUMNS,
+            "statuses": STATUSES,
+            "machine_names": names,
+            "nav": nav,
+        }
+
+    def instance(self, instance_id: str) -> dict[str, Any]:
+        engine = self.engine
+        status = engine.status(instance_id)
+        snapshot = status.snapshot
+        history = engine.history(instance_id)
+        attempts = engine.effect_attempts(instance_id)
+        diagram, diagram_error = None, None
+        try:
+            diagram = run_svg(engine, instance_id)
+        except (DiagramError, errors.StateMachineError) as exc:
+            diagram_error = str(exc)
+        hints: dict[str, str] = {}
+        compiled = engine.runtime.machines.get(snapshot.machine)
+        if compiled is not None:
+            for event, model in compiled.definition.event_schemas.items():
+                hint = payload_hint(model)
+                if hint:
+                    hints[event] = hint
+        return {
+            "s": snapshot,
+            "status": status,
+            "effects": status.effects,
+            "attempts": attempts,
+            "history": history,
+            "context": json.loads(snapshot.context_json),
+            "diagram": diagram,
+            "diagram_error": diagram_error,
+            "fingerprint": self.queries.fingerprint(instance_id) or "",
+            "now": engine.clock.now(),
+            "payload_hints": hints,
+            "extra_actions": [a for a in OPTIONAL_ACTIONS if callable(getattr(engine, a.name, None))],
+            "nav": "instances",
+        }
