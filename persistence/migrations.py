@@ -101,6 +101,8 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
         _add_column("sm_timers", "trace", "TEXT"),
         _add_column("sm_effects", "trace", "TEXT"),
     ),
+    # (web service) API keys of the HTTP API, stored as digests.
+    _create_missing("ApiKeyRow"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

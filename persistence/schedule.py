@@ -91,6 +91,7 @@ _SQL = {
     "fail_effect": "UPDATE sm_effects SET status = 'failed', lease_until = NULL, last_error = :error,"
     " updated_at = :now WHERE id = :effect_id AND status IN ('pending', 'running')",
     "use_token": "INSERT INTO sm_token_uses (token_id, instance_id, used_at) VALUES (:token_id, :id, :now)",
+    "token_used": "SELECT 1 FROM sm_token_uses WHERE token_id = :token_id",
 }
 
 _CLAIM_TIMERS = (
@@ -315,6 +316,11 @@ class Schedule:
         return cur.rowcount
 
     # tokens ------------------------------------------------------------------------------------
+    def token_used(self, cur: Any, token_id: str) -> bool:
+        """Whether the token with this nonce was spent (a read: nothing is claimed)."""
+        cur.execute(self.sql["token_used"], {"token_id": token_id})
+        return cur.fetchone() is not None
+
     def use_token(self, cur: Any, token_id: str, instance_id: str, now: datetime) -> None:
         """Raises `Conflict` when the token was used before."""
         cur.execute(self.sql["use_token"], {"token_id": token_id, "id": instance_id, "now": self.db.ts(now)})

@@ -64,6 +64,9 @@ _SQL = {
     " :outcome, :reason)",
     "history": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " ORDER BY seq",
+    # One page of the history (keyset: the records after a seq), for the web API.
+    "history_page": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
+    " AND seq > :after ORDER BY seq LIMIT :limit",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -253,12 +256,17 @@ class Store:
         limit: int,
         offset: int,
         charts: bool = True,
+        after: tuple[Any, str] | None = None,
     ) -> list[tuple[Any, ...]]:
         """A page of instances in (created_at, id) order. With `state` and `charts`, an instance
         matches when that state is active at any depth: a flat row whose state it is, or a chart
         instance with it among its active states (`sm_chart_states`, indexed by state). `charts`
-        False (a machine known to be flat) keeps the single-index query."""
-        shape = (machine is not None, state is not None, status is not None, charts and state is not None)
+        False (a machine known to be flat) keeps the single-index query. `after` (a stored
+        created_at and an id) starts the page after that row: keyset paging, an index range."""
+        shape = (
+            machine is not None, state is not None, status is not None, charts and state is not None,
+            after is not None,
+        )  # fmt: skip
         sql = self._list_cache.get(shape)
         if sql is None:
             conditions = ("machine = :machine", "state = :state", "status = :status")
@@ -272,6 +280,8 @@ class Store:
                     conditions[2],
                 )
             where = [c for c, on in zip(conditions, shape[:3], strict=True) if on]
+            if after is not None:
+                where.append("(created_at, id) > (:after_at, :after_id)")
             text = f"SELECT {INSTANCE_COLUMNS} FROM sm_instances"
             if where:
                 text += " WHERE " + " AND ".join(where)
@@ -285,6 +295,8 @@ class Store:
                 "status": status,
                 "limit": limit,
                 "offset": offset,
+                "after_at": after[0] if after else None,
+                "after_id": after[1] if after else None,
             },
         )
         return cur.fetchall()
@@ -316,6 +328,11 @@ class Store:
 
     def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         cur.execute(self.sql["history"], {"id": instance_id})
+        return cur.fetchall()
+
+    def history_page(self, cur: Any, instance_id: str, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` history rows with seq > `after`, in seq order."""
+        cur.execute(self.sql["history_page"], {"id": instance_id, "after": after, "limit": limit})
         return cur.fetchall()
 
     def insert_receipt(

@@ -192,3 +192,17 @@ class TokenUseRow(SQLModel, table=True):
     token_id: str = Field(primary_key=True)
     instance_id: str
     used_at: datetime = Field(sa_column=_ts())
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """HTTP API keys (`statemachines keys create`). Only a SHA-256 digest of the secret is stored:
+    the secret is 256 random bits, so a fast hash is enough, and a database dump reveals no key."""
+
+    __tablename__ = "sm_api_keys"
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    #: Space-separated scopes: `read`, `write`, `admin`.
+    scopes: str = Field(max_length=64)
+    digest: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -6,7 +6,9 @@ Functions of the `Runtime`; `Engine.token/send_token` delegate here after checki
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from persistence import Conflict
 from statemachines import errors, tokens
@@ -54,6 +56,23 @@ def _issued_entry_holds(rt: Runtime, row: tuple[Any, ...], event: str, entered_s
     return any(active[h] == entered_seq for h in handlers)
 
 
+def inspect_token(rt: Runtime, secret: str | bytes | None, token: str) -> tuple[tokens.TokenClaims, str]:
+    """The claims of a token that would be accepted now, and its instance's machine; raises
+    `TokenInvalid` (`TokenForged` for one we did not sign) as `redeem_token` would. Spends
+    nothing: for showing the person who holds it what it will do."""
+    key = tokens.resolve_secret(secret)
+    claims = tokens.verify(key, token, rt.clock.now())
+    with rt.read() as cur:
+        row = rt.store.get_instance(cur, claims.instance_id)
+        if row is None:
+            raise errors.TokenInvalid("its instance does not exist")
+        if rt.schedule.token_used(cur, claims.nonce):
+            raise errors.TokenInvalid("already used")
+    if row[STATUS] != ACTIVE or not _issued_entry_holds(rt, row, claims.event, claims.entered_seq):
+        raise errors.TokenInvalid("stale: the instance has left the state it was issued in")
+    return claims, row[MACHINE]
+
+
 def redeem_token(
     rt: Runtime, secret: str | bytes | None, token: str, payload: Any, actor: str | None
 ) -> Snapshot:
@@ -77,3 +96,24 @@ def redeem_token(
     if isinstance(outcome, errors.EventRejected):
         raise outcome
     return outcome
+
+
+BASE_URL_ENV = "STATEMACHINES_BASE_URL"
+
+
+def link(token: str, base_url: str | None) -> str:
+    """`<base>/callbacks/<token>`: the URL the web service answers for a token. The base is the
+    service's public address, given or from $STATEMACHINES_BASE_URL; there is no default (a
+    guessed host in a mailed link would send approvers somewhere else)."""
+    base = base_url if base_url is not None else os.environ.get(BASE_URL_ENV)
+    if not base:
+        raise errors.ConfigurationError(
+            f"callback URLs need the service's public address: pass base_url=... or set ${BASE_URL_ENV}"
+            " (e.g. https://workflows.example.com)"
+        )
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise errors.ConfigurationError(
+            f"the base URL must be http(s)://host[:port][/path], got {base!r}"
+        )
+    return f"{base.rstrip('/')}/callbacks/{token}"

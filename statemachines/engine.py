@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from persistence import Conflict, Database, DatabaseError, migrate
+from persistence import Conflict, Database, DatabaseError, migrate, stats
 from persistence.database import Transaction
-from statemachines import callbacks, due, durable, errors, telemetry
+from statemachines import callbacks, due, durable, errors, pages, telemetry
 from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_page, check_text
 from statemachines.chart import CompiledChart
@@ -54,6 +54,7 @@ from statemachines.rows import (
     snapshot_from_row,
 )
 from statemachines.runtime import Runtime, typed_storage_error
+from statemachines.tokens import TokenClaims
 
 DEFAULT_URL = "sqlite:///statemachines.db"
 
@@ -324,6 +325,44 @@ class Engine:
             rows = self.store.list_instances(cur, machine, state, status, limit, offset, charts)
         return [snapshot_from_row(self.db, r, self._model_of(r[MACHINE])) for r in rows]
 
+    def instances_page(
+        self,
+        *,
+        machine: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> pages.Page[Snapshot]:
+        """Like `instances`, one keyset page at a time: pass the page's `next_cursor` back to get
+        the next one (None: that was the last). Deep pages cost what the first does."""
+        pages.check_limit(limit)
+        for what, value in (("machine", machine), ("state", state), ("status", status)):
+            if value is not None:
+                check_name(value, what)
+        return pages.instances_page(self.runtime, machine, state, status, limit, cursor)
+
+    def history_page(
+        self, instance_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> pages.Page[Record]:
+        """`history` one keyset page at a time (records in seq order), like `instances_page`."""
+        check_id(instance_id)
+        pages.check_limit(limit)
+        return pages.history_page(self.runtime, instance_id, limit, cursor)
+
+    def state_counts(self, machine: str) -> dict[str, dict[str, int]]:
+        """How many instances of `machine` sit in each state, by status: `{state: {status: n}}`
+        (a statechart instance counts in every state active in it). For dashboards."""
+        check_name(machine, "machine name")
+        with self._read() as cur:
+            return stats.state_counts(self.db, cur, machine)
+
+    def versions(self, machine: str) -> list[str]:
+        """The definition versions of `machine` stored in the database, latest first."""
+        check_name(machine, "machine name")
+        with self._read() as cur:
+            return stats.definition_versions(self.db, cur, machine)
+
     def _model_of(self, machine: str) -> type[BaseModel] | None:
         return self.runtime.model_of(machine)
 
@@ -364,6 +403,19 @@ class Engine:
         if isinstance(event, str):
             check_not_reserved(event)
         return callbacks.issue_token(self.runtime, self._secret, instance_id, event, ttl)
+
+    def callback_url(
+        self, instance_id: str, event: str, ttl: Duration = "7d", *, base_url: str | None = None
+    ) -> str:
+        """A link that sends `event` once (`token`) through the web service:
+        `$STATEMACHINES_BASE_URL/callbacks/<token>` (or `base_url`). POSTing JSON to it applies
+        the event with that payload; opening it in a browser shows a form. See docs/service.md."""
+        return callbacks.link(self.token(instance_id, event, ttl), base_url)
+
+    def inspect_token(self, token: str) -> tuple[TokenClaims, str]:
+        """What a token would do if redeemed now, and its instance's machine, without spending
+        it; raises `TokenInvalid` (`TokenForged` if we did not sign it) as `send_token` would."""
+        return callbacks.inspect_token(self.runtime, self._secret, token)
 
     def send_token(self, token: str, payload: Any = None, *, actor: str | None = None) -> Snapshot:
         """Apply the event a token was issued for; forged, expired, stale or reused tokens raise

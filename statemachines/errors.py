@@ -216,3 +216,11 @@ class ReentrantCall(StateMachineError):
     it (or wait for it forever), so it is refused before anything is written, and the outer
     event fails as a whole (`ActionFailed`, with this as its cause). Actions may only change
     the context: send events to other instances from an effect, or after `send` returns."""
+
+
+# Callback tokens: forged vs spent ---------------------------------------------------------------
+class TokenForged(TokenInvalid):
+    """A callback token we did not issue (bad signature) or that is not a token at all.
+
+    The other `TokenInvalid` cases (expired, stale, used) are tokens we did issue whose time has
+    passed: the web service answers those 410 Gone, and a forged one 403 Forbidden."""

@@ -15,12 +15,21 @@ See docs/observability.md.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 TRACER_NAME = "statemachines"
+log = logging.getLogger("statemachines.telemetry")
+
+#: In-process observers of every action, e.g. the web service's Prometheus `/metrics`: each is
+#: called with the kind (`send`, `start`, `timer`, `effect`), the span's attributes (machine,
+#: outcome, ...) and the seconds the action took. Empty by default: then nothing is measured and
+#: `span()` stays the shared no-op. See `add_sink`.
+Sink = Callable[[str, dict[str, Any], float], None]
+_sinks: list[Sink] = []
 
 #: Attribute names metrics are broken down by (low cardinality: never the instance).
 MACHINE, OUTCOME, EVENT, KIND, EFFECT = "machine", "outcome", "event", "kind", "effect"
@@ -120,6 +129,7 @@ def _span(api: _Api, kind: str, parent: str | None, attributes: dict[str, Any]) 
         set_status_on_exception=False,
     ) as otel_span:
         span = Span(otel_span, attributes)
+        started = time.perf_counter()
         try:
             yield span
         except BaseException as exc:
@@ -130,8 +140,10 @@ def _span(api: _Api, kind: str, parent: str | None, attributes: dict[str, Any]) 
                 otel_span.record_exception(exc)
                 otel_span.set_status(api.trace.Status(api.trace.StatusCode.ERROR, str(exc)[:500]))
             _count(api, kind, span)
+            _notify(kind, attributes, time.perf_counter() - started)
             raise
         _count(api, kind, span)
+        _notify(kind, attributes, time.perf_counter() - started)
 
 
 _RECHECK_SECONDS = 1.0
@@ -173,8 +185,59 @@ def span(kind: str, parent: str | None = None, **attributes: Any) -> Any:
     """
     api = _api if _api is not None else _load()
     if api is None or not _configured(api):
-        return _NO_SPAN
+        return _Measured(kind, attributes) if _sinks else _NO_SPAN
     return _span(api, kind, parent, attributes)
+
+
+class _Measured:
+    """The span when sinks observe actions but OpenTelemetry is not tracing: keeps the
+    attributes, times the action, and hands both to the sinks when it ends."""
+
+    __slots__ = ("_attributes", "_kind", "_started")
+
+    def __init__(self, kind: str, attributes: dict[str, Any]) -> None:
+        self._kind = kind
+        self._attributes = attributes
+        self._started = 0.0
+
+    def __enter__(self) -> _Measured:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._attributes["outcome"] = "rejected" if _is_rejection(exc) else "error"
+        _notify(self._kind, self._attributes, time.perf_counter() - self._started)
+
+    def set(self, **attributes: Any) -> None:
+        for key, value in attributes.items():
+            if value is not None:
+                self._attributes[key] = value
+
+    def get(self, key: str) -> Any:
+        return self._attributes.get(key)
+
+
+def add_sink(sink: Sink) -> None:
+    """Call `sink(kind, attributes, seconds)` after every send, start, timer fired and effect
+    attempt in this process, whatever its outcome. A sink must be fast and must not raise (an
+    exception is logged and ignored: measuring never fails an event)."""
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    """Stop calling `sink`; unknown sinks are ignored."""
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def _notify(kind: str, attributes: dict[str, Any], seconds: float) -> None:
+    for sink in tuple(_sinks):
+        try:
+            sink(kind, attributes, seconds)
+        except Exception:
+            log.exception("telemetry sink %r failed; ignored", sink)
 
 
 def _is_rejection(exc: BaseException) -> bool:

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from statemachines.errors import ConfigurationError, TokenInvalid
+from statemachines.errors import ConfigurationError, TokenForged, TokenInvalid
 
 PREFIX = "smt1"
 SECRET_ENV = "STATEMACHINES_SECRET"
@@ -80,13 +80,13 @@ def expiry_seconds(expires_at: datetime) -> int:
 def verify(key: bytes, token: object, now: datetime) -> TokenClaims:
     """Check signature and expiry (not staleness or reuse: those need the database)."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-        raise TokenInvalid("malformed token")
+        raise TokenForged("malformed token")
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != PREFIX or not token.isascii():  # ours are base64url: ASCII
-        raise TokenInvalid("malformed token")
+        raise TokenForged("malformed token")
     _, body, signature = parts
     if not hmac.compare_digest(_sign(key, body), signature):
-        raise TokenInvalid("bad signature (forged or altered)")
+        raise TokenForged("bad signature (forged or altered)")
     try:
         raw = json.loads(_unb64(body))
         claims = TokenClaims(
@@ -94,7 +94,7 @@ def verify(key: bytes, token: object, now: datetime) -> TokenClaims:
             datetime.fromtimestamp(int(raw["x"]), UTC), str(raw["n"]),
         )  # fmt: skip
     except (ValueError, KeyError, TypeError) as exc:
-        raise TokenInvalid(f"malformed token body: {exc}") from None
+        raise TokenForged(f"malformed token body: {exc}") from None
     if now >= claims.expires_at:
         raise TokenInvalid(f"expired at {claims.expires_at.isoformat()}")
     return claims
