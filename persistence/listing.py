@@ -124,8 +124,7 @@ class Listing:
         sql = self._cache.get(("machines",))
         if sql is None:
             sql = self._cache[("machines",)] = self.db.sql(
-                "SELECT name, version, created_at, revision FROM sm_definitions"
-                " ORDER BY name, revision DESC"
+                "SELECT name, version, created_at, revision FROM sm_definitions ORDER BY name, revision DESC"
             )
         cur.execute(sql)
         return list(cur.fetchall())
@@ -152,7 +151,8 @@ class Listing:
                 "SELECT i.last_seq, i.version, i.status,"
                 " (SELECT COUNT(*) FROM sm_timers t WHERE t.instance_id = i.id),"
                 " (SELECT COUNT(*) FROM sm_effect_attempts a WHERE a.instance_id = i.id),"
-                " (SELECT COUNT(*) FROM sm_effects e WHERE e.instance_id = i.id AND e.status IN ('pending', 'running'))"
+                " (SELECT COUNT(*) FROM sm_effects e WHERE e.instance_id = i.id"
+                " AND e.status IN ('pending', 'running'))"
                 " FROM sm_instances i WHERE i.id = :id"
             )
         cur.execute(sql, {"id": instance_id})

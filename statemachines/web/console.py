@@ -42,7 +42,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.StorageUnavailable, 503),
     (errors.StateMachineError, 400),
 )
-NOTICES = {"sent": "Event applied.", "cancelled": "Instance cancelled.", "retried": "Instance retried."}
+NOTICES = {"events": "Event applied.", "cancelled": "Instance cancelled.", "retried": "Instance retried."}
 NOTICES.update({a.name: f"{a.label} done." for a in OPTIONAL_ACTIONS})
 
 
@@ -52,12 +52,10 @@ def status_of(exc: Exception) -> int:
 
 @dataclass
 class Guarded:
-    """The outcome of authenticating one request: a session, or the response refusing it; and a
-    cookie to set when a session was made on the spot (no keys exist)."""
+    """The outcome of authenticating one request: a session, or the response refusing it."""
 
     session: Session | None
     denied: Response | None = None
-    new_cookie: str | None = None
 
 
 class Console:
@@ -68,7 +66,7 @@ class Console:
         self.prefix = prefix
         self.sessions = Sessions(state.session_secret, state.keys)
         self.views = Views(prefix)
-        self.pages = Pages(self.engine, prefix + "/instances")
+        self.pages = Pages(self.engine)
 
     # authentication ------------------------------------------------------------------------------
     def guard(self, request: Request, need: str, *, page: bool) -> Guarded:
@@ -77,76 +75,105 @@ class Console:
         try:
             session = self.sessions.read(request.cookies.get(COOKIE))
         except Forged as exc:
-            response = self.views.message(401, "Not logged in", f"{exc}. Log in again.", login_link=True)
+            response = self.views.message(
+                request, 401, "Not logged in", f"{exc}. Log in again.", login_link=True
+            )
             response.delete_cookie(COOKIE, path="/")
             return Guarded(None, response)
-        new_cookie = None
-        if session is None and self.sessions.open_local():
-            new_cookie = self.sessions.issue("")
-            session = self.sessions.read(new_cookie)
         if session is None:
             if page:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return Guarded(None, self.redirect("/login?" + urlencode({"next": target})))
-            return Guarded(None, self.views.message(401, "Not logged in", "Log in first.", login_link=True))
+                return Guarded(None, self.redirect(request, "/login?" + urlencode({"next": target})))
+            return Guarded(
+                None, self.views.message(request, 401, "Not logged in", "Log in first.", login_link=True)
+            )
         if not session.can(need):
             text = f"The key {session.name!r} lacks the {need!r} scope this needs."
-            return Guarded(session, self.views.message(403, "Not allowed", text, session=session))
-        return Guarded(session, None, new_cookie)
+            return Guarded(session, self.views.message(request, 403, "Not allowed", text, session=session))
+        return Guarded(session)
 
     async def guard_form(self, request: Request, need: str) -> tuple[Guarded, dict[str, Any]]:
         """`guard` for a POSTed form, plus its CSRF check (403 when missing or wrong)."""
         form = dict(await request.form())
         guarded = self.guard(request, need, page=False)
-        if guarded.denied is None and guarded.session is not None and not self.sessions.check_csrf(
-            guarded.session, form.get("csrf")
+        if (
+            guarded.denied is None
+            and guarded.session is not None
+            and not self.sessions.check_csrf(guarded.session, form.get("csrf"))
         ):
             text = "The form's CSRF token is missing or wrong: reload the page and try again."
-            guarded = Guarded(guarded.session, self.views.message(403, "Refused", text, session=guarded.session))
+            refused = self.views.message(request, 403, "Refused", text, session=guarded.session)
+            guarded = Guarded(guarded.session, refused)
         return guarded, form
-
-    def finish(self, guarded: Guarded, response: Response) -> Response:
-        if guarded.new_cookie is not None:
-            self.set_session(response, guarded.new_cookie)
-        return response
 
     def set_session(self, response: Response, value: str) -> None:
         response.set_cookie(
-            COOKIE, value, max_age=self.sessions.ttl, path="/", httponly=True, samesite="strict",
+            COOKIE,
+            value,
+            max_age=self.sessions.ttl,
+            path="/",
+            httponly=True,
+            samesite="strict",
             secure=False,  # a plain-HTTP loopback console must work; behind TLS the proxy adds Secure
         )
 
-    def redirect(self, path: str) -> RedirectResponse:
-        return RedirectResponse(self.prefix + path, status_code=303, headers={"Cache-Control": "no-store"})
+    def redirect(self, request: Request, path: str) -> RedirectResponse:
+        return RedirectResponse(
+            self.views.base(request) + path, status_code=303, headers={"Cache-Control": "no-store"}
+        )
 
     # login ---------------------------------------------------------------------------------------
-    def login_form(self, next_url: str, status_code: int = 200, error: str | None = None) -> Response:
+    def login_form(
+        self, request: Request, next_url: str, status_code: int = 200, error: str | None = None
+    ) -> Response:
         cookie, token = self.sessions.login_nonce()
-        response = self.views.page("login.html", status_code, login_csrf=token, next=next_url, error=error)
+        response = self.views.page(
+            request,
+            "login.html",
+            status_code,
+            login_csrf=token,
+            next=next_url,
+            error=error,
+            no_keys=not self.sessions.keys.any(),
+        )
         response.set_cookie(
-            LOGIN_COOKIE, cookie, max_age=LOGIN_TTL, path=self.prefix, httponly=True, samesite="strict"
+            LOGIN_COOKIE,
+            cookie,
+            max_age=LOGIN_TTL,
+            path=self.views.base(request),
+            httponly=True,
+            samesite="strict",
         )
         return response
 
-    def safe_next(self, value: Any) -> str:
+    def safe_next(self, request: Request, value: Any) -> str:
         """Only a path of this console: never an absolute URL or `//host` (no open redirect)."""
-        if isinstance(value, str) and value.startswith(self.prefix + "/") and not value.startswith("//"):
-            if "\\" not in value and "\n" not in value and "\r" not in value:
-                return value
-        return self.prefix + "/machines"
+        base = self.views.base(request)
+        if (
+            isinstance(value, str)
+            and value.startswith(base + "/")
+            and not value.startswith("//")
+            and not any(c in value for c in "\\\r\n")
+        ):
+            return value
+        return base + "/machines"
 
     async def login(self, request: Request) -> Response:
         form = dict(await request.form())
-        next_url = self.safe_next(form.get("next"))
+        next_url = self.safe_next(request, form.get("next"))
         if not self.sessions.check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
-            return self.login_form(next_url, 403, "The login form expired or was not ours: try again.")
+            return self.login_form(
+                request, next_url, 403, "The login form expired or was not ours: try again."
+            )
         secret = form.get("key")
-        key = self.sessions.keys.verify(secret.strip()) if isinstance(secret, str) and secret.strip() else None
+        key = (
+            self.sessions.keys.verify(secret.strip()) if isinstance(secret, str) and secret.strip() else None
+        )
         if key is None:
-            return self.login_form(next_url, 401, "That key is not valid.")
+            return self.login_form(request, next_url, 401, "That key is not valid.")
         response = RedirectResponse(next_url, status_code=303)
         self.set_session(response, self.sessions.issue(str(key.id)))
-        response.delete_cookie(LOGIN_COOKIE, path=self.prefix)
+        response.delete_cookie(LOGIN_COOKIE, path=self.views.base(request))
         return response
 
     # instance actions ----------------------------------------------------------------------------
@@ -160,10 +187,10 @@ class Console:
         try:
             self.apply(action, instance_id, form, session)
         except errors.StateMachineError as exc:
-            return self.instance_page(instance_id, session, status_of(exc), error=str(exc))
+            return self.instance_page(request, instance_id, session, status_of(exc), error=str(exc))
         except _BadForm as exc:
-            return self.instance_page(instance_id, session, 422, error=str(exc))
-        return self.redirect(f"/instances/{quote(instance_id, safe='')}?done={action}")
+            return self.instance_page(request, instance_id, session, 422, error=str(exc))
+        return self.redirect(request, f"/instances/{quote(instance_id, safe='')}?done={action}")
 
     def apply(self, action: str, instance_id: str, form: dict[str, Any], session: Session) -> None:
         engine, actor = self.engine, session.actor
@@ -182,14 +209,14 @@ class Console:
             engine.migrate(instance_id, _text(form, "version"), actor=actor)
 
     def instance_page(
-        self, instance_id: str, session: Session, status_code: int = 200, **extra: Any
+        self, request: Request, instance_id: str, session: Session, status_code: int = 200, **extra: Any
     ) -> Response:
         try:
             data = self.pages.instance(instance_id)
         except errors.StateMachineError as exc:
-            return self.views.message(status_of(exc), "Instance", str(exc), session=session)
+            return self.views.message(request, status_of(exc), "Instance", str(exc), session=session)
         data["can_write"] = session.can("write")
-        return self.views.page("instance.html", status_code, session=session, **data, **extra)
+        return self.views.page(request, "instance.html", status_code, session=session, **data, **extra)
 
 
 class _BadForm(Exception):
@@ -219,8 +246,8 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
 
     @r.get("")
     @r.get("/")
-    def home() -> Response:
-        return console.redirect("/machines")
+    def home(request: Request) -> Response:
+        return console.redirect(request, "/machines")
 
     @r.get("/static/{name}")
     def static(name: str) -> Response:
@@ -228,9 +255,7 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
 
     @r.get("/login")
     def login_page(request: Request, next: str = "") -> Response:
-        if console.sessions.open_local():
-            return console.redirect("/machines")
-        return console.login_form(console.safe_next(next))
+        return console.login_form(request, console.safe_next(request, next))
 
     @r.post("/login")
     async def login(request: Request) -> Response:
@@ -241,7 +266,7 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         guarded, _ = await console.guard_form(request, "read")
         if guarded.denied is not None:
             return guarded.denied
-        response = console.redirect("/login")
+        response = console.redirect(request, "/login")
         response.delete_cookie(COOKIE, path="/")
         return response
 
@@ -250,8 +275,8 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         guarded = console.guard(request, "read", page=True)
         if guarded.denied is not None:
             return guarded.denied
-        data = console.pages.machines()
-        return console.finish(guarded, views.page("machines.html", session=guarded.session, **data))
+        data = console.pages.machines(views.base(request) + "/instances")
+        return views.page(request, "machines.html", session=guarded.session, **data)
 
     @r.get("/instances")
     def instances(request: Request) -> Response:
@@ -261,16 +286,15 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         try:
             data = console.pages.instances(request.query_params)
         except errors.StateMachineError as exc:
-            return views.message(status_of(exc), "Instances", str(exc), session=guarded.session)
-        return console.finish(guarded, views.page("instances.html", session=guarded.session, **data))
+            return views.message(request, status_of(exc), "Instances", str(exc), session=guarded.session)
+        return views.page(request, "instances.html", session=guarded.session, **data)
 
     @r.get("/instances/{instance_id}")
     def instance(request: Request, instance_id: str, done: str = "") -> Response:
         guarded = console.guard(request, "read", page=True)
         if guarded.denied is not None or guarded.session is None:
             return guarded.denied or Response(status_code=401)
-        page = console.instance_page(instance_id, guarded.session, notice=NOTICES.get(done))
-        return console.finish(guarded, page)
+        return console.instance_page(request, instance_id, guarded.session, notice=NOTICES.get(done))
 
     @r.get("/instances/{instance_id}/fingerprint")
     def fingerprint(request: Request, instance_id: str) -> Response:
@@ -288,7 +312,7 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         if action not in ("events", "cancel", "retry") and not any(
             a.name == action and callable(getattr(console.engine, a.name, None)) for a in OPTIONAL_ACTIONS
         ):
-            return views.message(404, "Not found", f"There is no action {action!r}.")
+            return views.message(request, 404, "Not found", f"There is no action {action!r}.")
         return await console.act(request, instance_id, action)
 
     return r

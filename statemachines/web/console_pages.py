@@ -53,14 +53,15 @@ def payload_hint(model: Any) -> str | None:
 
 
 class Pages:
-    """Page data for one engine; `link` is the URL of the instances list (for diagram links)."""
+    """Page data for one engine."""
 
-    def __init__(self, engine: Any, link: str) -> None:
+    def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.queries = ConsoleQueries(engine)
-        self.link = link
 
-    def machines(self) -> dict[str, Any]:
+    def machines(self, link: str) -> dict[str, Any]:
+        """Every stored machine with its versions and its latest definition drawn with counts;
+        each state links to `link` (the instances list) filtered to it."""
         machines = []
         for entry in self.queries.machines():
             name = entry["name"]
@@ -68,7 +69,7 @@ class Pages:
             item: dict[str, Any] = {**entry, "svg": None, "error": None}
             try:
                 spec = self.engine.stored_spec(name)
-                item["svg"], counts = definition_svg(spec, rows, self.link)
+                item["svg"], counts = definition_svg(spec, rows, link)
                 item["states"] = state_rows(spec, counts)
             except (DiagramError, errors.StateMachineError) as exc:
                 counts = StateCounts.of(rows)

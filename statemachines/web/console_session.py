@@ -10,9 +10,8 @@ session, needs no storage, and a page from another origin cannot know it. The lo
 any session, is protected the same way by a short-lived nonce cookie. Every comparison of a
 secret value is `hmac.compare_digest` (constant time).
 
-With no API key created at all the service only listens on loopback, and the console is open to
-whoever reaches it there (as the API is): a session is issued without a login, named "local",
-and stops being accepted as soon as the first key exists.
+There is no way in without a key, even on loopback (as for the API): the login page says how to
+make the first one when none exists.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ COOKIE = "sm_console"
 LOGIN_COOKIE = "sm_console_login"
 SESSION_TTL = 12 * 3600  # seconds a login lasts
 LOGIN_TTL = 3600  # seconds a login form stays valid
-LOCAL = ""  # the key id of a session issued while no key exists
 #: Each scope and the scopes it includes: admin can do what write can, write what read can.
 GRANTS = {"read": {"read"}, "write": {"read", "write"}, "admin": {"read", "write", "admin"}}
 
@@ -44,7 +42,7 @@ def _unb64(text: str) -> bytes:
 
 
 def allows(scopes: frozenset[str] | set[str], need: str) -> bool:
-    """Whether a key with `scopes` may do what needs scope `need`."""
+    """Whether a key with `scopes` may do what needs scope `need` (as `ApiKey.allows`)."""
     return any(need in GRANTS.get(scope, ()) for scope in scopes)
 
 
@@ -90,15 +88,21 @@ class Sessions:
 
     def _open(self, purpose: str, value: str) -> dict[str, Any]:
         body, _, signature = value.partition(".")
-        if not body or not signature or not hmac.compare_digest(
-            signature.encode(), self._sign(purpose, body.encode()).encode()
+        if (
+            not body
+            or not signature
+            or not hmac.compare_digest(signature.encode(), self._sign(purpose, body.encode()).encode())
         ):
             raise Forged("the cookie's signature does not match")
         try:
             payload = json.loads(_unb64(body))
         except ValueError as exc:
             raise Forged("the cookie is malformed") from exc
-        if not isinstance(payload, dict) or not isinstance(payload.get("e"), int) or payload["e"] < time.time():
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("e"), int)
+            or payload["e"] < time.time()
+        ):
             raise Forged("the session has expired")
         return payload
 
@@ -107,12 +111,10 @@ class Sessions:
 
     # sessions ------------------------------------------------------------------------------------
     def issue(self, key_id: str) -> str:
-        """A new session cookie value for the key `key_id` (LOCAL: no keys exist)."""
-        return self._seal("session", {"k": key_id, "e": int(time.time()) + self.ttl, "n": secrets.token_hex(16)})
-
-    def open_local(self) -> bool:
-        """Whether the console is open without a login (no API key exists)."""
-        return not self.keys.any()
+        """A new session cookie value for the key `key_id`."""
+        return self._seal(
+            "session", {"k": key_id, "e": int(time.time()) + self.ttl, "n": secrets.token_hex(16)}
+        )
 
     def read(self, cookie: str | None) -> Session | None:
         """The session of a cookie; None when there is none; `Forged` when it is not valid."""
@@ -122,20 +124,14 @@ class Sessions:
         key_id, nonce = payload.get("k"), payload.get("n")
         if not isinstance(key_id, str) or not isinstance(nonce, str):
             raise Forged("the cookie is malformed")
-        if key_id == LOCAL:
-            if not self.open_local():
-                raise Forged("API keys exist now: log in with one")
-            return Session(LOCAL, "local", frozenset({"admin"}), self.csrf_of(nonce))
         key = self._key(key_id)
         if key is None:
             raise Forged("the key of this session was revoked")
         return Session(key.id, key.name, frozenset(key.scopes), self.csrf_of(nonce))
 
     def _key(self, key_id: str) -> Any:
-        get = getattr(self.keys, "get", None)
-        if callable(get):
-            return get(key_id)
-        return next((k for k in self.keys.list() if str(k.id) == key_id), None)
+        """The live key with this id (KeyStore.list has live keys only), or None."""
+        return next((k for k in self.keys.list() if k.id == key_id), None)
 
     def check_csrf(self, session: Session, token: Any) -> bool:
         return isinstance(token, str) and hmac.compare_digest(token.encode(), session.csrf.encode())
@@ -144,7 +140,9 @@ class Sessions:
     def login_nonce(self) -> tuple[str, str]:
         """(cookie value, form token) for one login form."""
         nonce = secrets.token_hex(16)
-        return self._seal("login", {"e": int(time.time()) + LOGIN_TTL, "n": nonce}), self.csrf_of("login:" + nonce)
+        return self._seal("login", {"e": int(time.time()) + LOGIN_TTL, "n": nonce}), self.csrf_of(
+            "login:" + nonce
+        )
 
     def check_login_csrf(self, cookie: str | None, token: Any) -> bool:
         if not cookie or not isinstance(token, str):

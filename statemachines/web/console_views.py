@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -81,23 +81,29 @@ def make_environment() -> Environment:
 
 
 class Views:
-    """Renders templates into responses; `base` is the console's URL prefix."""
+    """Renders templates into responses under the console's URL prefix."""
 
-    def __init__(self, base: str) -> None:
-        self.base = base
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
         self.env = make_environment()
 
-    def page(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def base(self, request: Request) -> str:
+        """The console's URL path, behind whatever the app is mounted under (`root_path`)."""
+        return request.scope.get("root_path", "").rstrip("/") + self.prefix
+
+    def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("session", None)
         context.setdefault("error", None)
         context.setdefault("notice", None)
         context.setdefault("nav", None)
-        html = self.env.get_template(name).render(base=self.base, **context)
+        html = self.env.get_template(name).render(base=self.base(request), **context)
         return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
-    def message(self, status_code: int, heading: str, text: str, **context: Any) -> HTMLResponse:
+    def message(
+        self, request: Request, status_code: int, heading: str, text: str, **context: Any
+    ) -> HTMLResponse:
         context.setdefault("login_link", False)
-        return self.page("message.html", status_code, heading=heading, text=text, **context)
+        return self.page(request, "message.html", status_code, heading=heading, text=text, **context)
 
     @staticmethod
     def static(name: str) -> Response:
