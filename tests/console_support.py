@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from statemachines import Engine, machine, state
+from statemachines import Effect, Engine, Retry, machine, state
 from statemachines.examples.expense_approval import expense_approval
 from statemachines.examples.orders import orders
 from statemachines.web import create_app
@@ -43,7 +43,7 @@ class Service:
 
 def service(engine: Engine) -> Service:
     """Registers the example machines and the hostile one, and makes the keys."""
-    for definition in (orders, expense_approval, hostile):
+    for definition in (orders, expense_approval, hostile, mailer):
         engine.register(definition)
     app = create_app(engine, session_secret=SESSION_SECRET, base_url="http://testserver")
     keys = KeyStore(engine)
@@ -73,3 +73,25 @@ def login(client: Any, secret: str) -> Any:
         data={"key": secret, "csrf": form_token(page.text), "next": "/console/machines"},
         follow_redirects=False,
     )
+
+
+class MailDown(RuntimeError):
+    """What the mailer's effect raises every time."""
+
+
+def send_mail(ctx: Any, call: Any) -> None:
+    raise MailDown("smtp: connection refused")
+
+
+#: An effect that always fails (one attempt), so its instance ends up `failed`; and a timer.
+mailer = machine(
+    "mailer",
+    initial="waiting",
+    states={
+        "waiting": state(on={"GO": "sending"}, after={"1h": "sending"}),
+        "sending": state(
+            effect=Effect(send_mail, retry=Retry(max_attempts=1)), on={"done.send_mail": "sent"}
+        ),
+        "sent": state(final=True),
+    },
+)
