@@ -16,6 +16,7 @@ from tests.console_support import (
     XSS,
     XSS_EVENT,
     XSS_ID,
+    hostile,
     Service,
     form_token,
     login,
@@ -159,6 +160,7 @@ def test_pages_carry_a_script_src_self_content_security_policy(svc: Service) -> 
 
 def test_markup_in_names_ids_contexts_and_payloads_is_escaped(svc: Service) -> None:
     engine = svc.engine
+    engine.register(hostile)
     engine.start("hostile<i>name</i>", {"note": XSS}, instance_id=XSS_ID)
     engine.send(XSS_ID, XSS_EVENT, {"why": XSS})
     c = logged_in(svc, svc.reader)

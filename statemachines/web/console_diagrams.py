@@ -105,17 +105,18 @@ def counted_graph(spec: Any, counts: StateCounts, link: str) -> graphviz.Digraph
 
 _HEAD = re.compile(r"^.*?(?=<svg\b)", re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
-_SIZE = re.compile(r'<svg width="[^"]*" height="[^"]*"')
+_OPEN = re.compile(r"<svg\b")
 
 
 def inline_svg(graph: graphviz.Digraph) -> Markup:
-    """`dot`'s SVG ready to sit inside HTML: no XML prolog or comments, scaled to its box.
+    """`dot`'s SVG ready to sit inside HTML: no XML prolog or comments, shrunk (never grown) to
+    fit its box by the stylesheet.
 
     Marked safe because every text in it was escaped twice over: by `diagrams` into the DOT
     label and by Graphviz into the SVG."""
     svg = render(graph, "svg", timeout=RENDER_TIMEOUT).decode("utf-8")
     svg = _COMMENT.sub("", _HEAD.sub("", svg, count=1))
-    svg = _SIZE.sub('<svg class="diagram" preserveAspectRatio="xMinYMin meet"', svg, count=1)
+    svg = _OPEN.sub('<svg class="diagram" preserveAspectRatio="xMinYMin meet"', svg, count=1)
     return Markup(svg)
 
 
