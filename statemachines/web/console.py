@@ -189,7 +189,7 @@ class Console:
         except errors.StateMachineError as exc:
             return self.instance_page(request, instance_id, session, status_of(exc), error=str(exc))
         except _BadForm as exc:
-            return self.instance_page(request, instance_id, session, 422, error=str(exc))
+            return self.instance_page(request, instance_id, session, exc.status, error=str(exc))
         return self.redirect(request, f"/instances/{quote(instance_id, safe='')}?done={action}")
 
     def apply(self, action: str, instance_id: str, form: dict[str, Any], session: Session) -> None:
@@ -201,12 +201,18 @@ class Console:
         elif action == "retry":
             engine.retry(instance_id, actor=actor)
         elif action == "rewind":
-            seq = _text(form, "seq")
-            if seq is None or not seq.isdigit():
-                raise _BadForm("rewind needs the history seq to go back to, a whole number")
-            engine.rewind(instance_id, int(seq), actor=actor)
+            to = _text(form, "to")
+            if to is None:
+                raise _BadForm("rewind needs where to go back to: a history seq or a state name")
+            target: int | str = int(to) if to.isdigit() else to
+            engine.rewind(instance_id, target, actor=actor, reason=_text(form, "reason"))
         elif action == "migrate":
-            engine.migrate(instance_id, _text(form, "version"), actor=actor)
+            report = engine.migrate(
+                [instance_id], to_version=_text(form, "version"), actor=actor, reason=_text(form, "reason")
+            )
+            if not report.migrated:
+                why = "; ".join(str(s.reason) for s in report.skipped) or "nothing to do"
+                raise _BadForm(f"not migrated: {why}", 409)
 
     def instance_page(
         self, request: Request, instance_id: str, session: Session, status_code: int = 200, **extra: Any
@@ -220,7 +226,11 @@ class Console:
 
 
 class _BadForm(Exception):
-    """A form value the console itself cannot use (not an engine error)."""
+    """A form the console itself refuses (not an engine error): 422, or `status`."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _text(form: dict[str, Any], name: str) -> str | None:

@@ -34,9 +34,15 @@ class Action:
 
 #: Shown only when the engine in use has the method (they are newer than the console).
 OPTIONAL_ACTIONS = (
-    Action("rewind", "Rewind", "admin", (ActionField("seq", "to history seq", True),)),
-    Action("migrate", "Migrate", "admin", (ActionField("version", "to definition version (empty: latest)"),)),
-)
+    Action(
+        "rewind", "Rewind", "admin",
+        (ActionField("to", "to seq or state", True), ActionField("reason", "reason (optional)")),
+    ),
+    Action(
+        "migrate", "Migrate", "admin",
+        (ActionField("version", "to version (empty: latest)"), ActionField("reason", "reason (optional)")),
+    ),
+)  # fmt: skip
 
 
 def payload_hint(model: Any) -> str | None:

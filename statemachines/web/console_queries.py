@@ -130,7 +130,8 @@ class ConsoleQueries:
             rows = self.listing.page(cur, where, query.sort, query.descending, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        snapshots = [snapshot_from_row(self.db, r, self.engine.runtime.model_of(r[1])) for r in rows]
+        # No context model: a list shows no context, and rows of old versions parse as plain JSON.
+        snapshots = [snapshot_from_row(self.db, r, None) for r in rows]
         cursor = None
         if more:
             last = rows[-1]
