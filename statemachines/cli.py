@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text lines (default), or one JSON object per line: machine, instance, event, outcome...",
     )
+    from statemachines import cli_web
+
+    cli_web.add_commands(cmd)  # serve, keys (the web service)
     return parser
 
 
@@ -243,6 +246,10 @@ def run_command(args: argparse.Namespace) -> int:
         from statemachines.cli_lint import run_lint, run_schema
 
         return run_lint(args) if args.command == "lint" else run_schema()
+    if args.command in ("serve", "keys"):
+        from statemachines import cli_web
+
+        return cli_web.run(args, open_engine)
     if args.command == "diagram":
         _check_diagram_args(args.name, args.instance, Path(args.output))
     if args.command == "worker":

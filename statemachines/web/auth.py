@@ -1,5 +1,10 @@
 """Who may call the API: `Authorization: Bearer <key>` with a scope (`read` < `write` < `admin`).
 
+The loopback rule: while no key exists at all, requests from a loopback address are admitted as
+`LOCAL` (all scopes), so `statemachines serve` works out of the box on a developer's machine;
+`serve` then binds to 127.0.0.1 only, and requests from anywhere else still get 401. Creating
+the first key ends it: from then on every request needs a key.
+
 `require(scope)` is a FastAPI dependency; it answers 401 (no or unknown key: with a
 `WWW-Authenticate` challenge) or 403 (a valid key without the scope) as problem+json, and gives the
 route the `ApiKey`. Other ways to authenticate (the console's session cookie) are tried in
@@ -8,7 +13,9 @@ route the `ApiKey`. Other ways to authenticate (the console's session cookie) ar
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -27,10 +34,28 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+#: Who a request is while no key exists, from loopback (the loopback rule above).
+LOCAL = ApiKey("local", "local", frozenset(SCOPES), datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def authenticate(state: WebState, request: Request) -> ApiKey | None:
-    """The key the request is made with, or None."""
+    """The key the request is made with, `LOCAL` under the loopback rule, or None."""
     token = bearer(request)
-    return state.keys.verify(token) if token is not None else None
+    if token is not None:
+        return state.keys.verify(token)
+    client = request.client.host if request.client else None
+    if is_loopback(client) and not state.keys.any_cached():
+        return LOCAL
+    return None
 
 
 def require(scope: str) -> Callable[[Request], Any]:

@@ -70,6 +70,7 @@ class KeyStore:
         self.engine = engine
         self._db = engine.db
         self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._any: tuple[float, bool] = (0.0, False)
         self._lock = threading.Lock()
 
     def create(self, name: str, scopes: object) -> tuple[ApiKey, str]:
@@ -94,6 +95,7 @@ class KeyStore:
                     "now": self._db.ts(now),
                 },
             )
+        self._any = (0.0, False)
         return ApiKey(key_id, name, found, now), secret
 
     def verify(self, secret: object) -> ApiKey | None:
@@ -148,6 +150,7 @@ class KeyStore:
             changed = cur.rowcount
         with self._lock:
             self._cache = {d: v for d, v in self._cache.items() if v[1].id != key_id}
+            self._any = (0.0, False)
         return changed > 0
 
     def any(self) -> bool:
@@ -155,6 +158,15 @@ class KeyStore:
         with self.engine.runtime.read() as cur:
             cur.execute("SELECT 1 FROM sm_api_keys WHERE revoked_at IS NULL LIMIT 1")
             return cur.fetchone() is not None
+
+    def any_cached(self) -> bool:
+        """`any()`, remembered for `CACHE_SECONDS` (asked on every request of the loopback rule)."""
+        until, value = self._any
+        if until > time.monotonic():
+            return value
+        value = self.any()
+        self._any = (time.monotonic() + CACHE_SECONDS, value)
+        return value
 
     def _key(self, row: tuple) -> ApiKey:  # type: ignore[type-arg]
         return ApiKey(row[0], row[1], frozenset(row[2].split()), self._db.from_ts(row[4]))
