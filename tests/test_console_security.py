@@ -177,3 +177,38 @@ def test_markup_in_names_ids_contexts_and_payloads_is_escaped(svc: Service) -> N
     instance = pages[3]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in instance  # shown, as text
     assert "&lt;b onmouseover=alert(3)&gt;GO&lt;/b&gt;" in instance
+
+
+LOOPBACK = ("127.0.0.1", 50000)
+
+
+def test_without_any_key_loopback_browsers_get_a_local_session(engine: Engine) -> None:
+    from statemachines.examples.orders import orders
+    from statemachines.web import create_app
+
+    engine.register(orders)
+    (iid,) = start_orders(engine, 1)
+    c = TestClient(create_app(engine, session_secret=SESSION_SECRET), client=LOOPBACK)
+    page = c.get(f"/console/instances/{iid}")
+    assert page.status_code == 200 and "no keys: loopback only" in page.text
+    assert c.post(f"/console/instances/{iid}/cancel", data={"csrf": "wrong"}).status_code == 403
+    c.post(f"/console/instances/{iid}/cancel", data={"csrf": form_token(page.text)})
+    assert engine.history(iid)[-1].actor == "console:local"
+
+
+def test_without_any_key_other_addresses_must_log_in_and_are_told_how_to_make_a_key(engine: Engine) -> None:
+    from statemachines.web import create_app
+
+    c = TestClient(create_app(engine, session_secret=SESSION_SECRET))
+    assert c.get("/console/machines", follow_redirects=False).status_code == 303
+    assert "statemachines keys create" in c.get("/console/login").text
+
+
+def test_creating_the_first_key_ends_local_sessions(engine: Engine) -> None:
+    from statemachines.web import create_app
+
+    app = create_app(engine, session_secret=SESSION_SECRET)
+    c = TestClient(app, client=LOOPBACK)
+    assert c.get("/console/machines").status_code == 200
+    app.state.web.keys.create("first", ["admin"])
+    assert c.get("/console/machines", follow_redirects=False).status_code == 401

@@ -22,8 +22,17 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from statemachines import errors
+from statemachines.web.auth import is_loopback
 from statemachines.web.console_pages import OPTIONAL_ACTIONS, Pages
-from statemachines.web.console_session import COOKIE, LOGIN_COOKIE, LOGIN_TTL, Forged, Session, Sessions
+from statemachines.web.console_session import (
+    COOKIE,
+    LOCAL,
+    LOGIN_COOKIE,
+    LOGIN_TTL,
+    Forged,
+    Session,
+    Sessions,
+)
 from statemachines.web.console_views import SECURITY_HEADERS, Views
 
 PREFIX = "/console"
@@ -42,8 +51,12 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.StorageUnavailable, 503),
     (errors.StateMachineError, 400),
 )
-NOTICES = {"events": "Event applied.", "cancelled": "Instance cancelled.", "retried": "Instance retried."}
+NOTICES = {"events": "Event applied.", "cancel": "Instance cancelled.", "retry": "Instance retried."}
 NOTICES.update({a.name: f"{a.label} done." for a in OPTIONAL_ACTIONS})
+
+
+#: The scope each action needs: the same as the API's route for it.
+SCOPE_OF = {"events": "write", "cancel": "write", "retry": "admin"}
 
 
 def status_of(exc: Exception) -> int:
@@ -52,10 +65,12 @@ def status_of(exc: Exception) -> int:
 
 @dataclass
 class Guarded:
-    """The outcome of authenticating one request: a session, or the response refusing it."""
+    """The outcome of authenticating one request: a session, or the response refusing it; and a
+    session cookie to set when one was made on the spot (the loopback rule)."""
 
     session: Session | None
     denied: Response | None = None
+    new_cookie: str | None = None
 
 
 class Console:
@@ -72,14 +87,19 @@ class Console:
     def guard(self, request: Request, need: str, *, page: bool) -> Guarded:
         """Who is asking, and may they do what needs scope `need`? `page`: a GET of a page,
         which sends a person without a session to the login form instead of a 401."""
+        loopback = is_loopback(request.client.host if request.client else None)
         try:
-            session = self.sessions.read(request.cookies.get(COOKIE))
+            session = self.sessions.read(request.cookies.get(COOKIE), loopback)
         except Forged as exc:
             response = self.views.message(
                 request, 401, "Not logged in", f"{exc}. Log in again.", login_link=True
             )
             response.delete_cookie(COOKIE, path="/")
             return Guarded(None, response)
+        new_cookie = None
+        if session is None and page and self.sessions.local_allowed(loopback):
+            new_cookie = self.sessions.issue(LOCAL)
+            session = self.sessions.read(new_cookie, loopback)
         if session is None:
             if page:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -90,7 +110,7 @@ class Console:
         if not session.can(need):
             text = f"The key {session.name!r} lacks the {need!r} scope this needs."
             return Guarded(session, self.views.message(request, 403, "Not allowed", text, session=session))
-        return Guarded(session)
+        return Guarded(session, None, new_cookie)
 
     async def guard_form(self, request: Request, need: str) -> tuple[Guarded, dict[str, Any]]:
         """`guard` for a POSTed form, plus its CSRF check (403 when missing or wrong)."""
@@ -106,7 +126,14 @@ class Console:
             guarded = Guarded(guarded.session, refused)
         return guarded, form
 
-    def set_session(self, response: Response, value: str) -> None:
+    def finish(self, request: Request, guarded: Guarded, response: Response) -> Response:
+        """`response`, with the session cookie made for this request if one was."""
+        if guarded.new_cookie is not None:
+            self.set_session(request, response, guarded.new_cookie)
+        return response
+
+    def set_session(self, request: Request, response: Response, value: str) -> None:
+        """The session cookie: HttpOnly, SameSite=Strict, and Secure when served over HTTPS."""
         response.set_cookie(
             COOKIE,
             value,
@@ -114,7 +141,7 @@ class Console:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=False,  # a plain-HTTP loopback console must work; behind TLS the proxy adds Secure
+            secure=request.url.scheme == "https",
         )
 
     def redirect(self, request: Request, path: str) -> RedirectResponse:
@@ -172,13 +199,13 @@ class Console:
         if key is None:
             return self.login_form(request, next_url, 401, "That key is not valid.")
         response = RedirectResponse(next_url, status_code=303)
-        self.set_session(response, self.sessions.issue(str(key.id)))
+        self.set_session(request, response, self.sessions.issue(str(key.id)))
         response.delete_cookie(LOGIN_COOKIE, path=self.views.base(request))
         return response
 
     # instance actions ----------------------------------------------------------------------------
     async def act(self, request: Request, instance_id: str, action: str) -> Response:
-        need = next((a.scope for a in OPTIONAL_ACTIONS if a.name == action), "write")
+        need = SCOPE_OF.get(action) or next(a.scope for a in OPTIONAL_ACTIONS if a.name == action)
         guarded, form = await self.guard_form(request, need)
         if guarded.denied is not None:
             return guarded.denied
@@ -265,6 +292,8 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
 
     @r.get("/login")
     def login_page(request: Request, next: str = "") -> Response:
+        if console.sessions.local_allowed(is_loopback(request.client.host if request.client else None)):
+            return console.redirect(request, "/machines")  # the loopback rule: no login needed
         return console.login_form(request, console.safe_next(request, next))
 
     @r.post("/login")
@@ -286,7 +315,9 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         if guarded.denied is not None:
             return guarded.denied
         data = console.pages.machines(views.base(request) + "/instances")
-        return views.page(request, "machines.html", session=guarded.session, **data)
+        return console.finish(
+            request, guarded, views.page(request, "machines.html", session=guarded.session, **data)
+        )
 
     @r.get("/instances")
     def instances(request: Request) -> Response:
@@ -297,14 +328,17 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
             data = console.pages.instances(request.query_params)
         except errors.StateMachineError as exc:
             return views.message(request, status_of(exc), "Instances", str(exc), session=guarded.session)
-        return views.page(request, "instances.html", session=guarded.session, **data)
+        return console.finish(
+            request, guarded, views.page(request, "instances.html", session=guarded.session, **data)
+        )
 
     @r.get("/instances/{instance_id}")
     def instance(request: Request, instance_id: str, done: str = "") -> Response:
         guarded = console.guard(request, "read", page=True)
         if guarded.denied is not None or guarded.session is None:
             return guarded.denied or Response(status_code=401)
-        return console.instance_page(request, instance_id, guarded.session, notice=NOTICES.get(done))
+        page = console.instance_page(request, instance_id, guarded.session, notice=NOTICES.get(done))
+        return console.finish(request, guarded, page)
 
     @r.get("/instances/{instance_id}/fingerprint")
     def fingerprint(request: Request, instance_id: str) -> Response:

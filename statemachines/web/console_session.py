@@ -10,8 +10,9 @@ session, needs no storage, and a page from another origin cannot know it. The lo
 any session, is protected the same way by a short-lived nonce cookie. Every comparison of a
 secret value is `hmac.compare_digest` (constant time).
 
-There is no way in without a key, even on loopback (as for the API): the login page says how to
-make the first one when none exists.
+The API's loopback rule holds here too (statemachines.web.auth): while no key exists at all, a
+browser on the server's own machine gets a session as "local" (every scope) without logging in,
+still with a cookie and CSRF tokens; creating the first key ends those sessions.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COOKIE = "sm_console"
 LOGIN_COOKIE = "sm_console_login"
 SESSION_TTL = 12 * 3600  # seconds a login lasts
 LOGIN_TTL = 3600  # seconds a login form stays valid
+LOCAL = "local"  # the key id and name of a session under the loopback rule
 #: Each scope and the scopes it includes: admin can do what write can, write what read can.
 GRANTS = {"read": {"read"}, "write": {"read", "write"}, "admin": {"read", "write", "admin"}}
 
@@ -116,7 +118,11 @@ class Sessions:
             "session", {"k": key_id, "e": int(time.time()) + self.ttl, "n": secrets.token_hex(16)}
         )
 
-    def read(self, cookie: str | None) -> Session | None:
+    def local_allowed(self, loopback: bool) -> bool:
+        """Whether the loopback rule admits a request: from loopback, and no key exists."""
+        return loopback and not self.keys.any_cached()
+
+    def read(self, cookie: str | None, loopback: bool = False) -> Session | None:
         """The session of a cookie; None when there is none; `Forged` when it is not valid."""
         if not cookie:
             return None
@@ -124,6 +130,10 @@ class Sessions:
         key_id, nonce = payload.get("k"), payload.get("n")
         if not isinstance(key_id, str) or not isinstance(nonce, str):
             raise Forged("the cookie is malformed")
+        if key_id == LOCAL:
+            if not self.local_allowed(loopback):
+                raise Forged("API keys exist now (or this is not loopback): log in with a key")
+            return Session(LOCAL, LOCAL, frozenset(GRANTS["admin"]), self.csrf_of(nonce))
         key = self._key(key_id)
         if key is None:
             raise Forged("the key of this session was revoked")
