@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -227,3 +229,59 @@ def test_the_fingerprint_changes_when_the_instance_does(svc: Service, admin: Tes
 def test_an_unknown_instance_is_a_404_page(admin: TestClient) -> None:
     assert admin.get("/console/instances/nobody").status_code == 404
     assert admin.get("/console/instances/nobody/fingerprint").status_code == 404
+
+
+class WithRewindAndMigrate(Engine):
+    """An engine with `rewind` and `migrate` shaped as the engine's (newer) methods, recording
+    calls: the console offers their forms only when the engine has them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[Any, ...]] = []
+
+    def rewind(self, instance_id: str, to: int | str, *, actor: str | None = None, **kw: Any) -> Any:
+        self.calls.append(("rewind", instance_id, to, actor, kw.get("reason")))
+        return self.get(instance_id)
+
+    def migrate(self, ids: Any = None, *, to_version: str | None = None, **kw: Any) -> Any:
+        self.calls.append(("migrate", list(ids), to_version, kw.get("actor")))
+        skipped = [SimpleNamespace(instance_id=i, reason="already at that version") for i in ids]
+        return SimpleNamespace(migrated=[], skipped=skipped)
+
+
+def test_rewind_and_migrate_are_offered_only_when_the_engine_has_them(
+    admin: TestClient, svc: Service
+) -> None:
+    (iid,) = start_orders(svc.engine, 1)
+    html = admin.get(f"/console/instances/{iid}").text
+    assert 'id="rewind-form"' not in html and 'id="migrate-form"' not in html
+    assert admin.post(f"/console/instances/{iid}/rewind", data={}).status_code == 404
+
+
+def test_the_rewind_form_calls_engine_rewind_with_a_seq_or_a_state(db_url: str, clock: ManualClock) -> None:
+    engine = WithRewindAndMigrate(db_url, clock=clock)
+    try:
+        svc = service(engine)
+        (iid,) = start_orders(engine, 1)
+        c = TestClient(svc.app)
+        login(c, svc.admin)
+        page = c.get(f"/console/instances/{iid}").text
+        assert 'id="rewind-form"' in page and 'id="migrate-form"' in page
+        for to, expected in (("1", 1), ("pending", "pending")):
+            r = c.post(
+                f"/console/instances/{iid}/rewind",
+                data={"csrf": form_token(page), "to": to, "reason": "redo"},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303
+            assert engine.calls[-1] == ("rewind", iid, expected, "console:admin-key", "redo")
+        r = c.post(f"/console/instances/{iid}/migrate", data={"csrf": form_token(page), "version": ""})
+        assert r.status_code == 409 and "already at that version" in r.text
+        assert engine.calls[-1] == ("migrate", [iid], None, "console:admin-key")
+        writer = TestClient(svc.app)
+        login(writer, svc.writer)
+        token = form_token(writer.get(f"/console/instances/{iid}").text)
+        denied = writer.post(f"/console/instances/{iid}/rewind", data={"csrf": token, "to": "1"})
+        assert denied.status_code == 403  # rewind and migrate need the admin scope
+    finally:
+        engine.close()
