@@ -285,3 +285,27 @@ def test_the_rewind_form_calls_engine_rewind_with_a_seq_or_a_state(db_url: str, 
         assert denied.status_code == 403  # rewind and migrate need the admin scope
     finally:
         engine.close()
+
+
+def test_mounted_under_a_prefix_links_and_redirects_follow_the_mount_point(svc: Service) -> None:
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/ops", svc.app)
+    c = TestClient(outer)
+    r = c.get("/ops/console/machines", follow_redirects=False)
+    assert r.headers["location"] == "/ops/console/login?next=%2Fops%2Fconsole%2Fmachines"
+    page = c.get("/ops/console/login")
+    assert (
+        'action="/ops/console/login"' in page.text and 'href="/ops/console/static/console.css"' in page.text
+    )
+    r = c.post(
+        "/ops/console/login",
+        data={"key": svc.admin, "csrf": form_token(page.text), "next": "/ops/console/instances"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/ops/console/instances"
+    (iid,) = start_orders(svc.engine, 1)
+    listing = c.get("/ops/console/instances").text
+    assert f'href="/ops/console/instances/{iid}"' in listing
+    assert c.get("/ops/console/static/console.js").status_code == 200
