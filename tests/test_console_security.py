@@ -212,3 +212,11 @@ def test_creating_the_first_key_ends_local_sessions(engine: Engine) -> None:
     assert c.get("/console/machines").status_code == 200
     app.state.web.keys.create("first", ["admin"])
     assert c.get("/console/machines", follow_redirects=False).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "name", ["..%2Fconsole.py", "%2E%2E%2Fconsole_session.py", ".hidden.css", "nope.css"]
+)
+def test_static_serves_only_the_console_files(client: TestClient, name: str) -> None:
+    assert client.get(f"/console/static/{name}").status_code == 404
+    assert client.get("/console/static/console.css").headers["content-type"].startswith("text/css")

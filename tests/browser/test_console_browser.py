@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,12 @@ def test_markup_in_names_renders_as_text_and_no_script_runs(page: Any, live: Liv
     assert page.inner_text("#state") == "<img src=y onerror=alert(4)>"
     page.wait_for_timeout(300)
     assert page.dialogs == []
+
+
+def test_timer_countdowns_tick_from_the_engine_clock(page: Any, live: Live) -> None:
+    live.engine.start("mailer", instance_id="mail-1")
+    log_in(page, live.svc.reader)
+    page.goto("/console/instances/mail-1")
+    countdown = page.locator(".countdown")
+    assert countdown.inner_text() == "1h"  # due 1h after the engine's (manual) now
+    expect(countdown).to_have_text(re.compile(r"^59m \d\ds$"), timeout=2500)  # counting down
