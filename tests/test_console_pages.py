@@ -309,3 +309,27 @@ def test_mounted_under_a_prefix_links_and_redirects_follow_the_mount_point(svc: 
     listing = c.get("/ops/console/instances").text
     assert f'href="/ops/console/instances/{iid}"' in listing
     assert c.get("/ops/console/static/console.js").status_code == 200
+
+
+def test_a_long_history_shows_the_newest_records_and_says_so(
+    svc: Service, admin: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statemachines.web import console_pages
+
+    monkeypatch.setattr(console_pages, "HISTORY_SHOWN", 2)
+    (iid,) = start_orders(svc.engine, 1)
+    svc.engine.send(iid, "PAYMENT_RECEIVED", {"amount": 40})
+    svc.engine.send(iid, "OUT_OF_STOCK")
+    html = admin.get(f"/console/instances/{iid}").text
+    assert re.findall(r'data-seq="(\d+)"', html) == ["3", "2"]
+    assert "The newest 2 of\n  3 records" in html
+
+
+def test_the_machines_page_draws_again_when_counts_change(svc: Service, admin: TestClient) -> None:
+    start_orders(svc.engine, 1)
+    first = admin.get("/console/machines").text
+    assert admin.get("/console/machines").text == first  # same counts: the same drawing
+    start_orders(svc.engine, 1, prefix="more-")
+    section = admin.get("/console/machines").text.split('data-machine="order-lifecycle"')[1]
+    pending = re.search(r'<g id="state&#45;s0" class="node">(.*?)</g>\n</g>', section, re.S)
+    assert pending is not None and re.search(r">\s*2\s*</text>", pending.group(1))

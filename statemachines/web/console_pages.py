@@ -13,6 +13,8 @@ from statemachines.web.console_diagrams import StateCounts, definition_svg, run_
 from statemachines.web.console_queries import STATUSES, ConsoleQueries, Query
 
 COLUMNS = ("id", "machine", "state", "status", "version", "updated")
+SVG_CACHE = 64  # machine diagrams remembered (then the memory starts over)
+HISTORY_SHOWN = 500  # newest history records on an instance page (the API pages through all)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Pages:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.queries = ConsoleQueries(engine)
+        self._svgs: dict[tuple[Any, ...], Any] = {}
 
     def machines(self, link: str) -> dict[str, Any]:
         """Every stored machine with its versions and its latest definition drawn with counts;
@@ -75,7 +78,7 @@ class Pages:
             item: dict[str, Any] = {**entry, "svg": None, "error": None}
             try:
                 spec = self.engine.stored_spec(name)
-                item["svg"], counts = definition_svg(spec, rows, link)
+                item["svg"], counts = self._drawn(spec, entry["versions"][0]["version"], rows, link)
                 item["states"] = state_rows(spec, counts)
             except (DiagramError, errors.StateMachineError) as exc:
                 counts = StateCounts.of(rows)
@@ -84,6 +87,18 @@ class Pages:
             item["totals"] = {status: counts.total(status) for status in STATUSES}
             machines.append(item)
         return {"machines": machines, "statuses": STATUSES, "nav": "machines"}
+
+    def _drawn(self, spec: Any, version: str, rows: list[tuple[str, str, int]], link: str) -> Any:
+        """`definition_svg`, remembered while the version and the counts stay the same: the
+        machines page is reloaded far more often than instances move, and `dot` takes tens of
+        milliseconds per diagram."""
+        key = (spec.name, version, tuple(sorted(rows)), link)
+        found = self._svgs.get(key)
+        if found is None:
+            if len(self._svgs) >= SVG_CACHE:
+                self._svgs.clear()
+            found = self._svgs[key] = definition_svg(spec, rows, link)
+        return found
 
     def instances(self, params: Any) -> dict[str, Any]:
         query = Query.parse(params)
@@ -122,7 +137,8 @@ class Pages:
             "status": status,
             "effects": status.effects,
             "attempts": attempts,
-            "history": history,
+            "history": history[-HISTORY_SHOWN:],
+            "history_total": len(history),
             "context": json.loads(snapshot.context_json),
             "diagram": diagram,
             "diagram_error": diagram_error,
