@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from statemachines import errors
 from statemachines.web.auth import is_loopback
@@ -115,7 +116,7 @@ class Console:
     async def guard_form(self, request: Request, need: str) -> tuple[Guarded, dict[str, Any]]:
         """`guard` for a POSTed form, plus its CSRF check (403 when missing or wrong)."""
         form = dict(await request.form())
-        guarded = self.guard(request, need, page=False)
+        guarded = await run_in_threadpool(self.guard, request, need, page=False)
         if (
             guarded.denied is None
             and guarded.session is not None
@@ -187,6 +188,9 @@ class Console:
 
     async def login(self, request: Request) -> Response:
         form = dict(await request.form())
+        return await run_in_threadpool(self._login, request, form)  # reads the key table
+
+    def _login(self, request: Request, form: dict[str, Any]) -> Response:
         next_url = self.safe_next(request, form.get("next"))
         if not self.sessions.check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
             return self.login_form(
@@ -212,11 +216,15 @@ class Console:
         session = guarded.session
         assert session is not None
         try:
-            self.apply(action, instance_id, form, session)
+            await run_in_threadpool(self.apply, action, instance_id, form, session)
         except errors.StateMachineError as exc:
-            return self.instance_page(request, instance_id, session, status_of(exc), error=str(exc))
+            return await run_in_threadpool(
+                self.instance_page, request, instance_id, session, status_of(exc), error=str(exc)
+            )
         except _BadForm as exc:
-            return self.instance_page(request, instance_id, session, exc.status, error=str(exc))
+            return await run_in_threadpool(
+                self.instance_page, request, instance_id, session, exc.status, error=str(exc)
+            )
         return self.redirect(request, f"/instances/{quote(instance_id, safe='')}?done={action}")
 
     def apply(self, action: str, instance_id: str, form: dict[str, Any], session: Session) -> None:
@@ -314,7 +322,10 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
         guarded = console.guard(request, "read", page=True)
         if guarded.denied is not None:
             return guarded.denied
-        data = console.pages.machines(views.base(request) + "/instances")
+        try:
+            data = console.pages.machines(views.base(request) + "/instances")
+        except errors.StateMachineError as exc:
+            return views.message(request, status_of(exc), "Machines", str(exc), session=guarded.session)
         return console.finish(
             request, guarded, views.page(request, "machines.html", session=guarded.session, **data)
         )
