@@ -333,3 +333,39 @@ def test_the_machines_page_draws_again_when_counts_change(svc: Service, admin: T
     section = admin.get("/console/machines").text.split('data-machine="order-lifecycle"')[1]
     pending = re.search(r'<g id="state&#45;s0" class="node">(.*?)</g>\n</g>', section, re.S)
     assert pending is not None and re.search(r">\s*2\s*</text>", pending.group(1))
+
+
+def test_a_statechart_shows_its_configuration_and_counts_in_its_atomic_states(
+    svc: Service, admin: TestClient
+) -> None:
+    from tests.chart_machines import three_regions
+
+    svc.engine.register(three_regions())
+    svc.engine.start("three", instance_id="c1")
+    svc.engine.send("c1", "GO")  # every region: idle -> busy.one
+    html = admin.get("/console/instances/c1").text
+    assert "<h2>Configuration</h2>" in html and "<code>main.r1.busy.one</code>" in html
+    machines = admin.get("/console/machines").text.split('data-machine="three"')[1].split("</section>")[0]
+    row = re.search(r'<tr data-state="main.r2.busy.one">(.*?)</tr>', machines, re.S)
+    assert row is not None and re.findall(r'class="num active">(\d+)<', row.group(1)) == ["1"]
+    assert "main.r2.busy.one" in state_links(machines)  # its node on the diagram links there
+    r = admin.get("/console/instances", params={"state": "main.r3.busy"})
+    assert ids_in(r.text) == ["c1"]  # a state at any depth
+
+
+def state_links(html: str) -> str:
+    """The `state=` of every link in a page (the diagram's nodes link to their instances)."""
+    return " ".join(re.findall(r"state=([^\"&]*)", html)).replace("%2E", ".")
+
+
+def test_the_list_pages_fifty_at_a_time_with_a_next_and_a_first_page_link(
+    svc: Service, admin: TestClient
+) -> None:
+    start_orders(svc.engine, 51)
+    first = admin.get("/console/instances?sort=id").text
+    assert len(ids_in(first)) == 50 and 'id="first-page"' not in first
+    next_link = re.search(r'id="next-page" href="([^"]+)"|href="([^"]+)" id="next-page"', first)
+    assert next_link is not None
+    second = admin.get((next_link.group(1) or next_link.group(2)).replace("&amp;", "&")).text
+    assert ids_in(second) == ["order-50"]
+    assert 'id="next-page"' not in second and 'id="first-page"' in second
