@@ -189,7 +189,7 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Definition]
             raise UsageError(f"two different definitions are named {d.name!r}")
         loaded[d.name] = d
     try:
-        engine = Engine(args.db)
+        engine = Engine(args.db, sqlite_synchronous=getattr(args, "sqlite_synchronous", "FULL"))
     except StateMachineError:
         raise
     except Exception as exc:  # e.g. a URL SQLAlchemy cannot parse

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from statemachines import cli_output as out
@@ -39,6 +39,11 @@ def add_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
         "--base-url", metavar="URL", help="public address for callback URLs ($STATEMACHINES_BASE_URL)"
     )
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
+    p.add_argument(
+        "--sqlite-synchronous", choices=("FULL", "NORMAL"), default="FULL",
+        help="SQLite only: FULL (default) survives power loss; NORMAL (WAL) may lose the last"
+        " commits on power loss, never on a crash of the process, and is faster",
+    )  # fmt: skip
     p = cmd("keys", "manage the API keys of the web service")
     keys = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     create = keys.add_parser("create", help="make a key; its secret is printed once")
@@ -98,7 +103,7 @@ def serve(
     args: argparse.Namespace, open_engine: Callable[[argparse.Namespace], tuple[Any, dict[str, Any]]]
 ) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here, used by _run_uvicorn
 
         from statemachines.web.auth import is_loopback
         from statemachines.web.keys import KeyStore
@@ -125,7 +130,7 @@ def serve(
         )
     config = {
         "db": url, "app": args.app, "definition": args.definition, "worker": args.worker,
-        "base_url": args.base_url,
+        "base_url": args.base_url, "sqlite_synchronous": args.sqlite_synchronous,
     }  # fmt: skip
     os.environ[CONFIG_ENV] = json.dumps(config)
     machines = ", ".join(sorted(loaded)) or "none"
@@ -134,11 +139,31 @@ def serve(
         f"{' and the timer/effect worker' if args.worker else ''}; machines: {machines}",
         file=sys.stderr,
     )
-    uvicorn.run(
-        "statemachines.cli_web:app_from_environment", factory=True, host=host, port=args.port,
-        workers=args.workers, log_level=args.log_level,
-    )  # fmt: skip
+    _run_uvicorn(host, args.port, args.workers, args.log_level)
     return 0
+
+
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    """`uvicorn.run` of our app factory; with several workers, on a listening socket that says it
+    is TCP. uvicorn's supervisor binds it with `proto=0` and asyncio then leaves Nagle's algorithm
+    on for every accepted connection: each keep-alive request after the first waited ~40 ms for
+    a delayed ACK (uvicorn issue 3149). Marking the socket as TCP restores TCP_NODELAY."""
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "statemachines.cli_web:app_from_environment", factory=True, host=host, port=port, workers=workers,
+        log_level=log_level,
+    )  # fmt: skip
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    bound = config.bind_socket()
+    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    with suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def app_from_environment() -> Any:
@@ -152,7 +177,10 @@ def app_from_environment() -> Any:
         raise UsageError(
             f"app_from_environment runs under `statemachines serve` (${CONFIG_ENV}: {exc})"
         ) from None
-    namespace = argparse.Namespace(db=config["db"], app=config["app"], definition=config["definition"])
+    namespace = argparse.Namespace(
+        db=config["db"], app=config["app"], definition=config["definition"],
+        sqlite_synchronous=config.get("sqlite_synchronous", "FULL"),
+    )  # fmt: skip
     engine, _ = open_engine(namespace)
     app = create_app(engine, base_url=config.get("base_url"))
     if config.get("worker"):

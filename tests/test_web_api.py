@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 
-from web_support import Web, web  # noqa: E402, F401  (the fixture)
+from web_support import Web, make_web
+
+
+@pytest.fixture
+def web(db_url: str) -> Iterator[Web]:
+    """The service on a fresh database of each kind, with a key per scope."""
+    yield from make_web(db_url)
+
 
 PROBLEM = "application/problem+json"
 

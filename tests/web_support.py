@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Retry, machine, state, transition
@@ -108,9 +107,3 @@ def make_web(url: str) -> Iterator[Web]:
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Web(engine, clock, client, keys)
     engine.close()
-
-
-@pytest.fixture
-def web(db_url: str) -> Iterator[Web]:
-    """The service on a fresh database of each kind, with a key per scope."""
-    yield from make_web(db_url)

@@ -16,6 +16,10 @@ within 24 hours the expense moves to `escalated`, which asks the manager (an `Ef
 
 Tokens need a signing key: `Engine(secret=...)` or `$STATEMACHINES_SECRET`.
 Run the scenario: `python -m statemachines.examples.expense_approval`.
+
+Over HTTP (`statemachines serve`), the link is a callback URL: `request_approval` mails (here:
+prints) `engine.callback_url(id, "APPROVE")`; the approver opens it, sees a form built from
+`Decision`, and submits; or a service POSTs `{"by": "pat"}` to it. See docs/service.md.
 """
 
 from __future__ import annotations
@@ -115,6 +119,18 @@ expense_approval = machine(
         "expired": state(final=True),
     },
 )
+
+
+def request_approval(
+    engine: Engine, instance_id: str, *, base_url: str | None = None, ttl: str = "7d"
+) -> str:
+    """Mail the approver a link that approves the expense once (printed here, not mailed):
+    a callback URL under `$STATEMACHINES_BASE_URL` (or `base_url`), served by the web service."""
+    expense = engine.get(instance_id).context
+    url = engine.callback_url(instance_id, "APPROVE", ttl, base_url=base_url)
+    subject = f"approve {expense.employee}'s expense of {expense.amount:.2f}"
+    print(f"To: {expense.approver}\nSubject: {subject}\n\n{url}")
+    return url
 
 
 def run(engine: Engine, clock: ManualClock, *, prefix: str = "exp-") -> dict[str, Any]:

@@ -36,7 +36,12 @@ def router(state: WebState) -> APIRouter:
         model = engine.definition(machine).event_schemas.get(event)
         return model.model_json_schema() if model is not None else None
 
-    @api.get("/{token}", response_class=HTMLResponse, responses=responses(403, 410))
+    @api.get(
+        "/{token}",
+        response_class=HTMLResponse,
+        responses=responses(403, 404, 410),
+        operation_id="show_callback",
+    )
     def show(token: str) -> HTMLResponse:
         """A form to send the token's event (nothing is spent by looking)."""
         try:
@@ -50,7 +55,13 @@ def router(state: WebState) -> APIRouter:
         )
         return HTMLResponse(body, headers=_private())
 
-    @api.post("/{token}", response_model=InstanceOut, responses=responses(403, 409, 410, 422, 503))
+    @api.post(
+        "/{token}", response_model=InstanceOut, responses=responses(403, 404, 409, 410, 413, 422, 503),
+        operation_id="redeem_callback", openapi_extra={"requestBody": {"required": False, "content": {
+            "application/json": {"schema": {"description": "the event's payload"}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        }}},
+    )  # fmt: skip
     async def redeem(token: str, request: Request) -> Response:
         """Apply the token's event; the body (JSON) is its payload."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

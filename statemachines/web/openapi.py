@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from statemachines.engine import Engine
+from statemachines.web.problems import MEDIA_TYPE, ProblemDetail
 
 REF = "#/components/schemas/{model}"
 
@@ -38,6 +39,36 @@ def _component(components: dict[str, Any], machine: str, model: type[BaseModel])
 
 def _body(operation: dict[str, Any], schema: dict[str, Any]) -> None:
     operation["requestBody"]["content"]["application/json"]["schema"] = schema
+
+
+#: Error statuses every operation may answer, besides those its route declares: a malformed
+#: request (422) and an unavailable database (503) anywhere; no key, a missing scope or an unknown
+#: path segment under /api.
+ALWAYS, API = ("422", "503"), ("401", "403", "404")
+
+
+def _problems(operation: dict[str, Any], path: str, components: dict[str, Any]) -> None:
+    """Every error response of `operation` is documented as problem+json (RFC 9457)."""
+    responses = operation.setdefault("responses", {})
+    body = ("400",) if "requestBody" in operation else ()  # a body that cannot be parsed at all
+    for status in (*ALWAYS, *body, *(API if path.startswith("/api/") else ())):
+        responses.setdefault(status, {"description": "problem"})
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = {MEDIA_TYPE: {"schema": {"$ref": REF.format(model="ProblemDetail")}}}
+    components.setdefault("ProblemDetail", ProblemDetail.model_json_schema(ref_template=REF))
+
+
+HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
+def _html_too(operation: dict[str, Any]) -> None:
+    """Callback pages answer people in HTML: GET always, POST when a form was submitted."""
+    for response in operation["responses"].values():
+        if operation.get("operationId") == "show_callback":
+            response["content"] = dict(HTML)
+        else:
+            response.setdefault("content", {}).update(HTML)
 
 
 def typed_schema(app: FastAPI, engine: Engine) -> dict[str, Any]:
@@ -68,11 +99,23 @@ def typed_schema(app: FastAPI, engine: Engine) -> dict[str, Any]:
                 "properties": {"event": {"const": event}, "payload": _component(components, name, model)},
                 "required": ["event", "payload"],
             })  # fmt: skip
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key (`statemachines keys create`)",
+        }
+    }
     paths = schema.get("paths", {})
-    for path_item in paths.values():
+    for path, path_item in paths.items():
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
+            if path.startswith("/api/"):
+                operation["security"] = [{"bearer": []}]
+            _problems(operation, path, components)
+            if path.startswith("/callbacks/"):
+                _html_too(operation)
             if operation.get("operationId") == "start_instance" and starts:
                 _body(operation, {"oneOf": starts} if len(starts) > 1 else starts[0])
             elif operation.get("operationId") == "send_event" and events:

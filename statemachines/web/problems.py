@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from diagrams.errors import GraphvizNotInstalled, RenderTimeout
 from statemachines import errors
@@ -126,7 +127,22 @@ def route_problem(request: Request, exc: Exception) -> JSONResponse:
 def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
-    return problem_response(exc.status_code, title, str(exc.detail), request, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods; a path can have several
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem_response(exc.status_code, title, str(exc.detail), request, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+        if match == Match.FULL:
+            break
+    return sorted(methods)
 
 
 def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -157,9 +173,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-#: OpenAPI `responses=` for the statuses a route can answer with a problem.
+#: OpenAPI `responses=` for the statuses a route can answer with a problem (the schema's
+#: post-processing in `statemachines.web.openapi` gives each the problem+json content).
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {"model": ProblemDetail, "content": {MEDIA_TYPE: {"schema": ProblemDetail.model_json_schema()}}}
-        for s in statuses
-    }
+    return {s: {"model": ProblemDetail, "description": "problem (RFC 9457)"} for s in statuses}
