@@ -4,8 +4,8 @@ One run per backend (SQLite with synchronous=NORMAL, PostgreSQL), side by side i
 
 - in-process: 16 threads, each sending to its own instance through one `Engine`;
 - HTTP: `statemachines serve --workers 2` in a subprocess, 16 concurrent keep-alive clients
-  (asyncio + httpx, in this process) POSTing `/api/instances/{id}/events`, each to its own
-  instance, with a bearer key.
+  (threads with `http.client`, in this process) POSTing `/api/instances/{id}/events`, each to
+  its own instance, with a bearer key.
 
 The machine flips between two states, so an instance takes any number of events. The load
 generator shares the machine's cores with the server (2 cores here): its own CPU time is
@@ -17,7 +17,6 @@ reported, since it limits what the HTTP figure can reach.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import signal
@@ -125,7 +124,7 @@ def over_http(url: str, sync: str, clients: int, seconds: float, workers: int) -
         with httpx.Client(base_url=base, headers=headers) as c:
             for i in range(clients):
                 c.post("/api/instances", json={"machine": "toggle", "id": f"http-{i}"}).raise_for_status()
-        return asyncio.run(_drive(base, headers, clients, seconds))
+        return _drive(port, headers, clients, seconds)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -134,35 +133,47 @@ def over_http(url: str, sync: str, clients: int, seconds: float, workers: int) -
             server.kill()
 
 
-async def _drive(base: str, headers: dict[str, str], clients: int, seconds: float) -> dict[str, float]:
-    import httpx
+def _drive(port: int, headers: dict[str, str], clients: int, seconds: float) -> dict[str, float]:
+    """16 threads, each with its own keep-alive connection (`http.client`: the lightest client
+    at hand, so that the load generator takes as little of the 2 cores as possible)."""
+    import http.client
 
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    body = b'{"event": "FLIP"}'
+    hdrs = {**headers, "Content-Type": "application/json"}
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(clients)]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+
+    def post(i: int) -> int:
+        conns[i].request("POST", f"/api/instances/http-{i}/events", body=body, headers=hdrs)
+        response = conns[i].getresponse()
+        response.read()
+        return response.status
+
+    for i in range(clients):  # warm-up: connections opened, the key verified and cached
+        post(i)
+    stop = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        mine = latencies[i]
+        while (t0 := time.perf_counter()) < stop:
+            if post(i) != 200:
+                errors[i] += 1
+            mine.append(time.perf_counter() - t0)
+
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
-        # warm-up: connections opened, keys verified and cached in every worker
-        await asyncio.gather(
-            *(client.post(f"/api/instances/http-{i}/events", json={"event": "FLIP"}) for i in range(clients))
-        )
-        stop = time.perf_counter() + seconds
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            path = f"/api/instances/http-{i}/events"
-            while (t0 := time.perf_counter()) < stop:
-                response = await client.post(path, json={"event": "FLIP"})
-                if response.status_code != 200:
-                    errors += 1
-                latencies.append(time.perf_counter() - t0)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(clients)))
-        elapsed = time.perf_counter() - began
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    result = _summary(latencies, elapsed)
-    result["errors"] = errors
+    for c in conns:
+        c.close()
+    result = _summary([x for xs in latencies for x in xs], elapsed)
+    result["errors"] = sum(errors)
     result["client_cpu"] = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / elapsed
     return result
 

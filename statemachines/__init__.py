@@ -40,6 +40,7 @@ from statemachines.errors import (
     StorageError,
     StorageUnavailable,
     TimeOutOfRange,
+    TokenForged,
     TokenInvalid,
     UnknownMachine,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "StorageUnavailable",
     "SystemClock",
     "TimeOutOfRange",
+    "TokenForged",
     "TokenInvalid",
     "Transition",
     "UnknownMachine",

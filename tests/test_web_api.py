@@ -301,3 +301,26 @@ def test_an_unknown_route_is_a_404_problem(web: Web) -> None:
 
 def test_a_wrong_method_is_a_405_problem(web: Web) -> None:
     problem(web.client.delete("/api/instances", headers=web.auth()), 405)
+
+
+# server faults ------------------------------------------------------------------------------------
+def test_an_action_that_raises_is_a_500_problem_naming_it(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statemachines.errors import ActionFailed
+
+    def failing(*args: object, **kw: object) -> None:
+        raise ActionFailed("A1", "PAY", "action record_payment", RuntimeError("ledger down"))
+
+    monkeypatch.setattr(web.engine, "send", failing)
+    body = problem(web.post("/api/instances/A1/events", {"event": "PAY"}), 500)
+    assert body["title"] == "ActionFailed" and "record_payment" in body["detail"]
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object, **kw: object) -> None:
+        raise RuntimeError("password=hunter2 at 0x7f")
+
+    monkeypatch.setattr(web.engine, "get", failing)
+    body = problem(web.get("/api/instances/A1"), 500)
+    assert "hunter2" not in str(body) and body["detail"] == "the server failed; see its log"
