@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from statemachines import Engine, ManualClock
+from statemachines import Engine, machine, state
 from tests.console_support import Service, form_token, login, service, start_orders
 
 
@@ -86,7 +85,7 @@ def test_instances_sort_by_a_column_in_either_direction(svc: Service, admin: Tes
 @pytest.mark.parametrize("sort", ["id", "machine", "state", "status", "version", "updated"])
 @pytest.mark.parametrize("descending", [False, True])
 def test_cursor_pages_visit_every_instance_once_in_order(
-    svc: Service, clock: ManualClock, sort: str, descending: bool
+    svc: Service, clock: Any, sort: str, descending: bool
 ) -> None:
     from statemachines.web.console_queries import ConsoleQueries, Query
 
@@ -133,7 +132,7 @@ def test_failed_view_lists_failed_instances_with_why(svc: Service, admin: TestCl
     assert "smtp: connection refused" in html
 
 
-def test_instance_page_shows_what_it_waits_on(svc: Service, admin: TestClient, clock: ManualClock) -> None:
+def test_instance_page_shows_what_it_waits_on(svc: Service, admin: TestClient, clock: Any) -> None:
     svc.engine.start("mailer", instance_id="m1")
     html = admin.get("/console/instances/m1").text
     assert 'data-event="GO"' in html  # a send form per allowed event
@@ -231,60 +230,151 @@ def test_an_unknown_instance_is_a_404_page(admin: TestClient) -> None:
     assert admin.get("/console/instances/nobody/fingerprint").status_code == 404
 
 
-class WithRewindAndMigrate(Engine):
-    """An engine with `rewind` and `migrate` shaped as the engine's (newer) methods, recording
-    calls: the console offers their forms only when the engine has them."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: list[tuple[Any, ...]] = []
-
-    def rewind(self, instance_id: str, to: int | str, *, actor: str | None = None, **kw: Any) -> Any:
-        self.calls.append(("rewind", instance_id, to, actor, kw.get("reason")))
-        return self.get(instance_id)
-
-    def migrate(self, ids: Any = None, *, to_version: str | None = None, **kw: Any) -> Any:
-        self.calls.append(("migrate", list(ids), to_version, kw.get("actor")))
-        skipped = [SimpleNamespace(instance_id=i, reason="already at that version") for i in ids]
-        return SimpleNamespace(migrated=[], skipped=skipped)
+def ticket(version: str, extra: bool = False) -> Any:
+    """A two-step machine; `review` may be rewound to once; version 2 adds a `triage` state."""
+    states = {
+        "open": state(on={"NEXT": "review", "CLOSE": "done"}),
+        "review": state(on={"CLOSE": "done"}, max_rewinds=1),
+        "done": state(final=True),
+    }
+    if extra:
+        states["triage"] = state(on={"NEXT": "review"})
+        states["open"] = state(on={"NEXT": "review", "CLOSE": "done", "TRIAGE": "triage"})
+    return machine("ticket", initial="open", version=version, states=states)
 
 
-def test_rewind_and_migrate_are_offered_only_when_the_engine_has_them(
-    admin: TestClient, svc: Service
+@pytest.fixture
+def tickets(svc: Service) -> Service:
+    svc.engine.register(ticket("1"))
+    return svc
+
+
+def post_action(c: TestClient, iid: str, action: str, **data: str) -> Any:
+    token = form_token(c.get(f"/console/instances/{iid}").text)
+    return c.post(f"/console/instances/{iid}/{action}", data={"csrf": token, **data}, follow_redirects=False)
+
+
+def test_the_instance_page_offers_rewind_and_migrate_forms(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    html = admin.get("/console/instances/t1").text
+    assert 'id="rewind-form"' in html and 'id="migrate-form"' in html
+    assert 'type="checkbox" name="reopen"' in html
+
+
+def test_rewind_to_a_state_name_restores_it_and_records_the_console_actor(
+    tickets: Service, admin: TestClient
 ) -> None:
-    (iid,) = start_orders(svc.engine, 1)
-    html = admin.get(f"/console/instances/{iid}").text
-    assert 'id="rewind-form"' not in html and 'id="migrate-form"' not in html
-    assert admin.post(f"/console/instances/{iid}/rewind", data={}).status_code == 404
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "NEXT")
+    r = post_action(admin, "t1", "rewind", to="open", reason="redo")
+    assert r.status_code == 303 and r.headers["location"].endswith("/console/instances/t1?done=rewind")
+    assert tickets.engine.get("t1").state == "open"
+    last = tickets.engine.history("t1")[-1]
+    assert (last.outcome, last.actor) == ("rewound", "console:admin-key")
 
 
-def test_the_rewind_form_calls_engine_rewind_with_a_seq_or_a_state(db_url: str, clock: ManualClock) -> None:
-    engine = WithRewindAndMigrate(db_url, clock=clock)
-    try:
-        svc = service(engine)
-        (iid,) = start_orders(engine, 1)
-        c = TestClient(svc.app)
-        login(c, svc.admin)
-        page = c.get(f"/console/instances/{iid}").text
-        assert 'id="rewind-form"' in page and 'id="migrate-form"' in page
-        for to, expected in (("1", 1), ("pending", "pending")):
-            r = c.post(
-                f"/console/instances/{iid}/rewind",
-                data={"csrf": form_token(page), "to": to, "reason": "redo"},
-                follow_redirects=False,
-            )
-            assert r.status_code == 303
-            assert engine.calls[-1] == ("rewind", iid, expected, "console:admin-key", "redo")
-        r = c.post(f"/console/instances/{iid}/migrate", data={"csrf": form_token(page), "version": ""})
-        assert r.status_code == 409 and "already at that version" in r.text
-        assert engine.calls[-1] == ("migrate", [iid], None, "console:admin-key")
-        writer = TestClient(svc.app)
-        login(writer, svc.writer)
-        token = form_token(writer.get(f"/console/instances/{iid}").text)
-        denied = writer.post(f"/console/instances/{iid}/rewind", data={"csrf": token, "to": "1"})
-        assert denied.status_code == 403  # rewind and migrate need the admin scope
-    finally:
-        engine.close()
+def test_rewind_to_a_history_seq_restores_the_state_after_it(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "NEXT")
+    first = tickets.engine.history("t1")[0].seq
+    assert post_action(admin, "t1", "rewind", to=str(first)).status_code == 303
+    assert tickets.engine.get("t1").state == "open"
+    assert "Rewind done." in admin.get("/console/instances/t1?done=rewind").text
+
+
+def test_rewinding_a_closed_instance_without_reopen_shows_the_error_and_changes_nothing(
+    tickets: Service, admin: TestClient
+) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "CLOSE")
+    r = post_action(admin, "t1", "rewind", to="open")
+    assert r.status_code == 409 and "t1" in r.text and 'id="error"' in r.text
+    assert tickets.engine.get("t1").status == "completed"
+
+
+def test_rewinding_a_closed_instance_with_reopen_checked_makes_it_active_again(
+    tickets: Service, admin: TestClient
+) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "CLOSE")
+    assert post_action(admin, "t1", "rewind", to="open", reopen="yes").status_code == 303
+    assert (tickets.engine.get("t1").state, tickets.engine.get("t1").status) == ("open", "active")
+
+
+def test_a_rewind_past_max_rewinds_is_a_409_page_naming_the_limit(
+    tickets: Service, admin: TestClient
+) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "NEXT")
+    assert post_action(admin, "t1", "rewind", to="open").status_code == 303
+    tickets.engine.send("t1", "NEXT")
+    assert post_action(admin, "t1", "rewind", to="review").status_code == 303
+    tickets.engine.send("t1", "CLOSE")
+    r = post_action(admin, "t1", "rewind", to="review", reopen="yes")
+    assert r.status_code == 409, r.text[r.text.find('id="error"'):][:300]
+    assert "max_rewinds" in r.text
+    assert tickets.engine.get("t1").state == "done"
+
+
+def test_rewind_to_an_unknown_state_is_shown_as_an_error_not_a_500(
+    tickets: Service, admin: TestClient
+) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    r = post_action(admin, "t1", "rewind", to="nowhere")
+    assert 400 <= r.status_code < 500 and 'id="error"' in r.text
+
+
+def test_rewind_without_a_target_is_a_422_page(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    r = post_action(admin, "t1", "rewind", to="  ")
+    assert r.status_code == 422 and "rewind needs where to go back to" in r.text
+
+
+def test_migrate_moves_the_instance_to_the_latest_version(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.register(ticket("2", extra=True))
+    r = post_action(admin, "t1", "migrate", version="", reason="v2 rollout")
+    assert r.status_code == 303 and r.headers["location"].endswith("?done=migrate")
+    assert tickets.engine.get("t1").definition_version == "2"
+    last = tickets.engine.history("t1")[-1]
+    assert (last.outcome, last.actor) == ("migrated", "console:admin-key")
+
+
+def test_migrate_to_an_unregistered_version_is_a_404_page(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    r = post_action(admin, "t1", "migrate", version="9")
+    assert r.status_code == 404 and "9" in r.text and 'id="error"' in r.text
+    assert tickets.engine.get("t1").definition_version == "1"
+
+
+def test_migrating_an_instance_already_at_the_version_is_a_409_saying_why(
+    tickets: Service, admin: TestClient
+) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    r = post_action(admin, "t1", "migrate", version="1")
+    assert r.status_code == 409 and "not migrated" in r.text
+
+
+def test_rewind_and_migrate_need_the_admin_scope(tickets: Service) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "NEXT")
+    writer = TestClient(tickets.app)
+    login(writer, tickets.writer)
+    assert post_action(writer, "t1", "rewind", to="open").status_code == 403
+    assert post_action(writer, "t1", "migrate").status_code == 403
+    assert tickets.engine.get("t1").state == "review"
+
+
+def test_rewind_without_the_csrf_token_is_refused(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    tickets.engine.send("t1", "NEXT")
+    r = admin.post("/console/instances/t1/rewind", data={"to": "open"}, follow_redirects=False)
+    assert r.status_code == 403 and tickets.engine.get("t1").state == "review"
+
+
+def test_an_unknown_action_is_a_404(tickets: Service, admin: TestClient) -> None:
+    tickets.engine.start("ticket", instance_id="t1")
+    assert post_action(admin, "t1", "explode").status_code == 404
 
 
 def test_mounted_under_a_prefix_links_and_redirects_follow_the_mount_point(svc: Service) -> None:

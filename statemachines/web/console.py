@@ -1,8 +1,8 @@
 """The web console: server-rendered pages under /console for operators.
 
 `router(state)` returns the routes; `create_app` includes them. Pages read through the engine's
-public queries; actions call `send`, `cancel`, `retry` (and `rewind`, `migrate` when the engine
-has them) with the logged-in key's name as actor. Every request is authenticated here, in
+public queries; actions call `send`, `cancel`, `retry`, `rewind` and `migrate` with the logged-in key's name
+as actor. Every request is authenticated here, in
 `Console.guard`, and every POST checks the session's CSRF token (statemachines.web.console_session).
 
 Status codes: a page without a session redirects to the login form (303); a forged, expired or
@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from statemachines import errors
 from statemachines.web.auth import is_loopback
-from statemachines.web.console_pages import OPTIONAL_ACTIONS, Pages
+from statemachines.web.console_pages import FORM_ACTIONS, Pages
 from statemachines.web.console_session import (
     COOKIE,
     LOCAL,
@@ -41,10 +41,15 @@ PREFIX = "/console"
 #: Engine errors -> HTTP status, most specific first (the API uses the same statuses).
 ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.InstanceNotFound, 404),
-    (errors.UnknownMachine, 404),
+    (errors.UnknownMachine, 404),  # VersionNotRegistered too: migrate to an unknown version
     (errors.EventRejected, 409),
-    (errors.InstanceClosed, 409),
+    (errors.InstanceClosed, 409),  # rewind of a closed instance without "reopen"
     (errors.InstanceExists, 409),
+    (errors.RewindLimit, 409),
+    (errors.IdempotencyKeyReused, 409),
+    (errors.MigrationError, 422),
+    (errors.DefinitionError, 422),
+    (errors.TimeOutOfRange, 422),
     (errors.PayloadInvalid, 422),
     (errors.ContextInvalid, 422),
     (errors.InvalidArgument, 422),
@@ -53,11 +58,12 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.StateMachineError, 400),
 )
 NOTICES = {"events": "Event applied.", "cancel": "Instance cancelled.", "retry": "Instance retried."}
-NOTICES.update({a.name: f"{a.label} done." for a in OPTIONAL_ACTIONS})
+NOTICES.update({a.name: f"{a.label} done." for a in FORM_ACTIONS})
 
 
 #: The scope each action needs: the same as the API's route for it.
 SCOPE_OF = {"events": "write", "cancel": "write", "retry": "admin"}
+SCOPE_OF.update({a.name: a.scope for a in FORM_ACTIONS})
 
 
 def status_of(exc: Exception) -> int:
@@ -209,8 +215,7 @@ class Console:
 
     # instance actions ----------------------------------------------------------------------------
     async def act(self, request: Request, instance_id: str, action: str) -> Response:
-        need = SCOPE_OF.get(action) or next(a.scope for a in OPTIONAL_ACTIONS if a.name == action)
-        guarded, form = await self.guard_form(request, need)
+        guarded, form = await self.guard_form(request, SCOPE_OF[action])
         if guarded.denied is not None:
             return guarded.denied
         session = guarded.session
@@ -240,7 +245,8 @@ class Console:
             if to is None:
                 raise _BadForm("rewind needs where to go back to: a history seq or a state name")
             target: int | str = int(to) if to.isdigit() else to
-            engine.rewind(instance_id, target, actor=actor, reason=_text(form, "reason"))
+            reopen = _text(form, "reopen") is not None  # a checked checkbox sends its value
+            engine.rewind(instance_id, target, actor=actor, reason=_text(form, "reason"), reopen=reopen)
         elif action == "migrate":
             report = engine.migrate(
                 [instance_id], to_version=_text(form, "version"), actor=actor, reason=_text(form, "reason")
@@ -364,9 +370,7 @@ def router(state: Any, prefix: str = PREFIX) -> APIRouter:
 
     @r.post("/instances/{instance_id}/{action}")
     async def act(request: Request, instance_id: str, action: str) -> Response:
-        if action not in ("events", "cancel", "retry") and not any(
-            a.name == action and callable(getattr(console.engine, a.name, None)) for a in OPTIONAL_ACTIONS
-        ):
+        if action not in SCOPE_OF:
             return views.message(request, 404, "Not found", f"There is no action {action!r}.")
         return await console.act(request, instance_id, action)
 

@@ -22,11 +22,12 @@ class ActionField:
     name: str
     label: str
     required: bool = False
+    kind: str = "text"  # the <input> type: "text", or "checkbox" for a yes/no option
 
 
 @dataclass(frozen=True)
 class Action:
-    """An instance action beyond cancel and retry, offered when the engine has the method."""
+    """An instance action beyond cancel and retry that takes arguments from its form."""
 
     name: str  # the Engine method, and the last segment of the form's URL
     label: str
@@ -34,11 +35,12 @@ class Action:
     fields: tuple[ActionField, ...] = field(default_factory=tuple)
 
 
-#: Shown only when the engine in use has the method (they are newer than the console).
-OPTIONAL_ACTIONS = (
+#: The admin actions drawn from this table (cancel and retry have hand-written forms).
+FORM_ACTIONS = (
     Action(
         "rewind", "Rewind", "admin",
-        (ActionField("to", "to seq or state", True), ActionField("reason", "reason (optional)")),
+        (ActionField("to", "to seq or state", True), ActionField("reason", "reason (optional)"),
+         ActionField("reopen", "reopen if closed", kind="checkbox")),
     ),
     Action(
         "migrate", "Migrate", "admin",
@@ -145,6 +147,6 @@ class Pages:
             "fingerprint": self.queries.fingerprint(instance_id) or "",
             "now": engine.clock.now(),
             "payload_hints": hints,
-            "extra_actions": [a for a in OPTIONAL_ACTIONS if callable(getattr(engine, a.name, None))],
+            "form_actions": FORM_ACTIONS,
             "nav": "instances",
         }
