@@ -35,8 +35,10 @@ def browser() -> Iterator[Any]:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield b
-        b.close()
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def _free_port() -> int:
@@ -60,6 +62,8 @@ class Live:
 
 @pytest.fixture
 def live(db_url: str) -> Iterator[Live]:
+    """The app on uvicorn in a thread; stopped (and its engine closed) however the test ends,
+    including when the server never came up."""
     import uvicorn
 
     clock = ManualClock()
@@ -67,20 +71,27 @@ def live(db_url: str) -> Iterator[Live]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     os.environ["STATEMACHINES_BASE_URL"] = url
-    svc = service(engine)
-    server = uvicorn.Server(uvicorn.Config(svc.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
+    server: Any = None
+    thread: threading.Thread | None = None
     try:
+        svc = service(engine)
+        server = uvicorn.Server(uvicorn.Config(svc.app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.02)
         yield Live(url, svc, clock)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=10)
+            if thread.is_alive():  # a connection kept it waiting: close them all now
+                server.force_exit = True
+                thread.join(timeout=10)
+            assert not thread.is_alive(), "the test server did not stop"
         os.environ.pop("STATEMACHINES_BASE_URL", None)
         engine.close()
 
@@ -94,8 +105,10 @@ def page(browser: Any, live: Live) -> Iterator[Any]:
     p.set_default_timeout(8000)
     p.dialogs = []
     p.on("dialog", lambda d: (p.dialogs.append(d.message), d.dismiss()))
-    yield p
-    context.close()
+    try:
+        yield p
+    finally:
+        context.close()  # before `live` stops: the page's polling holds a keep-alive connection
 
 
 def log_in(page: Any, secret: str) -> None:
