@@ -121,6 +121,24 @@ def test_cancel_an_instance_from_its_page(page: Any, live: Live) -> None:
     assert live.engine.get(iid).status == "cancelled"
 
 
+def test_rewind_an_instance_from_its_page_and_see_a_refusal_as_a_message(page: Any, live: Live) -> None:
+    (iid,) = start_orders(live.engine, 1)
+    live.engine.send(iid, "PAYMENT_RECEIVED", {"amount": 40})
+    log_in(page, live.svc.admin)
+    page.goto(f"/console/instances/{iid}")
+    assert page.inner_text("#state") == "processing"
+    page.fill('#rewind-form input[name="to"]', "pending")
+    page.fill('#rewind-form input[name="reason"]', "payment bounced")
+    page.click("#rewind-form button")
+    page.wait_for_url("**done=rewind**")
+    assert page.inner_text("#state") == "pending"
+    assert "rewound" in page.locator("#history tbody tr").first.inner_text()
+    page.fill('#migrate-form input[name="version"]', "no-such-version")
+    page.click("#migrate-form button")
+    expect(page.locator("#error")).to_contain_text("no-such-version")  # the page, not a 500
+    assert live.engine.get(iid).state == "pending"
+
+
 def test_follow_a_callback_url_and_approve(page: Any, live: Live) -> None:
     live.engine.start(
         "expense-approval",
