@@ -44,7 +44,7 @@ FORM_ACTIONS = (
     ),
     Action(
         "migrate", "Migrate", "admin",
-        (ActionField("version", "to version (empty: latest)"), ActionField("reason", "reason (optional)")),
+        (ActionField("version", "version (empty: latest)"), ActionField("reason", "reason (optional)")),
     ),
 )  # fmt: skip
 
