@@ -176,6 +176,15 @@ def test_serve_with_two_workers_keeps_a_console_login_valid_on_every_worker(
         _stop(proc)
 
 
+def test_killing_a_served_group_ends_its_workers_so_waiting_on_it_cannot_hang(tmp_path: Path) -> None:
+    """Killing only the supervisor of `serve --workers 2` leaves its workers holding the output
+    pipes, and `communicate()` then waits forever: the tests' helpers kill the process group."""
+    proc, _ = _serve(tmp_path, "--workers", "2")
+    _kill_group(proc)
+    proc.communicate(timeout=20)  # raised TimeoutExpired when only proc itself was killed
+    assert proc.returncode == -signal.SIGKILL
+
+
 EFFECT_APP = """
 from statemachines import Effect, machine, state, transition
 
