@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -133,6 +134,7 @@ def serve(
         "base_url": args.base_url, "sqlite_synchronous": args.sqlite_synchronous,
     }  # fmt: skip
     os.environ[CONFIG_ENV] = json.dumps(config)
+    share_session_secret(os.environ)
     machines = ", ".join(sorted(loaded)) or "none"
     print(
         f"serving http://{host}:{args.port} with {args.workers} process(es)"
@@ -141,6 +143,20 @@ def serve(
     )
     _run_uvicorn(host, args.port, args.workers, args.log_level)
     return 0
+
+
+def share_session_secret(environ: Any) -> None:
+    """Make one console session secret for every worker process, unless the operator set one.
+
+    Each process would otherwise draw its own random secret (`session_secret_from`), and with
+    `--workers N` a login cookie signed by one worker is forged to the others: the console would
+    log the user out on alternate requests. uvicorn's worker processes inherit the environment,
+    so a secret put there before they start is the one they all use (it still ends with `serve`:
+    set $STATEMACHINES_SESSION_SECRET for sessions that survive a restart or span replicas)."""
+    from statemachines.web.app import SESSION_SECRET_ENV
+
+    if not environ.get(SESSION_SECRET_ENV):
+        environ[SESSION_SECRET_ENV] = secrets.token_hex(32)
 
 
 def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:

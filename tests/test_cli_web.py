@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -71,10 +75,12 @@ def test_keys_create_with_an_unknown_scope_is_a_usage_error(capsys, sqlite_url: 
 def _serve(tmp_path: Path, *args: str, app: str = APP) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STATEMACHINES_SECRET": "cli-web-tests-secret-0123"}
+    env.pop("STATEMACHINES_SESSION_SECRET", None)  # as a first run would: the server makes one
     proc = subprocess.Popen(
         [sys.executable, "-m", "statemachines.cli", "serve", "--db", str(tmp_path / "s.db"), "--app", app,
          "--port", str(port), "--log-level", "warning", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: _stop can end the workers too
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -86,17 +92,23 @@ def _serve(tmp_path: Path, *args: str, app: str = APP) -> tuple[subprocess.Popen
             if proc.poll() is not None:
                 break
             time.sleep(0.2)
-    proc.kill()
+    _kill_group(proc)
     raise AssertionError(f"server did not come up: {proc.communicate()}")
 
 
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the server and its uvicorn workers (they share the process group it leads)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """Ctrl-C the server and wait for it; whatever happens, no process of it outlives the test."""
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    finally:
+        _kill_group(proc)  # workers a hung supervisor left behind; nothing if all exited
     return proc.returncode, err
 
 
@@ -136,6 +148,41 @@ def test_serve_with_a_key_requires_it(tmp_path: Path, capsys: pytest.CaptureFixt
         assert status == 200 and body[0]["name"] == "expense-approval"
     finally:
         _stop(proc)
+
+
+def test_serve_with_two_workers_keeps_a_console_login_valid_on_every_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without $STATEMACHINES_SESSION_SECRET, `serve` makes one secret for all its workers: a
+    session cookie signed by one worker is accepted by the other (each request here is a new
+    connection, so the kernel spreads them over both workers)."""
+    db = str(tmp_path / "s.db")
+    assert main(["--db", db, "keys", "create", "ops", "--scope", "read"]) == 0
+    secret = capsys.readouterr().out.strip()
+    proc, port = _serve(tmp_path, "--workers", "2")
+    base = f"http://127.0.0.1:{port}/console"
+    try:
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = browser.open(f"{base}/login", timeout=10).read().decode()
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token is not None
+        form = {"key": secret, "csrf": token.group(1), "next": "/console/machines"}
+        landed = browser.open(f"{base}/login", data=urllib.parse.urlencode(form).encode(), timeout=10)
+        assert landed.status == 200 and landed.url.endswith("/console/machines")
+        for _ in range(16):
+            r = browser.open(f"{base}/instances", timeout=10)
+            assert r.status == 200 and r.url == f"{base}/instances", "the session was not recognised"
+    finally:
+        _stop(proc)
+
+
+def test_killing_a_served_group_ends_its_workers_so_waiting_on_it_cannot_hang(tmp_path: Path) -> None:
+    """Killing only the supervisor of `serve --workers 2` leaves its workers holding the output
+    pipes, and `communicate()` then waits forever: the tests' helpers kill the process group."""
+    proc, _ = _serve(tmp_path, "--workers", "2")
+    _kill_group(proc)
+    proc.communicate(timeout=20)  # raised TimeoutExpired when only proc itself was killed
+    assert proc.returncode == -signal.SIGKILL
 
 
 EFFECT_APP = """
