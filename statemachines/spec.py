@@ -17,6 +17,16 @@ from statemachines import content_spec
 from statemachines.names import MAX_NAME_LENGTH, storable
 
 
+def one_or_many(value: Any, empty: str) -> Any:
+    """SCXML allows several targets (or initial states) where one is usual: a one-item list is
+    stored as that item, so definitions without the feature keep their JSON (and version hash)."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(empty)
+        return value[0] if len(value) == 1 else value
+    return value
+
+
 def _as_list(value: Any) -> Any:
     if value is None:
         return []
@@ -67,11 +77,7 @@ class TransitionSpec(BaseModel):
     @field_validator("target", mode="after")
     @classmethod
     def _one_target(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("an empty list of targets; write null for a targetless transition")
-            return value[0] if len(value) == 1 else value
-        return value
+        return one_or_many(value, "an empty list of targets; write null for a targetless transition")
 
     @property
     def targets(self) -> list[str]:
@@ -230,11 +236,7 @@ class StateSpec(BaseModel):
     @field_validator("initial", mode="after")
     @classmethod
     def _one_initial(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("an empty list of initial states")
-            return value[0] if len(value) == 1 else value
-        return value
+        return one_or_many(value, "an empty list of initial states")
 
     @field_validator("enter_content", "exit_content", "initial_content", mode="before")
     @classmethod
@@ -355,11 +357,7 @@ class MachineSpec(BaseModel):
     @field_validator("initial", mode="after")
     @classmethod
     def _one_initial(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("an empty list of initial states")
-            return value[0] if len(value) == 1 else value
-        return value
+        return one_or_many(value, "an empty list of initial states")
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_defaults=True, indent=2)
