@@ -6,6 +6,9 @@ why they do not use `statemachines.testing.run_until_idle`, which drives the who
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from statemachines import Engine, ManualClock
 
 
@@ -24,3 +27,14 @@ def drive(engine: Engine, clock: ManualClock, ids: list[str], *, max_steps: int 
         wait = min(due) - clock.now()
         if wait.total_seconds() > 0:
             clock.advance(wait)
+
+
+def print_demo(run: Callable[[Engine, ManualClock], Any]) -> None:  # pragma: no cover - manual demo
+    """`python -m statemachines.examples.<name>`: the example's `run` on a throwaway SQLite file
+    with a manual clock, its outcome printed as JSON."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        demo_clock = ManualClock()
+        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))

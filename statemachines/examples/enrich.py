@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, parallel, state, transition
-from statemachines.examples.driving import drive
+from statemachines.examples.driving import drive, print_demo
 
 RETRY = Retry(max_attempts=3, initial="5s", backoff=2.0, max="1m")
 LOOKUPS = ("profile", "orders", "risk")
@@ -184,12 +184,7 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "enrich-") -> dict[
 
 
 def main() -> None:  # pragma: no cover - manual demo
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        demo_clock = ManualClock()
-        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))
+    print_demo(run)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual demo

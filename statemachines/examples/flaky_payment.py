@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, state, transition
-from statemachines.examples.driving import drive
+from statemachines.examples.driving import drive, print_demo
 
 RETRY = Retry(max_attempts=4, initial="2s", backoff=3.0, max="10s", jitter=0.25)
 
@@ -134,9 +134,4 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "pay-") -> dict[str
 
 
 if __name__ == "__main__":  # pragma: no cover - manual demo
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        demo_clock = ManualClock()
-        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))
+    print_demo(run)

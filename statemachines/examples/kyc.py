@@ -56,7 +56,7 @@ from statemachines import (
     state,
     transition,
 )
-from statemachines.examples.driving import drive
+from statemachines.examples.driving import drive, print_demo
 
 #: Attempts at 0, 1m, 5m, 21m and 85m (plus up to 10% jitter per wait): a provider that is down
 #: for good is given up on after about an hour and a half, well inside the 3-day deadline.
@@ -291,12 +291,7 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "kyc-") -> dict[str
 
 
 def main() -> None:  # pragma: no cover - manual demo
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        demo_clock = ManualClock()
-        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))
+    print_demo(run)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual demo

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, state, transition
+from statemachines.examples.driving import print_demo
 
 TRIAL = "30d"
 REMINDER_BEFORE_END = "3d"
@@ -149,9 +150,4 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "sub-") -> dict[str
 
 
 if __name__ == "__main__":  # pragma: no cover - manual demo
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        demo_clock = ManualClock()
-        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))
+    print_demo(run)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from statemachines import Effect, Engine, ManualClock, Registry, Retry, machine, state, transition
-from statemachines.examples.driving import drive
+from statemachines.examples.driving import drive, print_demo
 
 RETRY = Retry(max_attempts=3, initial="1s", backoff=2.0, max="10s", jitter=0.0)
 
@@ -172,9 +172,4 @@ def run(engine: Engine, clock: ManualClock, *, prefix: str = "trip-") -> dict[st
 
 
 if __name__ == "__main__":  # pragma: no cover - manual demo
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        demo_clock = ManualClock()
-        print(json.dumps(run(Engine(f"{tmp}/demo.db", clock=demo_clock), demo_clock), indent=2))
+    print_demo(run)
