@@ -25,9 +25,10 @@ from typing import Any
 from persistence.send_queue import SendQueue
 from statemachines import errors
 from statemachines.chart.expressions import session_location
+from statemachines.claimed import each_claimed
 from statemachines.records import ACTIVE
 from statemachines.rows import DEF_VERSION, MACHINE, STATUS
-from statemachines.runtime import Runtime, is_storage_failure
+from statemachines.runtime import Runtime
 
 SEND_ACTOR = "send"
 log = logging.getLogger("statemachines.worker")
@@ -49,18 +50,12 @@ def deliver_due_sends(rt: Runtime, limit: int = 100) -> int:
     now = rt.clock.now()
     with rt.transaction() as cur:
         claimed = queue.claim(cur, now, limit, machines)
-        # Instances in id order (two workers' batches never wait on each other), each instance's
-        # sends in claim order (the sort is stable).
-        for send in sorted(claimed, key=lambda r: r[1]):
-            cur.execute(f"SAVEPOINT {_SAVEPOINT}")
-            try:
-                _deliver(rt, queue, cur, send, now)
-            except Exception as exc:
-                if is_storage_failure(exc):
-                    raise
-                cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-                _quarantine(rt, queue, cur, send, exc, now)
-            cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        each_claimed(
+            cur, claimed, _SAVEPOINT,
+            lambda send: _deliver(rt, queue, cur, send, now),
+            lambda send, exc: _quarantine(rt, queue, cur, send, exc, now),
+            lambda send, exc: _drop(queue, cur, send, exc),
+        )  # fmt: skip
     return len(claimed)
 
 
@@ -109,6 +104,12 @@ def _quarantine(
     if row is not None and row[STATUS] == ACTIVE:
         rt.applier.fail(cur, row, event, reason, now)
     queue.delete(cur, row_id)
+
+
+def _drop(queue: SendQueue, cur: Any, send: tuple[Any, ...], exc: Exception) -> None:
+    """Even failing the instance failed: drop the send rather than claim it again forever."""
+    queue.delete(cur, send[0])
+    log.error("send %s on %s dropped: %s", send[3], send[1], exc, exc_info=exc)
 
 
 def pending(rt: Runtime, instance_id: str) -> list[tuple[str, str, Any, datetime]]:

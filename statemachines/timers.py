@@ -17,10 +17,11 @@ from typing import Any
 
 from statemachines import errors, telemetry
 from statemachines.apply import apply_or_fail
+from statemachines.claimed import each_claimed
 from statemachines.logs import action
 from statemachines.records import ACTIVE
 from statemachines.rows import DEF_VERSION, MACHINE, STATUS, holds_entry
-from statemachines.runtime import Runtime, is_storage_failure
+from statemachines.runtime import Runtime
 
 TIMER_ACTOR = "timer"
 log = logging.getLogger("statemachines.worker")
@@ -32,28 +33,21 @@ def fire_due_timers(rt: Runtime, limit: int = 100) -> int:
     now = rt.clock.now()
     with rt.transaction() as cur:
         claimed = rt.schedule.claim_timers(cur, now, limit, rt.served_versions())
-        # Lock instances in id order: two workers' batches can then never wait on each other.
-        # The sort is stable: an instance's timers keep the claim order (fire_at), so of several
-        # due timers the earliest fires and the others find the state left (stale).
-        for timer in sorted(claimed, key=lambda r: r[1]):
-            cur.execute(f"SAVEPOINT {_ROW_SAVEPOINT}")
-            try:
-                _traced_fire(rt, cur, timer, now)
-            except Exception as exc:
-                if is_storage_failure(exc):
-                    raise  # the database's fault, not the row's: the whole round is retried
-                cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
-                try:
-                    _quarantine(rt, cur, timer, exc, now)
-                except Exception as again:
-                    if is_storage_failure(again):
-                        raise
-                    # Even failing the instance fails: drop the timer rather than loop on it.
-                    cur.execute(f"ROLLBACK TO SAVEPOINT {_ROW_SAVEPOINT}")
-                    rt.schedule.delete_timer(cur, timer[0], timer[1], timer[2])
-                    log.error("timer %s on %s dropped: %s", timer[4], timer[1], again, exc_info=again)
-            cur.execute(f"RELEASE SAVEPOINT {_ROW_SAVEPOINT}")
+        # Of several due timers of one instance the earliest (claim order) fires and the others
+        # find the state left (stale).
+        each_claimed(
+            cur, claimed, _ROW_SAVEPOINT,
+            lambda timer: _traced_fire(rt, cur, timer, now),
+            lambda timer, exc: _quarantine(rt, cur, timer, exc, now),
+            lambda timer, exc: _drop(rt, cur, timer, exc),
+        )  # fmt: skip
     return len(claimed)
+
+
+def _drop(rt: Runtime, cur: Any, timer: tuple[Any, ...], exc: Exception) -> None:
+    """Even failing the instance failed: drop the timer rather than loop on it."""
+    rt.schedule.delete_timer(cur, timer[0], timer[1], timer[2])
+    log.error("timer %s on %s dropped: %s", timer[4], timer[1], exc, exc_info=exc)
 
 
 def _traced_fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> None:

@@ -193,3 +193,22 @@ def test_a_send_row_that_cannot_be_read_fails_its_instance_not_the_others(scxml_
     scxml_engine.run_due()
     assert scxml_engine.get("bad").status == "failed"
     assert scxml_engine.get("good").state == "done"
+
+
+def test_a_send_row_whose_instance_cannot_even_be_failed_is_dropped_not_claimed_forever(
+    scxml_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scxml_engine.start("ping", instance_id="bad")
+    scxml_engine.start("ping", instance_id="good")
+    with scxml_engine.runtime.transaction() as cur:
+        corrupt = "UPDATE sm_sends SET payload = 'not json' WHERE instance_id = :id"
+        cur.execute(scxml_engine.runtime.db.sql(corrupt), {"id": "bad"})
+
+    def cannot_fail(*args: object, **kwargs: object) -> None:
+        raise ValueError("failing the instance failed too")
+
+    monkeypatch.setattr(scxml_engine.runtime.applier, "fail", cannot_fail)
+    scxml_engine.run_due()
+    assert pending(scxml_engine.runtime, "bad") == []  # dropped: the next round does not claim it
+    assert scxml_engine.get("bad").status == "active"
+    assert scxml_engine.get("good").state == "done"
