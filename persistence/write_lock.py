@@ -34,10 +34,10 @@ In-memory databases have one shared connection and a lock of their own, and do n
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 
@@ -67,7 +67,7 @@ class WriteLock:
         self._threads = threading.Lock()
         self._fd: int | None = None
         self._usable = fcntl is not None
-        self._waiter: concurrent.futures.ThreadPoolExecutor | None = None
+        self._waiter: _FileWaiter | None = None
 
     def acquire(self, timeout: float) -> None:
         """Take the lock within `timeout` seconds, or raise `DatabaseUnavailable`."""
@@ -85,6 +85,8 @@ class WriteLock:
                 fcntl.flock(fd, LOCK_EX_NB)
             except BlockingIOError:
                 self._block_on_file(fd, deadline or time.monotonic() + timeout)
+            except OSError as exc:  # a file system without flock (some network mounts)
+                self._give_up(exc)
         except BaseException:
             self._threads.release()
             raise
@@ -107,21 +109,18 @@ class WriteLock:
             raise self._timed_out()
 
     def _block_on_file(self, fd: int, deadline: float) -> None:
-        """Wait for another process to let go of the file, in the helper thread."""
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="sqlite-write-lock"
-            )
-        waited = waiter.submit(fcntl.flock, fd, fcntl.LOCK_EX)
-        try:
-            waited.result(timeout=max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            # The helper still waits with this descriptor: it is its own now, to be closed
-            # once the lock comes to it (which lets the lock go again at once).
-            self._fd = None
-            waited.add_done_callback(lambda _: _close(fd))
-            raise self._timed_out() from None
+        """Wait for another process to let go of the file, through the helper thread."""
+        if self._waiter is None:
+            self._waiter = _FileWaiter(self.path)
+        wait = self._waiter.wait_for(fd)
+        if wait.done.wait(max(0.0, deadline - time.monotonic())) or not wait.abandon():
+            if wait.error is not None:
+                self._give_up(wait.error)
+            return
+        # The helper still waits with this descriptor: it is its own now, to be closed once
+        # the lock comes to it (which lets the lock go again at once).
+        self._fd = None
+        raise self._timed_out()
 
     def _timed_out(self) -> DatabaseUnavailable:
         return DatabaseUnavailable(
@@ -135,14 +134,19 @@ class WriteLock:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as exc:
-                self._usable = False
-                log.warning(
-                    "cannot open %s (%s): SQLite writers on this file wait in SQLite's busy"
-                    " handler instead of a kernel queue",
-                    self.path,
-                    exc,
-                )
+                self._give_up(exc)
         return self._fd
+
+    def _give_up(self, exc: OSError) -> None:
+        """No kernel queue for this file in this process: SQLite's busy handler waits instead."""
+        self._usable = False
+        self._forget_descriptor()
+        log.warning(
+            "cannot lock %s (%s): SQLite writers on this file wait in SQLite's busy handler"
+            " instead of a kernel queue",
+            self.path,
+            exc,
+        )
 
     def _forget_descriptor(self) -> None:
         fd, self._fd = self._fd, None
@@ -156,6 +160,61 @@ class WriteLock:
         self._forget_descriptor()
         self._threads = threading.Lock()
         self._waiter = None
+
+
+class _Wait:
+    """One writer's wait for the file, handed to the helper thread."""
+
+    __slots__ = ("_guard", "abandoned", "done", "error", "fd", "finished")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.done = threading.Event()
+        self.error: OSError | None = None
+        self.finished = self.abandoned = False
+        self._guard = threading.Lock()
+
+    def finish(self, error: OSError | None) -> None:
+        """The helper got the lock (or an error): hand it over, or drop it if nobody waits."""
+        with self._guard:
+            self.finished, self.error = True, error
+            abandoned = self.abandoned
+        if abandoned:
+            _close(self.fd)
+        self.done.set()
+
+    def abandon(self) -> bool:
+        """The writer gives up; False when the lock came to it in the meantime (then it is its own)."""
+        with self._guard:
+            if self.finished:
+                return False
+            self.abandoned = True
+            return True
+
+
+class _FileWaiter:
+    """A daemon thread that blocks in `flock` for the writers of one process, one at a time
+    (they queue on the thread lock first). A daemon: a wait abandoned at the busy timeout must not
+    keep the interpreter from exiting."""
+
+    def __init__(self, path: str) -> None:
+        self._requests: queue.SimpleQueue[_Wait] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=f"write-lock {path}", daemon=True).start()
+
+    def wait_for(self, fd: int) -> _Wait:
+        wait = _Wait(fd)
+        self._requests.put(wait)
+        return wait
+
+    def _run(self) -> None:
+        while True:
+            wait = self._requests.get()
+            try:
+                fcntl.flock(wait.fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                wait.finish(exc)
+            else:
+                wait.finish(None)
 
 
 def _close(fd: int) -> None:

@@ -277,3 +277,33 @@ def test_only_sqlite_files_have_a_write_lock(postgres_url: str) -> None:
 def test_every_database_on_one_file_shares_one_lock(db: Database, tmp_path: Path) -> None:
     again = Database(f"sqlite:///{tmp_path / '.' / 'lock.db'}")
     assert again.write_lock is db.write_lock
+
+
+def test_a_writer_that_gave_up_waiting_does_not_keep_its_process_alive(db: Database) -> None:
+    other = OtherProcess(db)  # holds the lock for the whole test
+    try:
+        gave_up = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    from persistence.database import Database
+                    from persistence.errors import DatabaseUnavailable
+                    db = Database({db.url!r}, busy_timeout_ms=100)
+                    try:
+                        with db.transaction():
+                            pass
+                    except DatabaseUnavailable:
+                        print("gave up")
+                    """
+                ),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,  # the helper thread still waits in flock: it must not hold the exit
+        )
+    finally:
+        other.release()
+    assert (gave_up.returncode, gave_up.stdout.strip()) == (0, "gave up"), gave_up.stderr
