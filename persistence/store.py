@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 from persistence.database import Database
+from persistence.history_context import CONTEXT_AT, UNCHANGED, recorded, resolve
 
 # Written by a flat instance's insert; `chart` (statecharts only) is read with them.
 _FLAT_COLUMNS = (
@@ -79,6 +80,10 @@ _SQL = {
     # One page of the history (keyset: the records after a seq), for the web API.
     "history_page": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " AND seq > :after ORDER BY seq LIMIT :limit",
+    # The context as of a seq, for a page whose first row stores it as unchanged: the nearest
+    # earlier row that has one (the key read backwards; the start row always has one).
+    "context_at": "SELECT context FROM sm_history WHERE instance_id = :id AND seq <= :seq"
+    f" AND context <> '{UNCHANGED}' ORDER BY seq DESC LIMIT 1",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -351,23 +356,34 @@ class Store:
         now: datetime,
         outcome: str,
         reason: str | None = None,
+        previous: str | None = None,
     ) -> None:
+        """One history row; `context` is the context after the event and `previous` the one
+        before it, when the caller knows it: the row stores the context only if they differ
+        (persistence.history_context)."""
         cur.execute(
             self.sql["insert_history"],
             history_params(
-                self.db, instance_id, machine, seq, event, source, target, payload, context, actor,
-                now, outcome, reason,
+                self.db, instance_id, machine, seq, event, source, target, payload,
+                recorded(context, previous), actor, now, outcome, reason,
             ),
         )  # fmt: skip
 
     def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        """Every history row of the instance in seq order, each with its full context."""
         cur.execute(self.sql["history"], {"id": instance_id})
-        return cur.fetchall()
+        return resolve(cur.fetchall())
 
     def history_page(self, cur: Any, instance_id: str, after: int, limit: int) -> list[tuple[Any, ...]]:
-        """Up to `limit` history rows with seq > `after`, in seq order."""
+        """Up to `limit` history rows with seq > `after`, in seq order, with full contexts."""
         cur.execute(self.sql["history_page"], {"id": instance_id, "after": after, "limit": limit})
-        return cur.fetchall()
+        rows = cur.fetchall()
+        before = None
+        if rows and rows[0][CONTEXT_AT] == UNCHANGED:
+            cur.execute(self.sql["context_at"], {"id": instance_id, "seq": after})
+            found = cur.fetchone()
+            before = found[0] if found else None
+        return resolve(rows, before)
 
     def insert_receipt(
         self,
