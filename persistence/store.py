@@ -11,7 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 from persistence.database import Database
-from persistence.history_context import CONTEXT_AT, UNCHANGED, recorded, resolve
+from persistence.history_context import CONTEXT_AT, first_whole_seq, is_whole, recorded, resolve
 
 # Written by a flat instance's insert; `chart` (statecharts only) is read with them.
 _FLAT_COLUMNS = (
@@ -80,10 +80,10 @@ _SQL = {
     # One page of the history (keyset: the records after a seq), for the web API.
     "history_page": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " AND seq > :after ORDER BY seq LIMIT :limit",
-    # The context as of a seq, for a page whose first row stores it as unchanged: the nearest
-    # earlier row that has one (the key read backwards; the start row always has one).
-    "context_at": "SELECT context FROM sm_history WHERE instance_id = :id AND seq <= :seq"
-    f" AND context <> '{UNCHANGED}' ORDER BY seq DESC LIMIT 1",
+    # The stored contexts from :first to :seq, to resolve the context as of :seq for a page whose
+    # first row does not store it whole (persistence.history_context).
+    "contexts": "SELECT context FROM sm_history WHERE instance_id = :id AND seq >= :first"
+    " AND seq <= :seq ORDER BY seq",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -365,7 +365,7 @@ class Store:
             self.sql["insert_history"],
             history_params(
                 self.db, instance_id, machine, seq, event, source, target, payload,
-                recorded(context, previous), actor, now, outcome, reason,
+                recorded(context, previous, seq), actor, now, outcome, reason,
             ),
         )  # fmt: skip
 
@@ -378,12 +378,20 @@ class Store:
         """Up to `limit` history rows with seq > `after`, in seq order, with full contexts."""
         cur.execute(self.sql["history_page"], {"id": instance_id, "after": after, "limit": limit})
         rows = cur.fetchall()
-        before = None
-        if rows and rows[0][CONTEXT_AT] == UNCHANGED:
-            cur.execute(self.sql["context_at"], {"id": instance_id, "seq": after})
-            found = cur.fetchone()
-            before = found[0] if found else None
-        return resolve(rows, before)
+        if not rows or is_whole(rows[0][CONTEXT_AT]):
+            return resolve(rows)
+        return resolve(rows, self._context_as_of(cur, instance_id, after))
+
+    def _context_as_of(self, cur: Any, instance_id: str, seq: int) -> str | None:
+        """The whole context as of history row `seq`: from the nearest row at or before it that
+        stores it whole (normally the last multiple of `FULL_EVERY`; from the first row if a
+        gap in the seqs leaves that one out)."""
+        for first in dict.fromkeys((first_whole_seq(seq), 1)):
+            cur.execute(self.sql["contexts"], {"id": instance_id, "first": first, "seq": seq})
+            stored = [(None, None, None, None, None, r[0]) for r in cur.fetchall()]
+            if stored and is_whole(stored[0][CONTEXT_AT]):
+                return resolve(stored)[-1][CONTEXT_AT]
+        return None
 
     def insert_receipt(
         self,
