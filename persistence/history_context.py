@@ -12,8 +12,9 @@ its pages sooner and every full page rebalances three or four pages (bench/RESUL
   prefix and suffix the two texts share and the text between them. Plain string operations, no
   JSON parsing: applying the edit gives back the exact text the engine wrote;
 - the whole context otherwise: the first row (a start), rows written by a rewind or a migration,
-  an edit that would not be shorter, and every row whose seq is a multiple of `FULL_EVERY`, so
-  the context as of any seq is resolved from at most `FULL_EVERY` rows.
+  a changed context shorter than `EDIT_FROM` characters (an edit would save little and cost a
+  few microseconds), an edit that would not be shorter, and every row whose seq is a multiple
+  of `FULL_EVERY`, so the context as of any seq is resolved from at most `FULL_EVERY` rows.
 
 A stored context is JSON text, which is never empty and never starts with `+`, so the markers
 cannot be mistaken for one; the column keeps its NOT NULL constraint and existing databases need
@@ -29,6 +30,8 @@ from typing import Any
 UNCHANGED = ""
 #: The first character of an edited context.
 EDIT = "+"
+#: A changed context shorter than this is stored whole rather than as an edit.
+EDIT_FROM = 256
 #: Rows whose seq is a multiple of this store the whole context.
 FULL_EVERY = 16
 #: Position of `context` in a row of `persistence.store.HISTORY_COLUMNS`.
@@ -42,6 +45,8 @@ def recorded(context: str, previous: str | None, seq: int) -> str:
         return context
     if context == previous:
         return UNCHANGED
+    if len(context) < EDIT_FROM:
+        return context
     head = _shared_head(context, previous)
     tail = _shared_tail(context, previous, min(len(context), len(previous)) - head)
     edit = f"{EDIT}{head}.{tail}.{context[head : len(context) - tail]}"
@@ -83,26 +88,47 @@ def _applied(stored: str, current: str) -> str:
     return current[: int(head)] + middle + current[len(current) - int(tail) :]
 
 
+# The shared head and tail: growing chunks are compared until one differs, then that chunk is
+# halved down to the first difference. Slice comparisons run in C and copy about as many
+# characters as are shared, so the cost follows where the change is, not the context's size
+# (a few microseconds; bench/RESULTS.md section 21).
+
+
 def _shared_head(a: str, b: str) -> int:
-    """The length of the longest common prefix (a binary search over slice comparisons, which
-    run in C: a few microseconds for kilobytes of context)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
+    """The length of the longest common prefix of `a` and `b`."""
+    limit = min(len(a), len(b))
+    lo, step = 0, 16
+    while True:
+        hi = min(lo + step, limit)
+        if lo >= hi:
+            return lo
+        if a[lo:hi] != b[lo:hi]:
+            break
+        lo, step = hi, step * 2
+    while hi - lo > 1:  # the first difference is in [lo, hi)
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
             lo = mid
         else:
-            hi = mid - 1
+            hi = mid
     return lo
 
 
 def _shared_tail(a: str, b: str, limit: int) -> int:
     """The length of the longest common suffix, at most `limit` (so it does not overlap the head)."""
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid :] == b[len(b) - mid :]:
+    na, nb = len(a), len(b)
+    lo, step = 0, 16
+    while True:
+        hi = min(lo + step, limit)
+        if lo >= hi:
+            return lo
+        if a[na - hi : na - lo] != b[nb - hi : nb - lo]:
+            break
+        lo, step = hi, step * 2
+    while hi - lo > 1:  # the first difference from the end is in [lo, hi)
+        mid = (lo + hi) // 2
+        if a[na - mid : na - lo] == b[nb - mid : nb - lo]:
             lo = mid
         else:
-            hi = mid - 1
+            hi = mid
     return lo

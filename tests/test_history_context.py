@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from persistence import migrations
-from persistence.history_context import EDIT, FULL_EVERY, UNCHANGED, recorded, resolve
+from persistence.history_context import EDIT, EDIT_FROM, FULL_EVERY, UNCHANGED, recorded, resolve
 from statemachines import Engine, ManualClock, errors, machine, state, transition
 
 
@@ -62,7 +62,7 @@ def test_a_record_whose_event_left_the_context_as_it_was_stores_none(cart: Engin
 
 
 def test_a_record_whose_event_changed_a_wide_context_stores_an_edit(cart: Engine) -> None:
-    note = "n" * 300
+    note = "n" * EDIT_FROM
     cart.start("cart", {"items": 0, "note": note}, instance_id="w")
     cart.send("w", "ADD")
     stored = stored_contexts(cart, "w")
@@ -71,18 +71,24 @@ def test_a_record_whose_event_changed_a_wide_context_stores_an_edit(cart: Engine
 
 
 def test_an_edit_gives_back_the_exact_text_whatever_changed() -> None:
-    before = '{"a":1,"b":"x.y.z","c":[1,2,3],"d":"' + "p" * 100 + '"}'
+    before = '{"a":1,"b":"x.y.z","c":[1,2,3],"d":"' + "p" * EDIT_FROM + '"}'
     for after in (
         before.replace('"a":1', '"a":12'),
         before.replace('"c":[1,2,3]', '"c":[]'),
         before.replace('"a":1,', ""),
         before[:-1] + ',"e":"+.."}',
+        before[:-1] + ',"e":"' + "p" * EDIT_FROM + '"}',
         '{"z":0}',
         before + " ",
     ):
         stored = recorded(after, before, 2)
+        assert stored.startswith(EDIT) or stored == after
         row = (2, "E", None, "s", "{}", stored)
         assert resolve([row], before)[0][5] == after, stored
+
+
+def test_a_small_changed_context_is_stored_whole() -> None:
+    assert recorded('{"items":2}', '{"items":1}', 3) == '{"items":2}'
 
 
 def test_every_full_every_th_record_stores_the_whole_context() -> None:
@@ -94,7 +100,7 @@ def test_every_full_every_th_record_stores_the_whole_context() -> None:
 
 
 def test_a_history_page_far_into_a_long_history_resolves_its_first_context(cart: Engine) -> None:
-    cart.start("cart", {"items": 0, "note": "n" * 300}, instance_id="long")
+    cart.start("cart", {"items": 0, "note": "n" * EDIT_FROM}, instance_id="long")
     for _ in range(3 * FULL_EVERY):
         cart.send("long", "ADD")
     whole = [r.context for r in cart.history("long")]
