@@ -170,8 +170,8 @@ MIGRATIONS: list[Callable[[Database, Any], None]] = [
     _create_missing("ApiKeyRow"),
     # 9 (bytes per event): the instance indexes without `id` (each entry ~16 bytes narrower; a
     # page stays an index range, only instances created at the same instant are sorted by id),
-    # and history rows store the context only when their event changed it (no DDL for that:
-    # the version number keeps older code, which cannot read such rows, off the database).
+    # and history rows store the context only as far as their event changed it (no DDL for
+    # that: the version number keeps older code, which cannot read such rows, off the database).
     _reindex("sm_instances", drop=INSTANCE_INDEXES, create=INSTANCE_INDEXES),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -359,7 +359,7 @@ class Store:
         previous: str | None = None,
     ) -> None:
         """One history row; `context` is the context after the event and `previous` the one
-        before it, when the caller knows it: the row stores the context only if they differ
+        before it, when the caller knows it: the row then stores only what changed
         (persistence.history_context)."""
         cur.execute(
             self.sql["insert_history"],
@@ -383,12 +383,11 @@ class Store:
         return resolve(rows, self._context_as_of(cur, instance_id, after))
 
     def _context_as_of(self, cur: Any, instance_id: str, seq: int) -> str | None:
-        """The whole context as of history row `seq`: from the nearest row at or before it that
-        stores it whole (normally the last multiple of `FULL_EVERY`; from the first row if a
-        gap in the seqs leaves that one out)."""
+        """The whole context as of history row `seq`, resolved from the last row at or before it
+        that stores it whole (a multiple of `FULL_EVERY`; the first row if a gap left that out)."""
         for first in dict.fromkeys((first_whole_seq(seq), 1)):
             cur.execute(self.sql["contexts"], {"id": instance_id, "first": first, "seq": seq})
-            stored = [(None, None, None, None, None, r[0]) for r in cur.fetchall()]
+            stored = [(None,) * CONTEXT_AT + (r[0],) for r in cur.fetchall()]
             if stored and is_whole(stored[0][CONTEXT_AT]):
                 return resolve(stored)[-1][CONTEXT_AT]
         return None
