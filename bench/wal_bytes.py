@@ -8,7 +8,10 @@ log is measured over the next `--events` operations.
 SQLite: automatic checkpoints are off on the measuring connection, the WAL is truncated after the
 warm-up, and the frames in the -wal file after the run are counted (each commit appends one
 frame per page it changed). Each frame's page is attributed to its B-tree (`dbstat`), so the
-table says which index costs what.
+table says which index costs what; by default by the page's owner at the end of the run, which
+misattributes pages that changed owner (a B-tree that frees pages as fast as it takes new ones,
+like the index of live instances, looks cheaper than it is): `--exact` reads `dbstat` after
+every operation instead (minutes for a few thousand operations).
 
 PostgreSQL: the WAL between `pg_current_wal_lsn()` before and after is read with `pg_waldump`
 (the server is shared: other sessions write WAL too). Only records of our transactions count:
@@ -80,9 +83,15 @@ def wal_frames(path: Path) -> list[int]:
     return pages
 
 
-def sqlite_measure(name: str, ops: list[workload.Op], warm: list[workload.Op], sync: str) -> dict[str, Any]:
-    """WAL frames per operation for one contender, and per B-tree."""
+def sqlite_measure(
+    name: str, ops: list[workload.Op], warm: list[workload.Op], sync: str, exact: bool = False
+) -> dict[str, Any]:
+    """WAL frames per operation for one contender, and per B-tree: by the page's owner at the end
+    of the run, or with `exact` by its owner right after the commit that wrote it (`dbstat` read
+    after every operation: slow, but a page that a B-tree freed and another reused is counted
+    for the tree that wrote it)."""
     contender = _make(name)
+    by_tree: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix=f"walb-{name}-") as tmp:
         target = Target(backend="sqlite", workdir=Path(tmp), sync=sync)
         contender.setup(target)
@@ -91,13 +100,23 @@ def sqlite_measure(name: str, ops: list[workload.Op], warm: list[workload.Op], s
             conn = _sqlite_conn(contender)
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            _run(contender, ops)
-            frames = wal_frames(Path(f"{target.sqlite_path}-wal"))
-            owners = dict(conn.execute("SELECT pageno, name FROM dbstat").fetchall())
+            wal = Path(f"{target.sqlite_path}-wal")
+            seen = 0
+            for op in ops if exact else ():
+                _run(contender, [op])
+                frames = wal_frames(wal)
+                owners = dict(conn.execute("SELECT pageno, name FROM dbstat").fetchall())
+                by_tree.update(owners.get(p, "(free/other)") for p in frames[seen:])
+                seen = len(frames)
+            if not exact:
+                _run(contender, ops)
+            frames = wal_frames(wal)
+            if not exact:
+                owners = dict(conn.execute("SELECT pageno, name FROM dbstat").fetchall())
+                by_tree.update(owners.get(p, "(free/other)") for p in frames)
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         finally:
             contender.close()
-    by_tree = Counter(owners.get(p, "(free/other)") for p in frames)
     return {
         "name": name,
         "frames": len(frames),
@@ -190,12 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-url", default=PG_URL)
     p.add_argument("--contenders", default="")
     p.add_argument("--context-bytes", type=int, default=0, help="pad each starting context by N bytes")
+    p.add_argument("--exact", action="store_true", help="SQLite: attribute each commit's pages (slow)")
     args = p.parse_args(argv)
     stream = pad_contexts(workload.script(args.warmup + args.events), args.context_bytes)
     warm, ops = stream[: args.warmup], stream[args.warmup :]
     if args.db == "sqlite":
         names = args.contenders.split(",") if args.contenders else CONTENDERS
-        results = [sqlite_measure(n, ops, warm, args.sync) for n in names]
+        results = [sqlite_measure(n, ops, warm, args.sync, args.exact) for n in names]
         base = results[0]["per_op"]
         print(table(
             ["contender", "WAL pages / op", "WAL bytes / op", f"vs {results[0]['name']}"],

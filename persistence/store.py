@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 from persistence.database import Database
+from persistence.history_context import CONTEXT_AT, first_whole_seq, is_whole, recorded, resolve
 
 # Written by a flat instance's insert; `chart` (statecharts only) is read with them.
 _FLAT_COLUMNS = (
@@ -79,6 +80,10 @@ _SQL = {
     # One page of the history (keyset: the records after a seq), for the web API.
     "history_page": f"SELECT {HISTORY_COLUMNS}, configuration FROM sm_history WHERE instance_id = :id"
     " AND seq > :after ORDER BY seq LIMIT :limit",
+    # The stored contexts from :first to :seq, to resolve the context as of :seq for a page whose
+    # first row does not store it whole (persistence.history_context).
+    "contexts": "SELECT context FROM sm_history WHERE instance_id = :id AND seq >= :first"
+    " AND seq <= :seq ORDER BY seq",
     "insert_receipt": "INSERT INTO sm_receipts (instance_id, key, seq, result, created_at, fingerprint)"
     " VALUES (:id, :key, :seq, :result, :now, :fingerprint)",
     "receipt": "SELECT result, fingerprint FROM sm_receipts WHERE instance_id = :id AND key = :key",
@@ -351,23 +356,41 @@ class Store:
         now: datetime,
         outcome: str,
         reason: str | None = None,
+        previous: str | None = None,
     ) -> None:
+        """One history row; `context` is the context after the event and `previous` the one
+        before it, when the caller knows it: the row then stores only what changed
+        (persistence.history_context)."""
         cur.execute(
             self.sql["insert_history"],
             history_params(
-                self.db, instance_id, machine, seq, event, source, target, payload, context, actor,
-                now, outcome, reason,
+                self.db, instance_id, machine, seq, event, source, target, payload,
+                recorded(context, previous, seq), actor, now, outcome, reason,
             ),
         )  # fmt: skip
 
     def history(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        """Every history row of the instance in seq order, each with its full context."""
         cur.execute(self.sql["history"], {"id": instance_id})
-        return cur.fetchall()
+        return resolve(cur.fetchall())
 
     def history_page(self, cur: Any, instance_id: str, after: int, limit: int) -> list[tuple[Any, ...]]:
-        """Up to `limit` history rows with seq > `after`, in seq order."""
+        """Up to `limit` history rows with seq > `after`, in seq order, with full contexts."""
         cur.execute(self.sql["history_page"], {"id": instance_id, "after": after, "limit": limit})
-        return cur.fetchall()
+        rows = cur.fetchall()
+        if not rows or is_whole(rows[0][CONTEXT_AT]):
+            return resolve(rows)
+        return resolve(rows, self._context_as_of(cur, instance_id, after))
+
+    def _context_as_of(self, cur: Any, instance_id: str, seq: int) -> str | None:
+        """The whole context as of history row `seq`, resolved from the last row at or before it
+        that stores it whole (a multiple of `FULL_EVERY`; the first row if a gap left that out)."""
+        for first in dict.fromkeys((first_whole_seq(seq), 1)):
+            cur.execute(self.sql["contexts"], {"id": instance_id, "first": first, "seq": seq})
+            stored = [(None,) * CONTEXT_AT + (r[0],) for r in cur.fetchall()]
+            if stored and is_whole(stored[0][CONTEXT_AT]):
+                return resolve(stored)[-1][CONTEXT_AT]
+        return None
 
     def insert_receipt(
         self,

@@ -44,17 +44,20 @@ class InstanceRow(SQLModel, table=True):
     __tablename__ = "sm_instances"
     __table_args__ = (
         # `instances()` filters by machine/state/status and pages in (created_at, id) order:
-        # each index ends with the order, so a page is an index range, not a sort of the table.
+        # each index ends with `created_at`, so a page is an index range, not a sort of the table
+        # (only instances created at the same instant are sorted by id among themselves: `id` is
+        # not in the keys since schema step 9, which made every entry ~16 bytes narrower, and
+        # PostgreSQL inserts into all four on every transition; bench/RESULTS.md section 21).
         # Only the first contains `state`, so a transition rewrites one index entry, not three.
-        Index("ix_sm_instances_state_machine", "state", "machine", "created_at", "id"),
-        Index("ix_sm_instances_machine", "machine", "created_at", "id"),
+        Index("ix_sm_instances_state_machine", "state", "machine", "created_at"),
+        Index("ix_sm_instances_machine", "machine", "created_at"),
         # Live and closed instances in two partial indexes (schema step 7): an active row is in
         # the first only, so a transition on PostgreSQL (where an update that changes `state`
         # inserts into every index whose predicate the new row satisfies) writes one index entry
         # fewer than with (status, ...) and (created_at, ...) both; an unfiltered page merges one
         # range per status (persistence.store).
-        Index("ix_sm_instances_active", "created_at", "id", **ACTIVE_ROW),
-        Index("ix_sm_instances_closed", "status", "created_at", "id", **CLOSED_ROW),
+        Index("ix_sm_instances_active", "created_at", **ACTIVE_ROW),
+        Index("ix_sm_instances_closed", "status", "created_at", **CLOSED_ROW),
     )
     id: str = Field(primary_key=True)
     machine: str
@@ -95,6 +98,8 @@ class HistoryRow(SQLModel, table=True):
     source: str | None = None
     target: str
     payload: str = Field(sa_column=Column(Text, nullable=False))
+    #: The context after the event, or '' when the event left it unchanged (schema step 9; the
+    #: nearest earlier row with one has it: persistence.history_context).
     context: str = Field(sa_column=Column(Text, nullable=False))
     actor: str | None = None
     at: datetime = Field(sa_column=_ts())

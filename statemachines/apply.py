@@ -85,6 +85,7 @@ class Applier:
             self.store.insert_history(
                 cur, iid, row[MACHINE], seq, event, row[STATE], row[STATE], payload_json,
                 row[CONTEXT], actor, now, REJECTED, f"{type(err).__name__}: {err}",
+                previous=row[CONTEXT],
             )  # fmt: skip
             write_receipt(self.store, cur, iid, key, seq, event, payload_json, err, now)
             return err
@@ -118,7 +119,7 @@ class Applier:
         )  # fmt: skip
         self.store.insert_history(
             cur, iid, cm.name, seq, event, step.source, step.target, payload_json,
-            step.context_json, actor, now, APPLIED,
+            step.context_json, actor, now, APPLIED, previous=row[CONTEXT],
         )  # fmt: skip
         if not step.internal:
             # From the rows, not from the definition registered now: the rows may have been armed
@@ -175,6 +176,7 @@ class Applier:
         self.store.insert_history(
             cur, row[0], row[MACHINE], seq, event, row[STATE], row[STATE],
             payload_json, row[CONTEXT], actor, now, outcome, reason,
+            previous=row[CONTEXT],
         )  # fmt: skip
 
     def fail(
