@@ -14,6 +14,7 @@ pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 from web_support import Web, make_web
 
 from statemachines.web import fast_send
+from statemachines.web.send_threads import SendThreads
 
 
 @pytest.fixture
@@ -23,15 +24,15 @@ def web(db_url: str) -> Iterator[Web]:
 
 @pytest.fixture
 def short_path_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The instance ids the short path sent to (it runs `engine.send` through this hop)."""
+    """The instance ids the short path sent to (it runs `engine.send` on its `SendThreads`)."""
     calls: list[str] = []
-    original = fast_send.run_in_threadpool
+    original = SendThreads.run
 
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counting(self: SendThreads, func: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(args[0])
-        return await original(func, *args, **kwargs)
+        return await original(self, func, *args, **kwargs)
 
-    monkeypatch.setattr(fast_send, "run_in_threadpool", counting)
+    monkeypatch.setattr(SendThreads, "run", counting)
     return calls
 
 
