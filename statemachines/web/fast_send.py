@@ -14,8 +14,8 @@ in `/events` under `/api/instances/` it does the same work as the FastAPI route,
 - `engine.send` on one of a few threads of its own (`web/send_threads.py`: the engine blocks on the
   database, and anyio's thread pool cost more CPU than the rest of this path), its errors
   answered by the same problem+json handler the application uses;
-- the snapshot serialised once, to bytes (`InstanceOut` through a `TypeAdapter`), and sent as two raw ASGI messages
-  with the headers Starlette's `Response` would give it.
+- the snapshot serialised once, to bytes (`InstanceOut` through a `TypeAdapter`), and sent as
+  two raw ASGI messages with the headers Starlette's `Response` would give it.
 
 Anything it is not sure about (no or insufficient key, a body that is not a valid event, a wrong
 content type, a malformed `Idempotency-Key`, a large body) is handed, untouched and with its body

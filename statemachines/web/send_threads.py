@@ -24,6 +24,7 @@ The threads are daemons started on first use, and stop when the `SendThreads` is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import queue
@@ -88,7 +89,7 @@ def _work(calls: queue.SimpleQueue[_Call | None]) -> None:
         loop, future, context, call = item
         try:
             result = context.run(call)
-        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
+        except BaseException as exc:  # every outcome goes back to the caller
             _settle_soon(loop, future, None, exc)
         else:
             _settle_soon(loop, future, result, None)
@@ -96,10 +97,8 @@ def _work(calls: queue.SimpleQueue[_Call | None]) -> None:
 
 
 def _settle_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: Any) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
         loop.call_soon_threadsafe(_settle, future, result, exc)
-    except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
-        pass
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
