@@ -152,3 +152,23 @@ def test_a_request_the_short_path_cannot_authenticate_is_handed_over(
     response = web.post("/api/instances/A1/events", PAY)
     assert response.status_code == 200 and response.json()["state"] == "paid"
     assert short_path_sends == []
+
+
+def test_the_short_path_sends_on_its_own_threads_and_answers_their_errors(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    names: list[str] = []
+    original = web.engine.send
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(web.engine, "send", recording)
+    web.start_order("A1")
+    assert web.post("/api/instances/A1/events", PAY).status_code == 200
+    missing = web.post("/api/instances/nope/events", PAY)
+    assert missing.status_code == 404 and missing.json()["title"] == "Instance not found"
+    assert len(names) == 2 and all(n.startswith("statemachines-send") for n in names)

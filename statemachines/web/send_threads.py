@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 #: Threads for a PostgreSQL engine: commits of one process overlap while each waits on the server
 #: (`bench/RESULTS.md` section 20 measured 1, 2, 4 and 8).
-POSTGRESQL_THREADS = 4
+POSTGRESQL_THREADS = 8
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
 
