@@ -26,6 +26,7 @@ from persistence.errors import (
 )
 from persistence.translate import translate
 from persistence.urls import parse_url
+from persistence.write_lock import WriteLock, write_lock_for
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 WAL_AUTOCHECKPOINT_PAGES = 1_000
@@ -71,6 +72,11 @@ class Database:
                 f"unsupported database {backend!r} in {url!r}: use sqlite:///path or postgresql://..."
             )
         self.busy_timeout_ms = busy_timeout_ms
+        #: SQLite files: the kernel queue writers take before `BEGIN IMMEDIATE`, so a waiting
+        #: writer wakes at the holder's commit instead of polling (persistence.write_lock).
+        self.write_lock: WriteLock | None = (
+            write_lock_for(self.path) if self.dialect == "sqlite" and self.serial is None else None
+        )
         #: What "the same database" means for the re-entrancy check: two `Database` objects (two
         #: engines) on one file or one server+schema would deadlock each other just the same.
         self.identity = (
@@ -245,7 +251,7 @@ class Transaction:
     runs once per event.
     """
 
-    __slots__ = ("_conn", "_db", "_outermost", "_write")
+    __slots__ = ("_conn", "_db", "_locked", "_outermost", "_write")
 
     def __init__(self, db: Database, write: bool) -> None:
         self._db = db
@@ -254,6 +260,7 @@ class Transaction:
     def __enter__(self) -> Any:
         db = self._db
         self._conn = None
+        self._locked = False
         held: dict[tuple[str, str], bool] = _open.__dict__.setdefault("held", {})
         open_write = held.get(db.identity)
         # A read inside a read is harmless (it ends the outer read's snapshot at worst); anything
@@ -273,6 +280,9 @@ class Transaction:
             conn = self._conn = db.connection()
             cur = conn.cursor()
             if self._write and db.dialect == "sqlite":
+                if db.write_lock is not None:
+                    db.write_lock.acquire(db.busy_timeout_ms / 1000)
+                    self._locked = True
                 cur.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             self._fail(exc)
@@ -285,6 +295,9 @@ class Transaction:
                     self._conn.commit()
                 elif self._write:
                     self._conn.execute("COMMIT")
+                    if self._locked:
+                        self._locked = False
+                        self._db.write_lock.release()  # type: ignore[union-attr]
                 if self._outermost:
                     del _open.held[self._db.identity]
                     if self._db.serial is not None:
@@ -298,6 +311,9 @@ class Transaction:
         db = self._db
         if self._conn is not None:
             db._rollback(self._conn)
+        if self._locked:
+            self._locked = False
+            db.write_lock.release()  # type: ignore[union-attr]
         if self._outermost:
             _open.held.pop(db.identity, None)
             if db.serial is not None:

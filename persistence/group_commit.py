@@ -64,6 +64,7 @@ class GroupCommit:
         self._conn: Any = None
         self._pid = 0
         self._batch: _Batch | None = None
+        self._locked = False  # holds the SQLite file's write lock (persistence.write_lock)
         #: Batches committed and events in them (for tests and benchmarks).
         self.commits = 0
         self.events = 0
@@ -83,17 +84,23 @@ class GroupCommit:
             if conn is not None:
                 with suppress(Exception):
                     conn.close()
+            self._unlock()
 
     # Used by GroupTransaction, under `_lock` -----------------------------------------------------
     def _cursor(self) -> Any:
         if self._conn is None or self._pid != os.getpid():
+            # (a forked child starts afresh: the parent's batch and lock are not its own)
             self._conn, self._pid, self._batch = self.db.new_connection(), os.getpid(), None
+            self._locked = False
         return self._conn.cursor()
 
     def _begin(self, cur: Any) -> _Batch:
         batch = self._batch
         if batch is None:
             if self.db.dialect == "sqlite":
+                if self.db.write_lock is not None:
+                    self.db.write_lock.acquire(self.db.busy_timeout_ms / 1000)
+                    self._locked = True
                 cur.execute("BEGIN IMMEDIATE")
             batch = self._batch = _Batch()
         return batch
@@ -110,6 +117,7 @@ class GroupCommit:
                 self._conn.commit()
             self.commits += 1
             self.events += batch.members
+            self._unlock()
         except BaseException as exc:
             batch.error = exc
             self._abandon()
@@ -119,18 +127,23 @@ class GroupCommit:
         """The batch's transaction cannot go on: roll back what is left, drop a broken connection."""
         self._batch = None
         conn = self._conn
-        if conn is None:
-            return
-        try:
-            if self.db.dialect == "sqlite":
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            else:
-                conn.rollback()
-        except Exception:
-            self._conn = None
-            with suppress(Exception):
-                conn.close()
+        if conn is not None:
+            try:
+                if self.db.dialect == "sqlite":
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                else:
+                    conn.rollback()
+            except Exception:
+                self._conn = None
+                with suppress(Exception):
+                    conn.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            self.db.write_lock.release()  # type: ignore[union-attr]
 
 
 class GroupTransaction:

@@ -121,6 +121,19 @@ _CLAIM_EFFECTS = (
 )
 
 
+# When the next claim above comes due (statemachines/due.py): the same rows, unordered.
+NEXT_TIMER = (
+    "SELECT MIN(t.fire_at) FROM sm_timers t JOIN sm_instances i ON i.id = t.instance_id"
+    " WHERE i.status = 'active' AND ({served})"
+)
+NEXT_EFFECT = (
+    "SELECT MIN(CASE WHEN e.status = 'pending' THEN e.next_at ELSE e.lease_until END)"
+    " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
+    " WHERE e.status IN ('pending', 'running')"
+    " AND " + _RUNNABLE.format(t="e") + " AND " + _LIVE.format(t="e") + " AND ({served})"
+)
+
+
 def served_condition(n: int) -> str:
     """SQL true for an instance `i` of one of `n` (machine, version) pairs (`served_params`)."""
     return " OR ".join(f"(i.machine = :m{k} AND i.definition_version = :v{k})" for k in range(n))

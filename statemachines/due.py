@@ -10,21 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from persistence.schedule import served_condition, served_params
+from persistence.schedule import NEXT_EFFECT, NEXT_TIMER, served_condition, served_params
 from persistence.send_queue import NEXT_DUE as _NEXT_SEND
 from statemachines.runtime import Runtime
-
-_NEXT_TIMER = (
-    "SELECT MIN(t.fire_at) FROM sm_timers t JOIN sm_instances i ON i.id = t.instance_id"
-    " WHERE i.status = 'active' AND ({served})"
-)
-_NEXT_EFFECT = (
-    "SELECT MIN(CASE WHEN e.status = 'pending' THEN e.next_at ELSE e.lease_until END)"
-    " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
-    " WHERE e.status IN ('pending', 'running')"
-    " AND (i.status = 'active' OR (i.status = 'cancelled' AND e.compensates IS NOT NULL))"
-    " AND i.entered_seq = e.entered_seq AND ({served})"
-)
 
 
 def next_due(rt: Runtime) -> datetime | None:
@@ -37,7 +25,7 @@ def next_due(rt: Runtime) -> datetime | None:
     params = served_params(served)
     found: list[datetime] = []
     with rt.read() as cur:
-        for template in (_NEXT_TIMER, _NEXT_EFFECT, _NEXT_SEND):
+        for template in (NEXT_TIMER, NEXT_EFFECT, _NEXT_SEND):
             cur.execute(rt.db.sql(template.format(served=condition)), params)
             row = cur.fetchone()
             if row is not None and row[0] is not None:

@@ -11,7 +11,9 @@ How "waiting" is observed:
   (`pg_stat_activity.wait_event_type = 'Lock'`); each test has a schema of its own, so no other
   test's backends count.
 - SQLite: the thread is inside the C call of `BEGIN IMMEDIATE` (SQLite's writer lock), which
-  cannot return while the other side holds the lock.
+  cannot return while the other side holds the lock; or it waits in the kernel queue that
+  engine writers take first (persistence/write_lock.py, whose waiting functions are named
+  `_block_on_*`: a thread only gets there after finding the lock taken).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import linecache
 import sys
 import threading
 import time
+from typing import Any
 
 _PG_WAITERS = """
 SELECT count(*) FROM pg_stat_activity a
@@ -41,11 +44,24 @@ def _pg_waiters(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def _in_sqlite_write_lock_queue(frame: Any) -> bool:
+    """Whether a frame of this stack waits in persistence/write_lock.py for another writer."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.endswith("write_lock.py") and code.co_name.startswith("_block_on_"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _in_sqlite_begin_immediate(thread: threading.Thread) -> bool:
-    """Whether `thread` is inside the `execute("BEGIN IMMEDIATE")` call (not merely before it)."""
+    """Whether `thread` is inside the `execute("BEGIN IMMEDIATE")` call (not merely before it),
+    or waiting in the engine's write-lock queue in front of it."""
     frame = sys._current_frames().get(thread.ident or -1)
     if frame is None:
         return False
+    if _in_sqlite_write_lock_queue(frame):
+        return True
     code = frame.f_code
     if not code.co_filename.endswith("database.py"):
         return False
