@@ -2,9 +2,10 @@
 
 Why: `Engine.send` blocks on the database, so the short send path (`web/fast_send.py`) cannot run
 it on the event loop, and the hop to a thread and back was the largest cost of the path outside
-`send` itself. Measured per call on this 2-core machine (a ~90 µs function, uvloop, 8 calls in
-flight as in a server process under load): anyio's `run_in_threadpool` added ~75 µs of CPU, a
-one-thread `ThreadPoolExecutor` through `loop.run_in_executor` ~17 µs, this ~1 µs. Two reasons:
+`send` itself. Measured per call on this 2-core machine (a ~100 µs function, uvloop, 8 calls in
+flight as in a server process under load; two runs, machine load 3 and 9): anyio's
+`run_in_threadpool` added 75-150 µs of CPU, a one-thread `ThreadPoolExecutor` through
+`loop.run_in_executor` 17-75 µs, this 1-30 µs. Two reasons:
 
 - **Few threads.** anyio's pool grows to 40 threads; with 8 requests in flight, 8 threads take
   turns at the GIL (each switch is a futex wake and a context switch) only to queue at the same
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: Threads for a PostgreSQL engine: commits of one process overlap while each waits on the server
-#: (`bench/RESULTS.md` section 20 measured 1, 2, 4 and 8).
+#: (`bench/RESULTS.md` section 20 compared 2, 4, 8 and 16: 8 carried the most events per second).
 POSTGRESQL_THREADS = 8
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
