@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import gc
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -16,6 +19,14 @@ pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 from statemachines.web.send_threads import POSTGRESQL_THREADS, SendThreads, threads_for
 
 REQUEST = contextvars.ContextVar("request", default="none")
+T = TypeVar("T")
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a thread of its own: the suite's browser tests leave an event loop
+    running on the main thread (Playwright's sync API), where `asyncio.run` refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main).result()
 
 
 def test_a_call_runs_on_another_thread_and_its_result_is_awaited() -> None:
@@ -24,7 +35,7 @@ def test_a_call_runs_on_another_thread_and_its_result_is_awaited() -> None:
     async def main() -> tuple[str, int]:
         return await threads.run(lambda a, b=0: (threading.current_thread().name, a + b), 2, b=3)
 
-    name, total = asyncio.run(main())
+    name, total = _run(main())
     assert name.startswith("statemachines-send") and total == 5
 
 
@@ -38,7 +49,7 @@ def test_an_error_of_the_call_is_raised_in_the_awaiting_coroutine() -> None:
         await threads.run(failing)
 
     with pytest.raises(KeyError, match="no such instance"):
-        asyncio.run(main())
+        _run(main())
 
 
 def test_the_callers_context_variables_travel_with_the_call() -> None:
@@ -52,7 +63,7 @@ def test_the_callers_context_variables_travel_with_the_call() -> None:
     async def main() -> list[str]:
         return list(await asyncio.gather(*(one(f"r{i}") for i in range(8))))
 
-    assert asyncio.run(main()) == [f"r{i}" for i in range(8)]
+    assert _run(main()) == [f"r{i}" for i in range(8)]
 
 
 def test_one_thread_runs_the_calls_one_after_another_in_order() -> None:
@@ -70,7 +81,7 @@ def test_one_thread_runs_the_calls_one_after_another_in_order() -> None:
     async def main() -> list[int]:
         return list(await asyncio.gather(*(threads.run(call, i) for i in range(20))))
 
-    assert asyncio.run(main()) == list(range(20)) and seen == list(range(20))
+    assert _run(main()) == list(range(20)) and seen == list(range(20))
 
 
 def test_several_threads_overlap_calls_that_wait() -> None:
@@ -80,7 +91,7 @@ def test_several_threads_overlap_calls_that_wait() -> None:
     async def main() -> list[int]:
         return list(await asyncio.gather(*(threads.run(barrier.wait) for _ in range(4))))
 
-    assert sorted(asyncio.run(main())) == [0, 1, 2, 3]  # all four waited at the barrier together
+    assert sorted(_run(main())) == [0, 1, 2, 3]  # all four waited at the barrier together
 
 
 def test_a_call_whose_caller_was_cancelled_still_runs_to_its_end() -> None:
@@ -99,14 +110,14 @@ def test_a_call_whose_caller_was_cancelled_still_runs_to_its_end() -> None:
             await task
         await threads.run(lambda: None)  # queued behind it: answered once it has finished
 
-    asyncio.run(main())
+    _run(main())
     assert done.is_set()
 
 
 def _used_and_dropped(name: str) -> list[threading.Thread]:
     """Threads of a `SendThreads` that ran a call and is no longer referenced."""
     threads = SendThreads(2, name=name)
-    asyncio.run(threads.run(lambda: None))
+    _run(threads.run(lambda: None))
     return [t for t in threading.enumerate() if t.name.startswith(name)]
 
 
