@@ -1,7 +1,7 @@
 """Durable time, the operator's side: run due work, see what an instance waits on, redrive it.
 
 Functions of the `Runtime`; `Engine.run_due/status/effect_attempts/retry` delegate here after
-checking their arguments, so `engine.py` stays the story of one event.
+checking their arguments, so the engine stays a facade (the story of one event is `sending.py`).
 """
 
 from __future__ import annotations

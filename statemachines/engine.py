@@ -1,9 +1,9 @@
-"""The engine: how one event moves one instance, in one database transaction.
+"""The engine: the public facade over one database and the machines registered on it.
 
-`send` is the story of an event: lock the row (and look for a receipt), validate the payload,
-let the compiled machine pick and run the transition on a copy of the context, then write the
-instance, one history record, the timers and effects of the state entered, and commit.
-Everything raised before the commit leaves the database exactly as it was.
+Each method checks its arguments and hands the work to the module that tells that story:
+`sending` (how one event moves one instance, in one transaction), `starting`, `cancelling`,
+`rewind`, `migration`, `queries`, the worker's `timers` and `effects` through `due`. What those
+modules share (database, statements, clock, registered machines) is the engine's `runtime`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from persistence import Conflict, Database, DatabaseError, migrate, stats
+from persistence import Database, DatabaseError, migrate, stats
 from persistence.database import Transaction
 from persistence.group_commit import GroupCommit
 from statemachines import (
@@ -27,13 +27,13 @@ from statemachines import (
     migration,
     pages,
     queries,
+    sending,
     starting,
     telemetry,
     versions,
 )
 from statemachines import prune as pruning
 from statemachines import rewind as rewinding
-from statemachines.apply import to_json
 from statemachines.arguments import check_id, check_name, check_not_reserved, check_text
 from statemachines.chart import CompiledChart
 from statemachines.clock import Clock, SystemClock
@@ -43,21 +43,10 @@ from statemachines.durable import EffectAttempt
 from statemachines.durations import MAX_BUSY_TIMEOUT, Duration, parse_duration
 from statemachines.migration import MigrationReport
 from statemachines.records import (
-    ACTIVE,
     APPLIED,
     Record,
     Snapshot,
     Status,
-)
-from statemachines.rows import (
-    DEF_VERSION,
-    FINGERPRINT,
-    MACHINE,
-    RECEIPT,
-    STATE,
-    STATUS,
-    check_fingerprint,
-    replay_receipt,
 )
 from statemachines.runtime import Runtime, typed_storage_error
 from statemachines.tokens import TokenClaims
@@ -211,40 +200,7 @@ class Engine:
         check_not_reserved(event)
         if idempotency_key is not None:
             check_name(idempotency_key, "idempotency_key")
-        with telemetry.span("send", instance=instance_id, event=event) as span:
-            for attempt in range(3):
-                try:
-                    snap = self._send_once(instance_id, event, payload, idempotency_key, actor, span)
-                    span.set(target=snap.state, outcome=span.get("outcome") or APPLIED)
-                    return snap
-                except Conflict:
-                    # A concurrent send with the same key committed first: its receipt wins.
-                    if idempotency_key is None or attempt == 2:
-                        raise errors.StorageError(
-                            f"conflicting concurrent write on instance {instance_id!r}"
-                        ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _send_once(
-        self, iid: str, event: str, payload: Any, key: str | None, actor: str | None, span: Any
-    ) -> Snapshot:
-        with self._tx() as cur:
-            row = self.store.lock_instance(cur, iid, key)
-            if row is None:
-                raise errors.InstanceNotFound(iid)
-            span.set(machine=row[MACHINE], source=row[STATE])
-            cm = self._versions.get((row[MACHINE], row[DEF_VERSION])) or self.runtime.compiled(
-                row[MACHINE], row[DEF_VERSION]
-            )  # pinned: the version the instance started on (or was migrated to)
-            if row[RECEIPT] is not None:
-                span.set(outcome="replayed")
-                return _replay(self.db, cm, row, event, payload, key)
-            if row[STATUS] != ACTIVE:
-                raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
-            outcome = self._applier.apply(cur, cm, row, event, payload, key, actor, self.clock.now())
-        if isinstance(outcome, errors.EventRejected):
-            raise outcome
-        return outcome
+        return sending.send(self.runtime, instance_id, event, payload, idempotency_key, actor)
 
     def cancel(
         self,
@@ -441,21 +397,6 @@ class Engine:
 
     def _read(self) -> Transaction:
         return self.runtime.read()
-
-
-def _replay(
-    db: Database,
-    cm: CompiledMachine | CompiledChart,
-    row: tuple[Any, ...],
-    event: str,
-    payload: Any,
-    key: str,
-) -> Snapshot:
-    """The recorded result of a key already used, if this is the request it was used for."""
-    if row[FINGERPRINT] is not None:
-        payload_json = to_json(event, cm.validate_payload(event, payload))
-        check_fingerprint(row[0], key, row[FINGERPRINT], event, payload_json)
-    return replay_receipt(db, row[RECEIPT], cm.model)
 
 
 def compile_machine(definition: Definition) -> CompiledMachine | CompiledChart:

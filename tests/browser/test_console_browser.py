@@ -108,6 +108,27 @@ def test_the_instance_page_refreshes_itself_within_two_seconds_of_a_change(page:
     assert "elsewhere" in page.locator("#history tbody tr").first.inner_text()
 
 
+def test_a_form_answered_slowly_is_not_cut_short_by_the_self_refresh(page: Any, live: Live) -> None:
+    """The page polls for changes every second and reloads itself on one; the change a form's
+    own POST makes must not reload the page under the form's answer (which carries its notice)."""
+    (iid,) = start_orders(live.engine, 1)
+    log_in(page, live.svc.writer)
+    page.goto(f"/console/instances/{iid}")
+
+    def slow_answer(route: Any) -> None:
+        answer = route.fetch(max_redirects=0)  # the event is applied now (answer: a redirect)...
+        time.sleep(2.5)  # ... and its answer comes after two rounds of polling
+        route.fulfill(response=answer)
+
+    page.route(re.compile(r".*/events$"), slow_answer)
+    form = page.locator('form.send[data-event="PAYMENT_RECEIVED"]')
+    form.locator("textarea").fill('{"amount": 40}')
+    form.locator("button").click()
+    page.wait_for_url(f"**/console/instances/{iid}?done=events")
+    assert page.locator("#notice").inner_text() == "Event applied."
+    assert page.inner_text("#state") == "processing"
+
+
 def test_cancel_an_instance_from_its_page(page: Any, live: Live) -> None:
     (iid,) = start_orders(live.engine, 1)
     log_in(page, live.svc.writer)

@@ -323,6 +323,31 @@ def launch(mode: str, args: Sequence[str], err: Path, env: dict[str, str] | None
     return proc
 
 
+def sleep_then_kill(
+    proc: Any, log: Path, rng: Any, early: tuple[float, float], late: tuple[float, float]
+) -> bool:
+    """Let a child live a random while, then SIGKILL it; False if it had already exited.
+
+    Mostly (85%) the while starts once the child logged its life's `L` line (its engine is set
+    up), so it is spent sending or working even on a loaded machine, where starting a Python
+    process can take longer than the whole while; otherwise it starts at once, to kill children
+    during start-up too."""
+    if rng.random() < 0.15:
+        time.sleep(rng.uniform(*early))
+    else:
+        lives = sum(1 for ln in read_log(log) if ln[0] == "L")
+        deadline = time.monotonic() + 60
+        while proc.is_alive() and time.monotonic() < deadline:
+            if sum(1 for ln in read_log(log) if ln[0] == "L") > lives:
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(*late))
+    if not proc.is_alive():
+        return False
+    kill(proc)
+    return True
+
+
 def kill(proc: Any) -> None:
     """SIGKILL: no handler, no cleanup, no flush; then reap it."""
     if proc.is_alive():

@@ -19,7 +19,17 @@ from pathlib import Path
 import pytest
 
 from reliability.chart_support import CHART_EFFECT_LOG_ENV, EFFECTS, FANOUT, check_fanout_instance
-from reliability.support import T0, error_text, kill, launch, raw_rows, read_log, record, scale
+from reliability.support import (
+    T0,
+    error_text,
+    kill,
+    launch,
+    raw_rows,
+    read_log,
+    record,
+    scale,
+    sleep_then_kill,
+)
 from statemachines import Engine, ManualClock
 
 KILLS = scale(20, 200)
@@ -55,14 +65,12 @@ def test_killed_workers_deliver_each_parallel_effect_once_and_join_once(db_url: 
     kills = 0
     while kills < KILLS:
         proc = launch("chartwork", args, err, env)
-        time.sleep(rng.uniform(0.0, 0.03) if rng.random() < 0.15 else rng.uniform(0.02, 0.2))
-        if not proc.is_alive():
+        if not sleep_then_kill(proc, log, rng, (0.0, 0.03), (0.02, 0.2)):
             proc.join()
             if proc.exitcode != 0:
                 pytest.fail(f"worker failed (seed {SEED}):\n{error_text(err)}")
             add_batch()  # it finished everything before we killed it: more work, more kills
             continue
-        kill(proc)
         kills += 1
     final = launch("chartwork", args, err, env)  # one last worker, left alone, finishes what is left
     final.join(scale(40, 1200))

@@ -31,6 +31,7 @@ from reliability.support import (
     read_log,
     record,
     scale,
+    sleep_then_kill,
     start_busy,
 )
 from statemachines import Engine, EventRejected, ManualClock
@@ -47,9 +48,8 @@ def _report_seed(request: pytest.FixtureRequest) -> None:
     request.node.add_report_section("setup", "seed", f"replay with RELIABILITY_SEED={SEED}")
 
 
-def _kill_delay(rng: random.Random) -> float:
-    """Mostly while events flow; sometimes right after start (engine set-up, first send)."""
-    return rng.uniform(0.0, 0.03) if rng.random() < 0.15 else rng.uniform(0.005, 0.15)
+#: How long a child lives: right after start (engine set-up, first send), or once set up.
+EARLY, LATE = (0.0, 0.03), (0.005, 0.15)
 
 
 def _backend(url: str) -> str:
@@ -74,14 +74,13 @@ def test_killed_sender_loses_nothing_and_applies_every_key_exactly_once(db_url: 
     err = tmp_path / "sender.err"
     for k in range(KILLS):
         proc = launch("send", [db_url, str(log), ",".join(INSTANCES)], err)
-        time.sleep(_kill_delay(rng))
-        if not proc.is_alive():
+        if not sleep_then_kill(proc, log, rng, EARLY, LATE):
             pytest.fail(f"sender died by itself (life {k}, seed {SEED}):\n{error_text(err)}")
-        kill(proc)
 
     # What the client knew: every attempt, every result it saw, what was in flight at each kill.
     lines = read_log(log)
     attempted = list(dict.fromkeys(ln[1] for ln in lines if ln[0] == "A"))
+    assert attempted, f"no sender life got to send anything before its kill (seed {SEED})"
     seen: dict[str, list[list[str]]] = defaultdict(list)
     in_flight: list[str] = []
     pending: str | None = None
@@ -176,14 +175,12 @@ def test_killed_worker_fires_every_timer_once_and_runs_every_effect_at_least_onc
     kills = 0
     while kills < KILLS:
         proc = launch("work", args, err, env)
-        time.sleep(_kill_delay(rng))
-        if not proc.is_alive():
+        if not sleep_then_kill(proc, log, rng, EARLY, LATE):
             proc.join()
             if proc.exitcode != 0:
                 pytest.fail(f"worker failed (seed {SEED}):\n{error_text(err)}")
             add_batch()  # it finished everything before we killed it: more work, more kills
             continue
-        kill(proc)
         kills += 1
     final = launch("work", args, err, env)  # one last worker, left alone, finishes what is left
     final.join(scale(120, 1200))

@@ -37,12 +37,16 @@
   }
 
   let stopped = false;
+  // A form sent from this page changes the instance itself: the page its POST answers with
+  // (and its notice) must not be replaced by a reload that the change triggers meanwhile.
+  document.addEventListener("submit", () => { stopped = true; }, true);
   async function poll() {
     if (stopped) return;
     try {
       const r = await fetch(page.dataset.poll, { credentials: "same-origin", cache: "no-store" });
       if (r.ok) {
         const body = await r.json();
+        if (stopped) return;
         if (body.fingerprint !== page.dataset.fingerprint) {
           if (typing()) {
             document.getElementById("refresh").hidden = false;

@@ -1,0 +1,86 @@
+"""How one event moves one instance, in one database transaction: the story of `send`.
+
+Lock the instance's row (and look for the receipt of the idempotency key), pick the version the
+instance runs on, validate the payload, let the compiled machine choose and run the transition
+on a copy of the context, then write the instance, one history record, the timers and effects
+of the states entered, and commit (statemachines/apply.py writes). Everything raised before the
+commit leaves the database exactly as it was; a refused event is recorded and raised after the
+commit. `Engine.send` checks the arguments and calls `send` here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistence import Conflict, Database
+from statemachines import errors, telemetry
+from statemachines.apply import to_json
+from statemachines.chart import CompiledChart
+from statemachines.compiled import CompiledMachine
+from statemachines.records import ACTIVE, APPLIED, Snapshot
+from statemachines.rows import (
+    DEF_VERSION,
+    FINGERPRINT,
+    MACHINE,
+    RECEIPT,
+    STATE,
+    STATUS,
+    check_fingerprint,
+    replay_receipt,
+)
+from statemachines.runtime import Runtime
+
+#: A send whose key a concurrent send committed first is tried again (it then finds the receipt).
+ATTEMPTS = 3
+
+
+def send(rt: Runtime, iid: str, event: str, payload: Any, key: str | None, actor: str | None) -> Snapshot:
+    """Apply `event` to instance `iid` (arguments already checked); see docs/design.md ("send")."""
+    with telemetry.span("send", instance=iid, event=event) as span:
+        for attempt in range(ATTEMPTS):
+            try:
+                snap = _send_once(rt, iid, event, payload, key, actor, span)
+                span.set(target=snap.state, outcome=span.get("outcome") or APPLIED)
+                return snap
+            except Conflict:
+                # A concurrent send with the same key committed first: its receipt wins.
+                if key is None or attempt == ATTEMPTS - 1:
+                    raise errors.StorageError(f"conflicting concurrent write on instance {iid!r}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _send_once(
+    rt: Runtime, iid: str, event: str, payload: Any, key: str | None, actor: str | None, span: Any
+) -> Snapshot:
+    with rt.transaction() as cur:
+        row = rt.store.lock_instance(cur, iid, key)
+        if row is None:
+            raise errors.InstanceNotFound(iid)
+        span.set(machine=row[MACHINE], source=row[STATE])
+        cm = rt.versions.get((row[MACHINE], row[DEF_VERSION])) or rt.compiled(
+            row[MACHINE], row[DEF_VERSION]
+        )  # pinned: the version the instance started on (or was migrated to)
+        if row[RECEIPT] is not None:
+            span.set(outcome="replayed")
+            return _replay(rt.db, cm, row, event, payload, key)
+        if row[STATUS] != ACTIVE:
+            raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
+        outcome = rt.applier.apply(cur, cm, row, event, payload, key, actor, rt.clock.now())
+    if isinstance(outcome, errors.EventRejected):
+        raise outcome
+    return outcome
+
+
+def _replay(
+    db: Database,
+    cm: CompiledMachine | CompiledChart,
+    row: tuple[Any, ...],
+    event: str,
+    payload: Any,
+    key: str,
+) -> Snapshot:
+    """The recorded result of a key already used, if this is the request it was used for."""
+    if row[FINGERPRINT] is not None:
+        payload_json = to_json(event, cm.validate_payload(event, payload))
+        check_fingerprint(row[0], key, row[FINGERPRINT], event, payload_json)
+    return replay_receipt(db, row[RECEIPT], cm.model)
