@@ -41,6 +41,11 @@ def add_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     p.add_argument(
+        "--access-log", action="store_true",
+        help="log a line per request (off by default: it costs more CPU than the rest of a send's HTTP"
+        " handling; use a reverse proxy's log, or /metrics)",
+    )  # fmt: skip
+    p.add_argument(
         "--sqlite-synchronous", choices=("FULL", "NORMAL"), default="FULL",
         help="SQLite only: FULL (default) survives power loss; NORMAL (WAL) may lose the last"
         " commits on power loss, never on a crash of the process, and is faster",
@@ -141,7 +146,7 @@ def serve(
         f"{' and the timer/effect worker' if args.worker else ''}; machines: {machines}",
         file=sys.stderr,
     )
-    _run_uvicorn(host, args.port, args.workers, args.log_level)
+    _run_uvicorn(host, args.port, args.workers, args.log_level, access_log=args.access_log)
     return 0
 
 
@@ -159,11 +164,15 @@ def share_session_secret(environ: Any) -> None:
         environ[SESSION_SECRET_ENV] = secrets.token_hex(32)
 
 
-def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str, *, access_log: bool = False) -> None:
     """`uvicorn.run` of our app factory; with several workers, on a listening socket that says it
     is TCP. uvicorn's supervisor binds it with `proto=0` and asyncio then leaves Nagle's algorithm
     on for every accepted connection: each keep-alive request after the first waited ~40 ms for
-    a delayed ACK (uvicorn issue 3149). Marking the socket as TCP restores TCP_NODELAY."""
+    a delayed ACK (uvicorn issue 3149). Marking the socket as TCP restores TCP_NODELAY.
+
+    uvicorn's access log is off unless asked for: at the default `info` level it formats and
+    writes a line per request, measured at 150-250 µs of CPU per `POST .../events` (more than
+    the application's own work around `send`; bench/RESULTS.md section 20)."""
     import socket
 
     import uvicorn
@@ -171,7 +180,7 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
 
     config = uvicorn.Config(
         "statemachines.cli_web:app_from_environment", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level,
+        log_level=log_level, access_log=access_log,
     )  # fmt: skip
     with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down gracefully, exit 0
         if workers == 1:

@@ -150,6 +150,25 @@ def test_serve_with_a_key_requires_it(tmp_path: Path, capsys: pytest.CaptureFixt
         _stop(proc)
 
 
+@pytest.mark.parametrize(("flags", "logged"), [((), False), (("--access-log",), True)])
+def test_serve_logs_a_line_per_request_only_with_access_log(
+    tmp_path: Path, flags: tuple[str, ...], logged: bool
+) -> None:
+    """At the default `info` level uvicorn's access log would cost more CPU per request than the
+    application's own work around `send`: it is off unless `--access-log` asks for it."""
+    proc, port = _serve(tmp_path, "--log-level", "info", *flags)
+    try:
+        assert request(port, "/healthz")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        finally:
+            _kill_group(proc)
+    assert "Application startup complete" in out + err  # the info level is on
+    assert ('"GET /healthz HTTP/1.1" 200' in out + err) is logged
+
+
 def test_serve_with_two_workers_keeps_a_console_login_valid_on_every_worker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

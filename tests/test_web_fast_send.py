@@ -14,6 +14,7 @@ pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 from web_support import Web, make_web
 
 from statemachines.web import fast_send
+from statemachines.web.send_threads import SendThreads
 
 
 @pytest.fixture
@@ -23,15 +24,15 @@ def web(db_url: str) -> Iterator[Web]:
 
 @pytest.fixture
 def short_path_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The instance ids the short path sent to (it runs `engine.send` through this hop)."""
+    """The instance ids the short path sent to (it runs `engine.send` on its `SendThreads`)."""
     calls: list[str] = []
-    original = fast_send.run_in_threadpool
+    original = SendThreads.run
 
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counting(self: SendThreads, func: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(args[0])
-        return await original(func, *args, **kwargs)
+        return await original(self, func, *args, **kwargs)
 
-    monkeypatch.setattr(fast_send, "run_in_threadpool", counting)
+    monkeypatch.setattr(SendThreads, "run", counting)
     return calls
 
 
@@ -151,3 +152,23 @@ def test_a_request_the_short_path_cannot_authenticate_is_handed_over(
     response = web.post("/api/instances/A1/events", PAY)
     assert response.status_code == 200 and response.json()["state"] == "paid"
     assert short_path_sends == []
+
+
+def test_the_short_path_sends_on_its_own_threads_and_answers_their_errors(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    names: list[str] = []
+    original = web.engine.send
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(web.engine, "send", recording)
+    web.start_order("A1")
+    assert web.post("/api/instances/A1/events", PAY).status_code == 200
+    missing = web.post("/api/instances/nope/events", PAY)
+    assert missing.status_code == 404 and missing.json()["title"] == "Instance not found"
+    assert len(names) == 2 and all(n.startswith("statemachines-send") for n in names)

@@ -11,9 +11,11 @@ in `/events` under `/api/instances/` it does the same work as the FastAPI route,
 
 - the key through `auth.authenticate` (one cached digest lookup) and the `write` scope;
 - the JSON body validated once, by `EventRequest.model_validate_json` (no dict in between);
-- `engine.send` in a worker thread (the engine blocks on the database), its errors answered by the
-  same problem+json handler the application uses;
-- the snapshot serialised once (`InstanceOut.model_dump_json`).
+- `engine.send` on one of a few threads of its own (`web/send_threads.py`: the engine blocks on the
+  database, and anyio's thread pool cost more CPU than the rest of this path), its errors
+  answered by the same problem+json handler the application uses;
+- the snapshot serialised once, to bytes (`InstanceOut` through a `TypeAdapter`), and sent as
+  two raw ASGI messages with the headers Starlette's `Response` would give it.
 
 Anything it is not sure about (no or insufficient key, a body that is not a valid event, a wrong
 content type, a malformed `Idempotency-Key`, a large body) is handed, untouched and with its body
@@ -28,8 +30,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +39,7 @@ from statemachines import errors
 from statemachines.web import problems
 from statemachines.web.auth import authenticate
 from statemachines.web.models import EventRequest, InstanceOut
+from statemachines.web.send_threads import SendThreads, threads_for
 from statemachines.web.state import WebState
 
 #: The route's path (FastAPI's `/api/instances/{instance_id:path}/events`: the id may hold "/").
@@ -45,6 +47,9 @@ EVENTS_PATH = re.compile(r"^/api/instances/(?P<instance_id>.+)/events$")
 #: Larger bodies go the long way (FastAPI applies any body-size limit the application sets).
 MAX_FAST_BODY = 1 << 20
 IDEMPOTENCY_MAX = 200  # as the route's `Idempotency-Key` header declares
+JSON = b"application/json"
+#: `InstanceOut` straight to JSON bytes (`model_dump_json` gives a str, encoded again to send it).
+SNAPSHOT_JSON = TypeAdapter(InstanceOut)
 
 
 def _route_path(scope: Scope) -> str:
@@ -64,6 +69,7 @@ class FastSend:
     def __init__(self, app: ASGIApp, state: WebState) -> None:
         self.app = app
         self.state = state
+        self.threads = SendThreads(threads_for(state.engine.db.dialect))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -80,8 +86,13 @@ class FastSend:
             await self.app(scope, _replay(body, pending, receive), send)
             return
         event, key_name, idempotency_key = arguments
-        response = await self._send(request, match["instance_id"], event, key_name, idempotency_key)
-        await response(scope, receive, send)
+        answer = await self._send(request, match["instance_id"], event, key_name, idempotency_key)
+        if isinstance(answer, bytes):  # the snapshot: what `Response(answer, media_type=JSON)` sends
+            headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", JSON)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+        else:
+            await answer(scope, receive, send)
 
     def _arguments(self, request: Request, body: bytes) -> tuple[EventRequest, str, str | None] | None:
         """What the route needs, or None when FastAPI should answer (an error of some kind)."""
@@ -105,10 +116,11 @@ class FastSend:
 
     async def _send(
         self, request: Request, instance_id: str, event: EventRequest, actor: str, idempotency_key: str | None
-    ) -> Response:
+    ) -> bytes | Response:
+        """The snapshot's JSON, or the problem response of an error."""
         engine = self.state.engine
         try:
-            snap = await run_in_threadpool(
+            snap = await self.threads.run(
                 engine.send, instance_id, event.event, event.payload,
                 idempotency_key=idempotency_key, actor=actor,
             )  # fmt: skip
@@ -116,7 +128,7 @@ class FastSend:
             return problems.engine_error(request, exc)
         except Exception as exc:  # as the application's catch-all handler: a 500 problem, logged
             return problems.unexpected(request, exc)
-        return Response(InstanceOut.of(snap).model_dump_json(), media_type="application/json")
+        return SNAPSHOT_JSON.dump_json(InstanceOut.of(snap))
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
