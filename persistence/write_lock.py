@@ -40,6 +40,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 
 from persistence.errors import DatabaseUnavailable
 
@@ -153,6 +154,14 @@ class WriteLock:
         if fd is not None:
             _close(fd)
 
+    def __del__(self) -> None:
+        """No `Database` uses the file any more: its descriptor and helper thread go too (a
+        process that opens many files, one after another, must not keep a descriptor each)."""
+        with contextlib.suppress(Exception):  # at interpreter shutdown, nothing is left to tidy
+            self._forget_descriptor()
+            if self._waiter is not None:
+                self._waiter.stop()
+
     def after_fork_in_child(self) -> None:
         """Drop what the child inherited: the parent's descriptor (closing the child's copy
         leaves the parent's lock alone), a thread lock another thread may have held, the
@@ -198,7 +207,7 @@ class _FileWaiter:
     keep the interpreter from exiting."""
 
     def __init__(self, path: str) -> None:
-        self._requests: queue.SimpleQueue[_Wait] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
         threading.Thread(target=self._run, name=f"write-lock {path}", daemon=True).start()
 
     def wait_for(self, fd: int) -> _Wait:
@@ -206,9 +215,14 @@ class _FileWaiter:
         self._requests.put(wait)
         return wait
 
+    def stop(self) -> None:
+        self._requests.put(None)
+
     def _run(self) -> None:
         while True:
             wait = self._requests.get()
+            if wait is None:
+                return
             try:
                 fcntl.flock(wait.fd, fcntl.LOCK_EX)
             except OSError as exc:
@@ -222,8 +236,9 @@ def _close(fd: int) -> None:
         os.close(fd)
 
 
-#: One lock per file per process (by real path), shared by every `Database` on that file.
-_locks: dict[str, WriteLock] = {}
+#: One lock per file per process (by real path), shared by every `Database` on that file (each
+#: holds it); it goes when the last of them does.
+_locks: weakref.WeakValueDictionary[str, WriteLock] = weakref.WeakValueDictionary()
 _locks_guard = threading.Lock()
 
 
@@ -240,7 +255,7 @@ def write_lock_for(path: str) -> WriteLock:
 def _after_fork_in_child() -> None:
     global _locks_guard
     _locks_guard = threading.Lock()
-    for lock in _locks.values():
+    for lock in list(_locks.values()):
         lock.after_fork_in_child()
 
 

@@ -307,3 +307,23 @@ def test_a_writer_that_gave_up_waiting_does_not_keep_its_process_alive(db: Datab
     finally:
         other.release()
     assert (gave_up.returncode, gave_up.stdout.strip()) == (0, "gave up"), gave_up.stderr
+
+
+def test_the_descriptor_goes_when_no_database_uses_the_file(tmp_path: Path) -> None:
+    """A process that opens many SQLite files one after another keeps no descriptor per file."""
+    import gc
+
+    db = Database(f"sqlite:///{tmp_path / 'gone.db'}")
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (n INTEGER)")
+    lock = db.write_lock
+    assert lock is not None
+    fd = lock._descriptor()  # the descriptor the lock keeps between transactions
+    assert fd is not None
+    os.fstat(fd)
+    db.close()
+    del db, lock
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert os.path.realpath(tmp_path / "gone.db") not in write_lock_module._locks
