@@ -194,6 +194,19 @@ class Database:
             return
         self.discard()
 
+    def lock_writes(self) -> bool:
+        """Queue for the SQLite file's write lock (persistence.write_lock), to be taken before
+        `BEGIN IMMEDIATE`. True when taken (give it back with `unlock_writes` after the commit or
+        the rollback); False where there is none (PostgreSQL, memory, no `fcntl`)."""
+        if self.write_lock is None:
+            return False
+        self.write_lock.acquire(self.busy_timeout_ms / 1000)
+        return True
+
+    def unlock_writes(self) -> None:
+        if self.write_lock is not None:
+            self.write_lock.release()
+
     def transaction(self) -> Transaction:
         """One write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL implicit BEGIN."""
         return Transaction(self, write=True)
@@ -280,9 +293,7 @@ class Transaction:
             conn = self._conn = db.connection()
             cur = conn.cursor()
             if self._write and db.dialect == "sqlite":
-                if db.write_lock is not None:
-                    db.write_lock.acquire(db.busy_timeout_ms / 1000)
-                    self._locked = True
+                self._locked = db.lock_writes()
                 cur.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             self._fail(exc)
@@ -297,7 +308,7 @@ class Transaction:
                     self._conn.execute("COMMIT")
                     if self._locked:
                         self._locked = False
-                        self._db.write_lock.release()  # type: ignore[union-attr]
+                        self._db.unlock_writes()
                 if self._outermost:
                     del _open.held[self._db.identity]
                     if self._db.serial is not None:
@@ -313,7 +324,7 @@ class Transaction:
             db._rollback(self._conn)
         if self._locked:
             self._locked = False
-            db.write_lock.release()  # type: ignore[union-attr]
+            db.unlock_writes()
         if self._outermost:
             _open.held.pop(db.identity, None)
             if db.serial is not None:

@@ -98,9 +98,7 @@ class GroupCommit:
         batch = self._batch
         if batch is None:
             if self.db.dialect == "sqlite":
-                if self.db.write_lock is not None:
-                    self.db.write_lock.acquire(self.db.busy_timeout_ms / 1000)
-                    self._locked = True
+                self._locked = self.db.lock_writes()
                 cur.execute("BEGIN IMMEDIATE")
             batch = self._batch = _Batch()
         return batch
@@ -143,7 +141,7 @@ class GroupCommit:
     def _unlock(self) -> None:
         if self._locked:
             self._locked = False
-            self.db.write_lock.release()  # type: ignore[union-attr]
+            self.db.unlock_writes()
 
 
 class GroupTransaction:
