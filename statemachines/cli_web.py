@@ -146,8 +146,7 @@ def serve(
         f"{' and the timer/effect worker' if args.worker else ''}; machines: {machines}",
         file=sys.stderr,
     )
-    _run_uvicorn(host, args.port, args.workers, args.log_level, access_log=args.access_log)
-    return 0
+    return _run_uvicorn(host, args.port, args.workers, args.log_level, access_log=args.access_log)
 
 
 def share_session_secret(environ: Any) -> None:
@@ -164,11 +163,13 @@ def share_session_secret(environ: Any) -> None:
         environ[SESSION_SECRET_ENV] = secrets.token_hex(32)
 
 
-def _run_uvicorn(host: str, port: int, workers: int, log_level: str, *, access_log: bool = False) -> None:
-    """`uvicorn.run` of our app factory; with several workers, on a listening socket that says it
-    is TCP. uvicorn's supervisor binds it with `proto=0` and asyncio then leaves Nagle's algorithm
-    on for every accepted connection: each keep-alive request after the first waited ~40 ms for
-    a delayed ACK (uvicorn issue 3149). Marking the socket as TCP restores TCP_NODELAY.
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str, *, access_log: bool = False) -> int:
+    """`uvicorn.run` of our app factory; its exit status. Several workers on Linux: a socket of
+    their own each (`web/server_processes.py`, so connections spread over all of them); elsewhere
+    uvicorn's supervisor on one listening socket that says it is TCP. uvicorn binds it with
+    `proto=0` and asyncio then leaves Nagle's algorithm on for every accepted connection: each
+    keep-alive request after the first waited ~40 ms for a delayed ACK (uvicorn issue 3149).
+    Marking the socket as TCP restores TCP_NODELAY.
 
     uvicorn's access log is off unless asked for: at the default `info` level it formats and
     writes a line per request, measured at 150-250 µs of CPU per `POST .../events` (more than
@@ -178,6 +179,8 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str, *, access_l
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from statemachines.web.server_processes import ServerProcesses, balances_connections, bind_sockets
+
     config = uvicorn.Config(
         "statemachines.cli_web:app_from_environment", factory=True, host=host, port=port, workers=workers,
         log_level=log_level, access_log=access_log,
@@ -185,10 +188,17 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str, *, access_l
     with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down gracefully, exit 0
         if workers == 1:
             uvicorn.Server(config).run()
-            return
+            return 0
+        if balances_connections():
+            try:
+                sockets = bind_sockets(host, port, workers, config.backlog)
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            return ServerProcesses(config, sockets).run()
         bound = config.bind_socket()
         sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
         Multiprocess(config, sockets=[sock]).run()
+    return 0
 
 
 def app_from_environment() -> Any:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.cookiejar
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -22,16 +17,9 @@ import pytest
 pytest.importorskip("fastapi", reason="the web service needs the [web] extra")
 pytest.importorskip("uvicorn", reason="the web service needs the [web] extra")
 
+from serve_support import kill_group, serve, stop
+
 from statemachines.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = "statemachines.examples.expense_approval"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keys(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> tuple[int, str, str]:
@@ -72,46 +60,6 @@ def test_keys_create_with_an_unknown_scope_is_a_usage_error(capsys, sqlite_url: 
     assert code == 2 and "invalid choice" in err
 
 
-def _serve(tmp_path: Path, *args: str, app: str = APP) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STATEMACHINES_SECRET": "cli-web-tests-secret-0123"}
-    env.pop("STATEMACHINES_SESSION_SECRET", None)  # as a first run would: the server makes one
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "statemachines.cli", "serve", "--db", str(tmp_path / "s.db"), "--app", app,
-         "--port", str(port), "--log-level", "warning", *args],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group: _stop can end the workers too
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    _kill_group(proc)
-    raise AssertionError(f"server did not come up: {proc.communicate()}")
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL the server and its uvicorn workers (they share the process group it leads)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    """Ctrl-C the server and wait for it; whatever happens, no process of it outlives the test."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        _kill_group(proc)  # workers a hung supervisor left behind; nothing if all exited
-    return proc.returncode, err
-
-
 def request(port: int, path: str, body: object = None, key: str | None = None) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
@@ -124,7 +72,7 @@ def request(port: int, path: str, body: object = None, key: str | None = None) -
 
 
 def test_serve_without_keys_binds_loopback_says_so_and_answers_local_requests(tmp_path: Path) -> None:
-    proc, port = _serve(tmp_path, "--host", "0.0.0.0")
+    proc, port = serve(tmp_path, "--host", "0.0.0.0")
     try:
         context = {"employee": "dana", "amount": 42, "approver": "pat", "manager": "morgan"}
         status, body = request(
@@ -132,7 +80,7 @@ def test_serve_without_keys_binds_loopback_says_so_and_answers_local_requests(tm
         )
         assert status == 201 and body["state"] == "awaiting_approval"
     finally:
-        code, err = _stop(proc)
+        code, err = stop(proc)
     assert "no API keys exist: binding to 127.0.0.1 only, not 0.0.0.0" in err
     assert code == 0
 
@@ -141,13 +89,13 @@ def test_serve_with_a_key_requires_it(tmp_path: Path, capsys: pytest.CaptureFixt
     db = str(tmp_path / "s.db")
     assert main(["--db", db, "keys", "create", "svc", "--scope", "write"]) == 0
     secret = capsys.readouterr().out.strip()
-    proc, port = _serve(tmp_path, "--workers", "2")
+    proc, port = serve(tmp_path, "--workers", "2")
     try:
         assert request(port, "/api/machines")[0] == 401
         status, body = request(port, "/api/machines", key=secret)
         assert status == 200 and body[0]["name"] == "expense-approval"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.mark.parametrize(("flags", "logged"), [((), False), (("--access-log",), True)])
@@ -156,7 +104,7 @@ def test_serve_logs_a_line_per_request_only_with_access_log(
 ) -> None:
     """At the default `info` level uvicorn's access log would cost more CPU per request than the
     application's own work around `send`: it is off unless `--access-log` asks for it."""
-    proc, port = _serve(tmp_path, "--log-level", "info", *flags)
+    proc, port = serve(tmp_path, "--log-level", "info", *flags)
     try:
         assert request(port, "/healthz")[0] == 200
     finally:
@@ -164,7 +112,7 @@ def test_serve_logs_a_line_per_request_only_with_access_log(
         try:
             out, err = proc.communicate(timeout=30)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
     assert "Application startup complete" in out + err  # the info level is on
     assert ('"GET /healthz HTTP/1.1" 200' in out + err) is logged
 
@@ -178,7 +126,7 @@ def test_serve_with_two_workers_keeps_a_console_login_valid_on_every_worker(
     db = str(tmp_path / "s.db")
     assert main(["--db", db, "keys", "create", "ops", "--scope", "read"]) == 0
     secret = capsys.readouterr().out.strip()
-    proc, port = _serve(tmp_path, "--workers", "2")
+    proc, port = serve(tmp_path, "--workers", "2")
     base = f"http://127.0.0.1:{port}/console"
     try:
         browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
@@ -192,14 +140,14 @@ def test_serve_with_two_workers_keeps_a_console_login_valid_on_every_worker(
             r = browser.open(f"{base}/instances", timeout=10)
             assert r.status == 200 and r.url == f"{base}/instances", "the session was not recognised"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def test_killing_a_served_group_ends_its_workers_so_waiting_on_it_cannot_hang(tmp_path: Path) -> None:
     """Killing only the supervisor of `serve --workers 2` leaves its workers holding the output
     pipes, and `communicate()` then waits forever: the tests' helpers kill the process group."""
-    proc, _ = _serve(tmp_path, "--workers", "2")
-    _kill_group(proc)
+    proc, _ = serve(tmp_path, "--workers", "2")
+    kill_group(proc)
     proc.communicate(timeout=20)  # raised TimeoutExpired when only proc itself was killed
     assert proc.returncode == -signal.SIGKILL
 
@@ -219,7 +167,7 @@ pinger = machine("pinger", initial="checking", states={
 
 def test_serve_with_worker_runs_effects_in_the_server_process(tmp_path: Path) -> None:
     (tmp_path / "pinger_app.py").write_text(EFFECT_APP)
-    proc, port = _serve(tmp_path, "--worker", app="pinger_app")
+    proc, port = serve(tmp_path, "--worker", app="pinger_app")
     try:
         assert request(port, "/api/instances", {"machine": "pinger", "id": "p1"})[0] == 201
         deadline = time.monotonic() + 20
@@ -227,7 +175,7 @@ def test_serve_with_worker_runs_effects_in_the_server_process(tmp_path: Path) ->
             assert time.monotonic() < deadline, "the in-process worker never ran the effect"
             time.sleep(0.2)
     finally:
-        code, err = _stop(proc)
+        code, err = stop(proc)
     assert code == 0 and "timer/effect worker" in err
 
 

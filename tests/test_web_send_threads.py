@@ -135,11 +135,32 @@ def test_no_thread_starts_before_the_first_call() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("unused-send")]
 
 
-def test_sqlite_gets_one_thread_and_postgresql_several() -> None:
-    assert threads_for("sqlite") == 1
+def test_sqlite_sends_on_the_loop_and_postgresql_on_several_threads() -> None:
+    assert threads_for("sqlite") == 0
     assert threads_for("postgresql") == POSTGRESQL_THREADS > 1
 
 
-def test_a_size_below_one_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        SendThreads(0)
+def test_size_zero_runs_the_call_on_the_loops_own_thread_and_starts_none() -> None:
+    threads = SendThreads(0, name="inline-send")
+
+    async def main() -> tuple[str, str]:
+        return threading.current_thread().name, await threads.run(lambda: threading.current_thread().name)
+
+    loop_thread, call_thread = asyncio.run(main())
+    assert call_thread == loop_thread
+    assert not [t for t in threading.enumerate() if t.name.startswith("inline-send")]
+
+
+def test_size_zero_raises_the_calls_error_to_the_caller() -> None:
+    threads = SendThreads(0)
+
+    def failing() -> None:
+        raise KeyError("nope")
+
+    with pytest.raises(KeyError, match="nope"):
+        asyncio.run(threads.run(failing))
+
+
+def test_a_negative_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="0 \\(on the loop\\) or more"):
+        SendThreads(-1)
