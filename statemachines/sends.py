@@ -75,7 +75,7 @@ def _deliver(rt: Runtime, queue: SendQueue, cur: Any, send: tuple[Any, ...], now
             queue.delete(cur, row_id)
         return
     cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
-    sent = (send_id, session_location(iid))
+    sent = (send_id or None, session_location(iid))  # "": sent without an id (blank sendid)
     cur.execute("SAVEPOINT sm_send_event")
     try:
         outcome = rt.applier.charts.apply(

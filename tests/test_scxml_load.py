@@ -94,6 +94,18 @@ def test_3_13_document_order_survives_a_descriptor_declared_twice() -> None:
          "</onentry></state>", "<send>", 2, "HTTP"),
         ('<state id="a.b"/>', "<state id='a.b'>", 1, "'.'"),
         ('<state id="a">\n<finalize/></state>', "<finalize>", 2, "not supported inside <state>"),
+        ('<state id="a"><onentry>\n<send event="e" eventexpr="\'e\'"/></onentry></state>', "<send>", 2,
+         "cannot both be given"),
+        ('<state id="a"><onentry>\n<send event="e" namelist=""/></onentry></state>', "<send>", 2,
+         "empty namelist"),
+        ('<state id="a"><onentry>\n<send event="e" namelist="ok no]"/></onentry></state>', "<send>", 2,
+         "not a location"),
+        ('<state id="a"><onentry>\n<send event="e"><param name="p" expr="1"/><content>x</content></send>'
+         "</onentry></state>", "<send>", 2, "<content> excludes"),
+        ('<state id="a"><onentry>\n<cancel sendid="a" sendidexpr="\'a\'"/></onentry></state>', "<cancel>", 2,
+         "cannot both be given"),
+        ('<state id="a"><final id="f">\n<donedata><param name="p" expr="1"/><content>x</content></donedata>'
+         "</final></state>", "<donedata>", 2, "<content> excludes"),
     ],
 )  # fmt: skip
 def test_unsupported_constructs_are_refused_naming_element_and_line(

@@ -52,6 +52,20 @@ class EventView:
         self.origintype = SCXML_PROCESSOR if origin else None
         self.invokeid = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as data (what assigning `_event` to a location stores)."""
+        return {name: getattr(self, name) for name in sorted(self.FIELDS)}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to an `_event` with the same fields, or to the dict a location stored of one."""
+        if isinstance(other, EventView):
+            return self.as_dict() == other.as_dict()
+        if isinstance(other, dict):
+            return self.as_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 def session_location(instance_id: str) -> str:
     """The SCXML address of an instance (its `_ioprocessors` location, `origin` of its sends)."""

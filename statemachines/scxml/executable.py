@@ -20,6 +20,9 @@ from statemachines.scxml.xmlparse import Element
 SEND_ATTRS = ("event", "eventexpr", "target", "targetexpr", "type", "typeexpr", "id", "idlocation",
               "delay", "delayexpr")  # fmt: skip
 HTTP_PROCESSOR = "http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"
+#: Attribute pairs of `<send>` of which at most one may be given.
+EXCLUSIVE_ATTRS = (("event", "eventexpr"), ("target", "targetexpr"), ("type", "typeexpr"),
+                   ("delay", "delayexpr"), ("id", "idlocation"))  # fmt: skip
 
 
 class Unsupported(Exception):
@@ -137,18 +140,28 @@ def _send(el: Element) -> dict[str, Any]:
     for attr in SEND_ATTRS:
         if attr in el.attrs:
             body[attr] = expression(el, attr) if attr.endswith("expr") else el.attrs[attr]
+    for a, b in EXCLUSIVE_ATTRS:
+        if a in el.attrs and b in el.attrs:
+            raise Unsupported(el, f"{a} and {b} cannot both be given (SCXML 6.2)")
     if "idlocation" in body:
         location(el, "idlocation")
     if "namelist" in el.attrs:
         body["namelist"] = el.attrs["namelist"].split()
+        if not body["namelist"]:
+            raise Unsupported(el, "an empty namelist (leave it out)")
+        for name in body["namelist"]:
+            location(Element(el.tag, {"namelist": name}, el.line), "namelist")
     params = [read_param(c) for c in el.children if c.tag == "param"]
     if params:
         body["params"] = params
+    contents = [c for c in el.children if c.tag == "content"]
     for child in el.children:
-        if child.tag == "content":
-            body["content"] = read_content(child)
-        elif child.tag != "param":
+        if child.tag not in ("param", "content"):
             raise Unsupported(child, f"<{child.tag}> inside <send>: only <param> and <content>")
+    if contents:
+        if len(contents) > 1 or params or "namelist" in body:
+            raise Unsupported(el, "<content> excludes namelist, <param> and a second <content> (SCXML 6.2)")
+        body["content"] = read_content(contents[0])
     if "event" not in body and "eventexpr" not in body:
         raise Unsupported(el, "needs event or eventexpr")
     return {"send": body}
@@ -174,6 +187,8 @@ def read_content(el: Element) -> dict[str, str]:
 
 def _cancel(el: Element) -> dict[str, Any]:
     _allowed(el, {"sendid", "sendidexpr"})
+    if "sendid" in el.attrs and "sendidexpr" in el.attrs:
+        raise Unsupported(el, "sendid and sendidexpr cannot both be given (SCXML 6.3)")
     if "sendid" in el.attrs:
         return {"cancel": {"sendid": el.attrs["sendid"]}}
     if "sendidexpr" in el.attrs:

@@ -283,6 +283,12 @@ class _Reader:
     def donedata(self, el: Element) -> dict[str, Any]:
         _allowed(el, set())
         contents = [c for c in el.children if c.tag == "content"]
+        params = [c for c in el.children if c.tag == "param"]
+        for child in el.children:
+            if child.tag not in ("content", "param"):
+                raise Unsupported(child, f"<{child.tag}> inside <donedata>: only <param> and <content>")
         if contents:
+            if len(contents) > 1 or params:
+                raise Unsupported(el, "a <content> excludes <param> and a second <content> (SCXML 5.5)")
             return {"content": read_content(contents[0])}
-        return {"params": [read_param(c) for c in el.children if c.tag == "param"]}
+        return {"params": [read_param(c) for c in params]}
