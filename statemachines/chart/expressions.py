@@ -175,7 +175,9 @@ def _DataEval(simpleeval: Any, **kwargs: Any) -> Any:
 
     class DataEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc, name-defined]
         def _eval_attribute(self, node: ast.Attribute) -> Any:
-            if node.attr.startswith("_"):
+            # `str.format` would read attributes by itself (`'{0.__globals__}'.format(f)`):
+            # simpleeval's list of such methods is refused like private attributes.
+            if node.attr.startswith("_") or node.attr in simpleeval.DISALLOW_METHODS:
                 raise ExpressionError(f"attribute {node.attr!r} is not available")
             value = self._eval(node.value)
             if isinstance(value, dict) and node.attr in value:
