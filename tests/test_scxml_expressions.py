@@ -24,6 +24,14 @@ def test_5_9_expressions_read_the_context_the_event_and_in() -> None:
     assert ev.eval("_sessionid + _name") == "i1m"
 
 
+def test_5_10_1_hasattr_says_which_fields_event_has() -> None:
+    ev = _evaluator({"d": {"x": 1}})
+    fields = ("name", "type", "sendid", "origin", "origintype", "invokeid", "data")
+    assert all(ev.eval(f"hasattr(_event, '{name}')") for name in fields)
+    assert not ev.eval("hasattr(_event, 'other') or hasattr(_event, '__init__')")
+    assert ev.eval("hasattr(d, 'x') and hasattr(d, 'get') and not hasattr(d, 'update')")
+
+
 @pytest.mark.parametrize(
     "text",
     [

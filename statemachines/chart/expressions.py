@@ -14,7 +14,8 @@ Names (W3C SCXML 5.10, with the Python data model's conventions):
   `external`), `sendid`, `origin`, `origintype`, `invokeid` and `data` (its payload);
 - `_sessionid` (the instance id), `_name` (the machine), `_ioprocessors` (`scxml` with its
   `location`, `#_scxml_<instance id>`);
-- `In('state')`: whether a state is active, by full path or by name.
+- `In('state')`: whether a state is active, by full path or by name;
+- `hasattr(x, 'name')`: whether `x.name` can be read by the rules below.
 
 `a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
 `get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
@@ -132,7 +133,7 @@ class Evaluator:
             "_name": machine,
             "_ioprocessors": {"scxml": {"location": session_location(instance_id)}},
         }
-        functions = {**_safe_functions(), "In": is_active}
+        functions = {**_safe_functions(), "In": is_active, "hasattr": self._has}
         self._engine = _DataEval(simpleeval, names=Names(system, context, event), functions=functions)
         self._parsed: dict[str, ast.AST] = {}
 
@@ -151,6 +152,17 @@ class Evaluator:
 
     def truth(self, text: str) -> bool:
         return bool(self.eval(text))
+
+    def _has(self, value: Any, name: str) -> bool:
+        """`hasattr(x, 'name')`: whether `x.name` would be read, by the rules of `a.b` below
+        (a key of a dict, a field of `_event`, a reading method), never Python's own."""
+        if not isinstance(name, str) or name.startswith("_") or name in self._simpleeval.DISALLOW_METHODS:
+            return False
+        if isinstance(value, dict) and name in value:
+            return True
+        if isinstance(value, EventView):
+            return name in EventView.FIELDS
+        return name in _readers(self._simpleeval, type(value))
 
 
 #: Methods of the mutable types an expression may call: those that only read.
