@@ -120,3 +120,38 @@ def test_4_2_content_may_raise_its_own_error_and_done_events() -> None:
         <transition event="done.mine" target="pass"/><transition event="*" target="fail"/></state>
       {PASS_FAIL}""")
     assert run.configuration == ("pass",)
+
+
+def test_5_10_ioprocessors_names_the_scxml_processor_by_its_type_uri_too() -> None:
+    run = scxml_run(f"""<datamodel><data id="where"
+        expr="_ioprocessors['http://www.w3.org/TR/scxml/#SCXMLEventProcessor']['location']"/></datamodel>
+      <state id="s0"><transition cond="where == _ioprocessors['scxml']['location'] == '#_scxml_i1'"
+        target="pass"/><transition target="fail"/></state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)
+
+
+def test_5_5_donedata_that_fails_raises_error_execution_then_the_done_event_with_empty_data() -> None:
+    run = scxml_run(f"""
+      <datamodel><data id="errors" expr="0"/></datamodel>
+      <state id="s0" initial="s01">
+        <transition event="error.execution"><assign location="errors" expr="errors + 1"/></transition>
+        <transition event="done.state.s0" cond="errors == 1 and _event.data is None" target="pass"/>
+        <transition event="done.state.s0" target="fail"/>
+        <state id="s01"><transition target="s02"/></state>
+        <final id="s02"><donedata><param name="p" location="undeclared"/></donedata></final>
+      </state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)
+
+
+def test_3_7_a_done_event_may_be_taken_after_its_state_was_left() -> None:
+    """`done.state.s0` waits on the internal queue behind the event that leaves `s0`."""
+    run = scxml_run(f"""
+      <state id="s0" initial="s01">
+        <transition event="leave" target="s1"/>
+        <state id="s01"><transition target="s02"/></state>
+        <final id="s02"><onentry><raise event="leave"/></onentry></final>
+      </state>
+      <state id="s1">
+        <transition event="done.state.s0" target="pass"/><transition event="*" target="fail"/>
+      </state>{PASS_FAIL}""")
+    assert run.configuration == ("pass",)

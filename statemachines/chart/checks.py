@@ -99,11 +99,18 @@ def _event_problems(where: str, node: Node, content: bool) -> list[str]:
     """The flat rules for the events of `on` (names, reserved `after.`), with the statechart's
     scope: `done.x`/`error.x` for an effect of this state or of a state inside it, and
     `done.state.<path>` for this state or a compound or parallel state inside it. In a chart
-    with executable content, `<raise>` and `<send>` may produce any other `done.x`/`error.x`."""
+    with executable content, `<raise>` and `<send>` may produce any other `done.x`/`error.x`,
+    and `done.state.<path>` may be taken after its state was left (it waits on the internal
+    queue behind the event that left it): any compound or parallel state of the chart counts."""
     below = [node, *sorted(node.descendants, key=lambda n: n.order)]
     effects = [e.name for n in below for e in n.spec.effects]
     if node.spec.compensate:
         effects.append("compensation")
+    if content:  # the done event stays queued when its state is left: anyone may take it
+        root = node
+        while root.parent is not None:
+            root = root.parent
+        below = sorted(root.descendants, key=lambda n: n.order)
     done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
     problems = [
         event_problem(where, descriptor, effects, done_states, nested=True)

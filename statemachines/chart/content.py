@@ -255,7 +255,7 @@ def done_data(run: Interpretation, state: Node) -> Any:
         return evaluator(run).eval(content["expr"]) if "expr" in content else text_value(content["text"])
     except (ContentError, ExpressionError) as exc:
         platform_error(run, "error.execution", f"donedata of {state.path!r}: {exc}")
-        return {}
+        return None  # the done event is still raised, with empty data (SCXML 5.5, 5.7)
 
 
 def bind_data(run: Interpretation, data: dict[str, str | None]) -> None:

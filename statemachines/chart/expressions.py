@@ -131,7 +131,10 @@ class Evaluator:
         system = {
             "_sessionid": instance_id,
             "_name": machine,
-            "_ioprocessors": {"scxml": {"location": session_location(instance_id)}},
+            # the SCXML I/O processor, by its short name and by its type URI (SCXML 5.10)
+            "_ioprocessors": {
+                name: {"location": session_location(instance_id)} for name in ("scxml", SCXML_PROCESSOR)
+            },
         }
         functions = {**_safe_functions(), "In": is_active, "hasattr": self._has}
         self._engine = _DataEval(simpleeval, names=Names(system, context, event), functions=functions)
