@@ -66,3 +66,8 @@ def test_5_9_a_refused_expression_in_content_is_error_execution(caplog: pytest.L
         <transition event="*" target="fail"/>
       </state><final id="pass"/><final id="fail"/>""")
     assert run.configuration == ("pass",)
+
+
+def test_5_9_ecmascript_spellings_of_the_constants_are_understood_unless_data_names_them() -> None:
+    assert _evaluator().eval("[true, false, null]") == [True, False, None]
+    assert _evaluator({"null": 5}).eval("null") == 5

@@ -15,7 +15,8 @@ Names (W3C SCXML 5.10, with the Python data model's conventions):
 - `_sessionid` (the instance id), `_name` (the machine), `_ioprocessors` (`scxml` with its
   `location`, `#_scxml_<instance id>`);
 - `In('state')`: whether a state is active, by full path or by name;
-- `hasattr(x, 'name')`: whether `x.name` can be read by the rules below.
+- `hasattr(x, 'name')`: whether `x.name` can be read by the rules below;
+- `true`, `false`, `null` (ECMAScript's spellings) as `True`, `False`, `None`.
 
 `a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
 `get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
@@ -30,6 +31,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 SCXML_PROCESSOR = "http://www.w3.org/TR/scxml/#SCXMLEventProcessor"
+
+
+#: ECMAScript's spellings of the constants, for documents written for that data model (a key of
+#: the context with the same name wins).
+LITERALS = {"true": True, "false": False, "null": None}
 
 
 class ExpressionError(Exception):
@@ -96,7 +102,10 @@ class Names(Mapping[str, Any]):
             return self.event()
         if key in self.system:
             return self.system[key]
-        return data_of(self.context())[key]
+        context = data_of(self.context())
+        if key not in context and key in LITERALS:
+            return LITERALS[key]
+        return context[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self.system, "_event", *data_of(self.context())])
