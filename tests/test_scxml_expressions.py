@@ -24,6 +24,11 @@ def test_5_9_expressions_read_the_context_the_event_and_in() -> None:
     assert ev.eval("_sessionid + _name") == "i1m"
 
 
+def test_5_10_1_event_shows_its_fields_when_logged() -> None:
+    shown = _evaluator().eval("str(_event)")
+    assert shown.startswith("_event({'data': {'n': 1}, 'invokeid': None, 'name': 'go'")
+
+
 def test_5_10_1_hasattr_says_which_fields_event_has() -> None:
     ev = _evaluator({"d": {"x": 1}})
     fields = ("name", "type", "sendid", "origin", "origintype", "invokeid", "data")

@@ -73,6 +73,9 @@ class EventView:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __repr__(self) -> str:  # what `<log expr="_event"/>` shows
+        return f"_event({self.as_dict()!r})"
+
 
 def session_location(instance_id: str) -> str:
     """The SCXML address of an instance (its `_ioprocessors` location, `origin` of its sends)."""
