@@ -113,7 +113,8 @@ def _drop(queue: SendQueue, cur: Any, send: tuple[Any, ...], exc: Exception) -> 
 
 
 def pending(rt: Runtime, instance_id: str) -> list[tuple[str, str, Any, datetime]]:
-    """(send id, event, data, due) of an instance's undelivered sends, in delivery order."""
+    """(send id, event, data, due) of an instance's undelivered sends, in delivery order; the id
+    is "" for a send written without `id` or `idlocation`."""
     queue: SendQueue = rt.applier.charts.sends
     with rt.read() as cur:
         rows = queue.pending_of(cur, instance_id)
