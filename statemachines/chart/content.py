@@ -46,7 +46,7 @@ log = logging.getLogger("statemachines.scxml")
 INTERNAL_TARGET = "#_internal"
 #: Send types that mean "the SCXML event I/O processor" (SCXML 6.2.4, C.1).
 SCXML_TYPES = frozenset({SCXML_PROCESSOR, "scxml"})
-_DELAY = re.compile(r"^\s*(\d*\.?\d+)\s*(ms|s|m|h|d)\s*$")
+DELAY = re.compile(r"^\s*(\d*\.?\d+)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 #: Items one call may run (foreach over huge arrays, blocks raising each other): a guard against
 #: runaway content, reported like the microstep cap.
@@ -299,7 +299,7 @@ def text_value(text: str) -> Any:
 
 def parse_delay(text: str) -> float:
     """A CSS2 time (`2s`, `.5s`, `150ms`; also `m`, `h`, `d`) in seconds."""
-    match = _DELAY.match(text)
+    match = DELAY.match(text)
     if match is None:
         raise ContentError(f"delay {text!r} is not a duration such as '2s' or '150ms'")
     return float(match.group(1)) * _UNITS[match.group(2)]

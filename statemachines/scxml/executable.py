@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from statemachines.chart.content import DELAY
 from statemachines.content_spec import expression_problem, location_problem
 from statemachines.scxml.xmlparse import Element
 
@@ -41,6 +42,13 @@ def expression(el: Element, attr: str) -> str:
         raise Unsupported(el, f"{attr}={text!r} is not an expression of the supported language "
                               "(a Python-style expression: see docs/scxml.md)") from None  # fmt: skip
     return text
+
+
+def event_name(el: Element, name: str) -> str:
+    """An event name: one token (SCXML's NMTOKEN), not a list of descriptors."""
+    if not name or name.split() != [name]:
+        raise Unsupported(el, f"event {name!r} is not an event name (one token, no spaces)")
+    return name
 
 
 def location(el: Element, attr: str) -> str:
@@ -76,7 +84,7 @@ def _raise(el: Element) -> dict[str, Any]:
     _allowed(el, {"event"})
     if "event" not in el.attrs:
         raise Unsupported(el, "needs an event attribute")
-    return {"raise": {"event": el.attrs["event"]}}
+    return {"raise": {"event": event_name(el, el.attrs["event"])}}
 
 
 def _log(el: Element) -> dict[str, Any]:
@@ -94,6 +102,8 @@ def _assign(el: Element) -> dict[str, Any]:
     if "location" not in el.attrs:
         raise Unsupported(el, "needs a location attribute")
     body = {"location": location(el, "location")}
+    if "expr" in el.attrs and el.text.strip():
+        raise Unsupported(el, "an expr and inline content cannot both give the value (SCXML 5.4)")
     if "expr" in el.attrs:
         body["expr"] = expression(el, "expr")
     elif el.text.strip():  # inline content: read as an expression
@@ -110,6 +120,8 @@ def _if(el: Element) -> dict[str, Any]:
     for child in el.children:
         if child.tag == "elseif":
             _allowed(child, {"cond"})
+            if "cond" not in branches[-1]:
+                raise Unsupported(child, "an <elseif> after the <else> of its <if>")
             branches.append({"cond": expression(child, "cond"), "do": []})
         elif child.tag == "else":
             _allowed(child, set())
@@ -140,6 +152,10 @@ def _send(el: Element) -> dict[str, Any]:
     for attr in SEND_ATTRS:
         if attr in el.attrs:
             body[attr] = expression(el, attr) if attr.endswith("expr") else el.attrs[attr]
+    if "event" in body:
+        event_name(el, body["event"])
+    if "delay" in body and DELAY.match(body["delay"]) is None:
+        raise Unsupported(el, f"delay={body['delay']!r} is not a duration such as '2s' or '150ms'")
     for a, b in EXCLUSIVE_ATTRS:
         if a in el.attrs and b in el.attrs:
             raise Unsupported(el, f"{a} and {b} cannot both be given (SCXML 6.2)")
