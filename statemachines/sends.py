@@ -75,7 +75,7 @@ def _deliver(rt: Runtime, queue: SendQueue, cur: Any, send: tuple[Any, ...], now
             queue.delete(cur, row_id)
         return
     cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
-    sent = (send_id, session_location(iid))
+    sent = (send_id or None, session_location(iid))  # "": sent without an id (blank sendid)
     cur.execute("SAVEPOINT sm_send_event")
     try:
         outcome = rt.applier.charts.apply(
@@ -113,7 +113,8 @@ def _drop(queue: SendQueue, cur: Any, send: tuple[Any, ...], exc: Exception) -> 
 
 
 def pending(rt: Runtime, instance_id: str) -> list[tuple[str, str, Any, datetime]]:
-    """(send id, event, data, due) of an instance's undelivered sends, in delivery order."""
+    """(send id, event, data, due) of an instance's undelivered sends, in delivery order; the id
+    is "" for a send written without `id` or `idlocation`."""
     queue: SendQueue = rt.applier.charts.sends
     with rt.read() as cur:
         rows = queue.pending_of(cur, instance_id)

@@ -94,6 +94,29 @@ def test_3_13_document_order_survives_a_descriptor_declared_twice() -> None:
          "</onentry></state>", "<send>", 2, "HTTP"),
         ('<state id="a.b"/>', "<state id='a.b'>", 1, "'.'"),
         ('<state id="a">\n<finalize/></state>', "<finalize>", 2, "not supported inside <state>"),
+        ('<state id="a"><onentry>\n<send event="e" eventexpr="\'e\'"/></onentry></state>', "<send>", 2,
+         "cannot both be given"),
+        ('<state id="a"><onentry>\n<send event="e" namelist=""/></onentry></state>', "<send>", 2,
+         "empty namelist"),
+        ('<state id="a"><onentry>\n<send event="e" namelist="ok no]"/></onentry></state>', "<send>", 2,
+         "not a location"),
+        ('<state id="a"><onentry>\n<send event="e"><param name="p" expr="1"/><content>x</content></send>'
+         "</onentry></state>", "<send>", 2, "<content> excludes"),
+        ('<state id="a"><onentry>\n<cancel sendid="a" sendidexpr="\'a\'"/></onentry></state>', "<cancel>", 2,
+         "cannot both be given"),
+        ('<state id="a"><final id="f">\n<donedata><param name="p" expr="1"/><content>x</content></donedata>'
+         "</final></state>", "<donedata>", 2, "<content> excludes"),
+        ('<state id="a"><onentry><if cond="True"><else/>\n<elseif cond="False"/></if></onentry></state>',
+         "<elseif>", 2, "after the <else>"),
+        ('<datamodel><data id="x" expr="1"/></datamodel><state id="a"><datamodel>\n<data id="x"/></datamodel>'
+         "</state>", "<data id='x'>", 2, "declared twice"),
+        ('<datamodel>\n<data id="x" expr="1">2</data></datamodel><state id="a"/>', "<data id='x'>", 2,
+         "cannot both"),
+        ('<datamodel><data id="x"/></datamodel><state id="a"><onentry>\n'
+         '<assign location="x" expr="1">2</assign></onentry></state>', "<assign>", 2, "cannot both"),
+        ('<state id="a"><onentry>\n<send event="e" delay="soon"/></onentry></state>', "<send>", 2,
+         "not a duration"),
+        ('<state id="a"><onentry>\n<raise event="a b"/></onentry></state>', "<raise>", 2, "one token"),
     ],
 )  # fmt: skip
 def test_unsupported_constructs_are_refused_naming_element_and_line(
@@ -164,6 +187,19 @@ states:
   done: {final: true}
 """)
     assert load(dump(d)).spec == d.spec
+
+
+def test_dump_refuses_data_declared_twice_which_scxml_cannot_say() -> None:
+    d = loads_definition("""
+name: twice
+initial: a
+data: {n: "0"}
+states:
+  a: {data: {n: "1"}, on: {go: b}}
+  b: {final: true}
+""")
+    with pytest.raises(DefinitionError, match="data 'n' is declared by the machine and by state 'a'"):
+        dump(d)
 
 
 def test_dump_refuses_python_callables() -> None:

@@ -34,7 +34,7 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
     if tree.has_content and importlib.util.find_spec("simpleeval") is None:
         problems.append("executable content needs the simpleeval package: pip install 'statemachines[scxml]'")
     for node in tree.order:
-        problems.extend(_node_problems(node))
+        problems.extend(_node_problems(node, tree.has_content))
     if spec.binding is None:  # SCXML documents (a declared binding) may keep unreachable states
         problems.extend(_unreachable(tree))
     for missing in sorted(spec.callable_names() - set(known_callables)):
@@ -48,7 +48,7 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
     return problems
 
 
-def _node_problems(node: Node) -> list[str]:
+def _node_problems(node: Node, content: bool) -> list[str]:
     st = node.spec
     where = f"state {node.path!r}"
     problems: list[str] = []
@@ -60,7 +60,7 @@ def _node_problems(node: Node) -> list[str]:
         problems.append(f"{where}: '.' is reserved as the path separator and cannot be part of a name")
     if node.name.strip():  # the full path is what the database stores and indexes
         problems.extend(p for p in [name_problem("a state", node.path)] if p)
-    problems.extend(_event_problems(where, node))
+    problems.extend(_event_problems(where, node, content))
     busy = bool(st.on or st.after or st.effects or st.always)
     if node.kind == HISTORY:
         problems.extend(_history_problems(node))
@@ -95,23 +95,37 @@ def _node_problems(node: Node) -> list[str]:
     return problems
 
 
-def _event_problems(where: str, node: Node) -> list[str]:
+def _event_problems(where: str, node: Node, content: bool) -> list[str]:
     """The flat rules for the events of `on` (names, reserved `after.`), with the statechart's
     scope: `done.x`/`error.x` for an effect of this state or of a state inside it, and
-    `done.state.<path>` for this state or a compound or parallel state inside it."""
+    `done.state.<path>` for this state or a compound or parallel state inside it. In a chart
+    with executable content, `<raise>` and `<send>` may produce any other `done.x`/`error.x`,
+    and `done.state.<path>` may be taken after its state was left (it waits on the internal
+    queue behind the event that left it): any compound or parallel state of the chart counts."""
     below = [node, *sorted(node.descendants, key=lambda n: n.order)]
     effects = [e.name for n in below for e in n.spec.effects]
     if node.spec.compensate:
         effects.append("compensation")
+    if content:  # the done event stays queued when its state is left: anyone may take it
+        root = node
+        while root.parent is not None:
+            root = root.parent
+        below = sorted(root.descendants, key=lambda n: n.order)
     done_states = [n.path for n in below if n.kind in (COMPOUND, PARALLEL)]
     problems = [
         event_problem(where, descriptor, effects, done_states, nested=True)
         for key in node.spec.on
         for descriptor in (descriptors(key) or (key,))
-        if not platform_descriptor(descriptor)
+        if not platform_descriptor(descriptor) and not (content and _raisable(descriptor))
     ]
     problems += [name_problem(f"{where}: an effect", eff.name) for eff in node.spec.effects]
     return [p for p in problems if p]
+
+
+def _raisable(descriptor: str) -> bool:
+    """A `done.x`/`error.x` descriptor content can raise (not `done.state.<path>`, which only a
+    state completing raises: still checked against the states)."""
+    return descriptor.startswith(("done.", "error.")) and not descriptor.startswith("done.state.")
 
 
 def _history_problems(node: Node) -> list[str]:

@@ -157,7 +157,7 @@ class CompiledChart:
             enabled = select_transitions(run, event.name)
         else:
             enabled = select_transitions_from(run, self.tree.nodes[source], event.name)
-        if not enabled:  # which error: did an active state declare the event at all?
+        if not enabled and not run.internal_queue:  # which error: did a state declare it at all?
             if source is None:
                 handled = bool(self._handlers(active, event.name))
             else:
@@ -171,8 +171,9 @@ class CompiledChart:
             if plan is not None:
                 return self._replay(plan, run.ctx, event)
         guards, ran = run.guards, len(run.log)
-        microstep(run, enabled)
-        macrostep(run)
+        if enabled:
+            microstep(run, enabled)
+        macrostep(run)  # with nothing enabled: the error.execution its failing conds raised
         step = self._finish(run)
         if run.guards == guards and not run.dynamic:  # nothing later read the context: a plan
             self._plans.keep(key, Plan(step, tuple(run.log[ran:])))

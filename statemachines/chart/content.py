@@ -46,7 +46,7 @@ log = logging.getLogger("statemachines.scxml")
 INTERNAL_TARGET = "#_internal"
 #: Send types that mean "the SCXML event I/O processor" (SCXML 6.2.4, C.1).
 SCXML_TYPES = frozenset({SCXML_PROCESSOR, "scxml"})
-_DELAY = re.compile(r"^\s*(\d*\.?\d+)\s*(ms|s|m|h|d)\s*$")
+DELAY = re.compile(r"^\s*(\d*\.?\d+)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 #: Items one call may run (foreach over huge arrays, blocks raising each other): a guard against
 #: runaway content, reported like the microstep cap.
@@ -153,7 +153,7 @@ def _foreach(run: Interpretation, body: dict[str, Any]) -> None:
 
 
 def _send(run: Interpretation, body: dict[str, Any]) -> None:
-    sendid = body.get("id") or uuid.uuid4().hex
+    sendid = body.get("id") or uuid.uuid4().hex  # error events name the send even without an id
     try:
         _send_as(run, body, sendid)
     except ExpressionError as exc:
@@ -189,12 +189,16 @@ def _send_as(run: Interpretation, body: dict[str, Any], sendid: str) -> None:
         data_json = json.dumps(data)
     except (TypeError, ValueError) as exc:
         raise ContentError(f"send data of {name!r} is not JSON: {exc}") from exc
-    run.sends.append(("send", sendid, name, data_json, delay))
+    # A send the author gave no id (neither `id` nor `idlocation`) is stored without one: its
+    # event's `_event.sendid` is blank (SCXML 5.10.1) and no `<cancel>` can name it.
+    named = "id" in body or "idlocation" in body
+    run.sends.append(("send", sendid if named else "", name, data_json, delay))
 
 
 def _cancel(run: Interpretation, body: dict[str, Any]) -> None:
     sendid = body["sendid"] if "sendid" in body else str(evaluator(run).eval(body["sendidexpr"]))
-    run.sends.append(("cancel", sendid, None, None, 0.0))
+    if sendid:  # "" is how sends without an id are stored: never a cancel's target
+        run.sends.append(("cancel", sendid, None, None, 0.0))
 
 
 def _block(run: Interpretation, items: list[dict[str, Any]]) -> None:
@@ -251,7 +255,7 @@ def done_data(run: Interpretation, state: Node) -> Any:
         return evaluator(run).eval(content["expr"]) if "expr" in content else text_value(content["text"])
     except (ContentError, ExpressionError) as exc:
         platform_error(run, "error.execution", f"donedata of {state.path!r}: {exc}")
-        return {}
+        return None  # the done event is still raised, with empty data (SCXML 5.5, 5.7)
 
 
 def bind_data(run: Interpretation, data: dict[str, str | None]) -> None:
@@ -269,6 +273,21 @@ def bind_data(run: Interpretation, data: dict[str, str | None]) -> None:
             platform_error(run, "error.execution", f"data {name!r}: {exc}")
 
 
+def storable(value: Any, location: str) -> Any:
+    """`value` as the context can keep it (the context is stored as JSON): `_event` becomes a dict
+    of its fields; anything JSON cannot hold (a set, a function) is an error of the assignment,
+    not of the step that would store it later."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, EventView):
+        return value.as_dict()
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ContentError(f"cannot assign to {location!r}: the value is not JSON data: {exc}") from exc
+    return value
+
+
 def text_value(text: str) -> Any:
     """Inline `<content>` text: its JSON value when it is JSON (`123`, `{"a": 1}`), else the text
     with its whitespace normalised (SCXML B.2.2)."""
@@ -280,7 +299,7 @@ def text_value(text: str) -> Any:
 
 def parse_delay(text: str) -> float:
     """A CSS2 time (`2s`, `.5s`, `150ms`; also `m`, `h`, `d`) in seconds."""
-    match = _DELAY.match(text)
+    match = DELAY.match(text)
     if match is None:
         raise ContentError(f"delay {text!r} is not a duration such as '2s' or '150ms'")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -299,6 +318,7 @@ def assign(run: Interpretation, location: str, value: Any, *, create: bool) -> N
     """Store `value` at `location` (`x`, `x.y`, `x[0]`); `create`: a top-level name may be new
     (foreach, idlocation), else it must be declared data (SCXML 5.4)."""
     node = ast.parse(location.strip(), mode="eval").body
+    value = storable(value, location)
     context = data_of(run.ctx.value)
     if isinstance(node, ast.Name):
         if node.id.startswith("_"):

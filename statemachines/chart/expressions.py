@@ -14,7 +14,9 @@ Names (W3C SCXML 5.10, with the Python data model's conventions):
   `external`), `sendid`, `origin`, `origintype`, `invokeid` and `data` (its payload);
 - `_sessionid` (the instance id), `_name` (the machine), `_ioprocessors` (`scxml` with its
   `location`, `#_scxml_<instance id>`);
-- `In('state')`: whether a state is active, by full path or by name.
+- `In('state')`: whether a state is active, by full path or by name;
+- `hasattr(x, 'name')`: whether `x.name` can be read by the rules below;
+- `true`, `false`, `null` (ECMAScript's spellings) as `True`, `False`, `None`.
 
 `a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
 `get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
@@ -29,6 +31,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 SCXML_PROCESSOR = "http://www.w3.org/TR/scxml/#SCXMLEventProcessor"
+
+
+#: ECMAScript's spellings of the constants, for documents written for that data model (a key of
+#: the context with the same name wins).
+LITERALS = {"true": True, "false": False, "null": None}
 
 
 class ExpressionError(Exception):
@@ -51,6 +58,23 @@ class EventView:
         self.origin = origin
         self.origintype = SCXML_PROCESSOR if origin else None
         self.invokeid = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as data (what assigning `_event` to a location stores)."""
+        return {name: getattr(self, name) for name in sorted(self.FIELDS)}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to an `_event` with the same fields, or to the dict a location stored of one."""
+        if isinstance(other, EventView):
+            return self.as_dict() == other.as_dict()
+        if isinstance(other, dict):
+            return self.as_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # what `<log expr="_event"/>` shows
+        return f"_event({self.as_dict()!r})"
 
 
 def session_location(instance_id: str) -> str:
@@ -81,7 +105,10 @@ class Names(Mapping[str, Any]):
             return self.event()
         if key in self.system:
             return self.system[key]
-        return data_of(self.context())[key]
+        context = data_of(self.context())
+        if key not in context and key in LITERALS:
+            return LITERALS[key]
+        return context[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self.system, "_event", *data_of(self.context())])
@@ -116,9 +143,12 @@ class Evaluator:
         system = {
             "_sessionid": instance_id,
             "_name": machine,
-            "_ioprocessors": {"scxml": {"location": session_location(instance_id)}},
+            # the SCXML I/O processor, by its short name and by its type URI (SCXML 5.10)
+            "_ioprocessors": {
+                name: {"location": session_location(instance_id)} for name in ("scxml", SCXML_PROCESSOR)
+            },
         }
-        functions = {**_safe_functions(), "In": is_active}
+        functions = {**_safe_functions(), "In": is_active, "hasattr": self._has}
         self._engine = _DataEval(simpleeval, names=Names(system, context, event), functions=functions)
         self._parsed: dict[str, ast.AST] = {}
 
@@ -137,6 +167,17 @@ class Evaluator:
 
     def truth(self, text: str) -> bool:
         return bool(self.eval(text))
+
+    def _has(self, value: Any, name: str) -> bool:
+        """`hasattr(x, 'name')`: whether `x.name` would be read, by the rules of `a.b` below
+        (a key of a dict, a field of `_event`, a reading method), never Python's own."""
+        if not isinstance(name, str) or name.startswith("_") or name in self._simpleeval.DISALLOW_METHODS:
+            return False
+        if isinstance(value, dict) and name in value:
+            return True
+        if isinstance(value, EventView):
+            return name in EventView.FIELDS
+        return name in _readers(self._simpleeval, type(value))
 
 
 #: Methods of the mutable types an expression may call: those that only read.
@@ -161,7 +202,9 @@ def _DataEval(simpleeval: Any, **kwargs: Any) -> Any:
 
     class DataEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc, name-defined]
         def _eval_attribute(self, node: ast.Attribute) -> Any:
-            if node.attr.startswith("_"):
+            # `str.format` would read attributes by itself (`'{0.__globals__}'.format(f)`):
+            # simpleeval's list of such methods is refused like private attributes.
+            if node.attr.startswith("_") or node.attr in simpleeval.DISALLOW_METHODS:
                 raise ExpressionError(f"attribute {node.attr!r} is not available")
             value = self._eval(node.value)
             if isinstance(value, dict) and node.attr in value:

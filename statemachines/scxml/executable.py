@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from statemachines.chart.content import DELAY
 from statemachines.content_spec import expression_problem, location_problem
 from statemachines.scxml.xmlparse import Element
 
@@ -20,6 +21,9 @@ from statemachines.scxml.xmlparse import Element
 SEND_ATTRS = ("event", "eventexpr", "target", "targetexpr", "type", "typeexpr", "id", "idlocation",
               "delay", "delayexpr")  # fmt: skip
 HTTP_PROCESSOR = "http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"
+#: Attribute pairs of `<send>` of which at most one may be given.
+EXCLUSIVE_ATTRS = (("event", "eventexpr"), ("target", "targetexpr"), ("type", "typeexpr"),
+                   ("delay", "delayexpr"), ("id", "idlocation"))  # fmt: skip
 
 
 class Unsupported(Exception):
@@ -38,6 +42,13 @@ def expression(el: Element, attr: str) -> str:
         raise Unsupported(el, f"{attr}={text!r} is not an expression of the supported language "
                               "(a Python-style expression: see docs/scxml.md)") from None  # fmt: skip
     return text
+
+
+def event_name(el: Element, name: str) -> str:
+    """An event name: one token (SCXML's NMTOKEN), not a list of descriptors."""
+    if not name or name.split() != [name]:
+        raise Unsupported(el, f"event {name!r} is not an event name (one token, no spaces)")
+    return name
 
 
 def location(el: Element, attr: str) -> str:
@@ -73,7 +84,7 @@ def _raise(el: Element) -> dict[str, Any]:
     _allowed(el, {"event"})
     if "event" not in el.attrs:
         raise Unsupported(el, "needs an event attribute")
-    return {"raise": {"event": el.attrs["event"]}}
+    return {"raise": {"event": event_name(el, el.attrs["event"])}}
 
 
 def _log(el: Element) -> dict[str, Any]:
@@ -91,6 +102,8 @@ def _assign(el: Element) -> dict[str, Any]:
     if "location" not in el.attrs:
         raise Unsupported(el, "needs a location attribute")
     body = {"location": location(el, "location")}
+    if "expr" in el.attrs and el.text.strip():
+        raise Unsupported(el, "an expr and inline content cannot both give the value (SCXML 5.4)")
     if "expr" in el.attrs:
         body["expr"] = expression(el, "expr")
     elif el.text.strip():  # inline content: read as an expression
@@ -107,6 +120,8 @@ def _if(el: Element) -> dict[str, Any]:
     for child in el.children:
         if child.tag == "elseif":
             _allowed(child, {"cond"})
+            if "cond" not in branches[-1]:
+                raise Unsupported(child, "an <elseif> after the <else> of its <if>")
             branches.append({"cond": expression(child, "cond"), "do": []})
         elif child.tag == "else":
             _allowed(child, set())
@@ -137,18 +152,32 @@ def _send(el: Element) -> dict[str, Any]:
     for attr in SEND_ATTRS:
         if attr in el.attrs:
             body[attr] = expression(el, attr) if attr.endswith("expr") else el.attrs[attr]
+    if "event" in body:
+        event_name(el, body["event"])
+    if "delay" in body and DELAY.match(body["delay"]) is None:
+        raise Unsupported(el, f"delay={body['delay']!r} is not a duration such as '2s' or '150ms'")
+    for a, b in EXCLUSIVE_ATTRS:
+        if a in el.attrs and b in el.attrs:
+            raise Unsupported(el, f"{a} and {b} cannot both be given (SCXML 6.2)")
     if "idlocation" in body:
         location(el, "idlocation")
     if "namelist" in el.attrs:
         body["namelist"] = el.attrs["namelist"].split()
+        if not body["namelist"]:
+            raise Unsupported(el, "an empty namelist (leave it out)")
+        for name in body["namelist"]:
+            location(Element(el.tag, {"namelist": name}, el.line), "namelist")
     params = [read_param(c) for c in el.children if c.tag == "param"]
     if params:
         body["params"] = params
+    contents = [c for c in el.children if c.tag == "content"]
     for child in el.children:
-        if child.tag == "content":
-            body["content"] = read_content(child)
-        elif child.tag != "param":
+        if child.tag not in ("param", "content"):
             raise Unsupported(child, f"<{child.tag}> inside <send>: only <param> and <content>")
+    if contents:
+        if len(contents) > 1 or params or "namelist" in body:
+            raise Unsupported(el, "<content> excludes namelist, <param> and a second <content> (SCXML 6.2)")
+        body["content"] = read_content(contents[0])
     if "event" not in body and "eventexpr" not in body:
         raise Unsupported(el, "needs event or eventexpr")
     return {"send": body}
@@ -174,6 +203,8 @@ def read_content(el: Element) -> dict[str, str]:
 
 def _cancel(el: Element) -> dict[str, Any]:
     _allowed(el, {"sendid", "sendidexpr"})
+    if "sendid" in el.attrs and "sendidexpr" in el.attrs:
+        raise Unsupported(el, "sendid and sendidexpr cannot both be given (SCXML 6.3)")
     if "sendid" in el.attrs:
         return {"cancel": {"sendid": el.attrs["sendid"]}}
     if "sendidexpr" in el.attrs:

@@ -42,6 +42,7 @@ def read_document(root: Element, name: str | None) -> dict[str, Any]:
             raise Unsupported(child, f"<{child.tag}> is not supported inside <scxml>")
     reader = _Reader()
     reader.index(root, "")
+    data = reader.datamodel(root)  # first: the document's own data, then each state's
     states = reader.children(root, "")
     if not states:
         raise Unsupported(root, "the document declares no states")
@@ -50,7 +51,6 @@ def read_document(root: Element, name: str | None) -> dict[str, Any]:
         "initial": reader.initial(root, "", states),
         "states": states,
     }
-    data = reader.datamodel(root)
     if data:
         out["data"] = data
     binding = root.attrs.get("binding")
@@ -72,6 +72,7 @@ class _Reader:
     def __init__(self) -> None:
         self.paths: dict[str, str] = {}  # id -> dotted path
         self.generated = 0
+        self.data_ids: set[str] = set()  # every <data id>, document-wide (SCXML 5.2)
 
     # Pass 1: every state's id and path ----------------------------------------------------------
     def index(self, parent: Element, path: str) -> None:
@@ -271,6 +272,11 @@ class _Reader:
                 ident = item.attrs.get("id", "")
                 if not ident.isidentifier() or ident.startswith("_"):
                     raise Unsupported(item, f"data id {ident!r} must be an identifier not starting with '_'")
+                if ident in self.data_ids:
+                    raise Unsupported(item, f"data id {ident!r} is declared twice")
+                self.data_ids.add(ident)
+                if "expr" in item.attrs and item.text.strip():
+                    raise Unsupported(item, "an expr and inline content cannot both give its value (5.2)")
                 if "expr" in item.attrs:
                     data[ident] = expression(item, "expr")
                 elif item.text.strip():  # inline value, read as an expression
@@ -283,6 +289,12 @@ class _Reader:
     def donedata(self, el: Element) -> dict[str, Any]:
         _allowed(el, set())
         contents = [c for c in el.children if c.tag == "content"]
+        params = [c for c in el.children if c.tag == "param"]
+        for child in el.children:
+            if child.tag not in ("content", "param"):
+                raise Unsupported(child, f"<{child.tag}> inside <donedata>: only <param> and <content>")
         if contents:
+            if len(contents) > 1 or params:
+                raise Unsupported(el, "a <content> excludes <param> and a second <content> (SCXML 5.5)")
             return {"content": read_content(contents[0])}
-        return {"params": [read_param(c) for c in el.children if c.tag == "param"]}
+        return {"params": [read_param(c) for c in params]}

@@ -24,7 +24,13 @@ def problems_of(spec: MachineSpec) -> list[str]:
     if spec.context is not None or spec.events:
         problems.append("a context model or payload schemas (registry names) have no SCXML form")
     seen: dict[str, str] = {}
+    data_seen: dict[str, str] = dict.fromkeys(spec.data, "the machine")
     for path, st in spec.walk():
+        for ident in st.data:
+            if ident in data_seen:
+                problems.append(f"data {ident!r} is declared by {data_seen[ident]} and by state {path!r}:"
+                                " SCXML data ids are unique in a document")  # fmt: skip
+            data_seen.setdefault(ident, f"state {path!r}")
         name = path.rpartition(".")[2]
         if name in seen:
             problems.append(f"states {seen[name]!r} and {path!r} would both get the SCXML id {name!r}")
