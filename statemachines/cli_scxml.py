@@ -2,12 +2,16 @@
 
 The document is loaded and checked (`statemachines.scxml.load`), so what is written is a valid
 definition: refused constructs are reported with their element and line, and nothing is written.
+Expressions that are not expressions of the language are written as they are (they raise
+`error.execution` when evaluated) and each is reported on stderr, element and line first.
 The output is our YAML (or JSON, by suffix), which `--definition` then loads like any other.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,12 +28,19 @@ def add_import_scxml(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from statemachines.scxml import load
+    from statemachines.scxml import IllegalExpressionWarning, load
 
     output = Path(args.output)
     if output.suffix not in (".yaml", ".yml", ".json"):
         raise UsageError(f"--output {args.output!r}: the file must end in .yaml, .yml or .json")
-    definition = load(Path(args.file), name=args.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IllegalExpressionWarning)
+        definition = load(Path(args.file), name=args.name)
+    for warning in caught:
+        if issubclass(warning.category, IllegalExpressionWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:  # not ours to judge: shown as Python would have
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     dump_definition(definition, output)
     print(f"wrote {output}: machine {definition.name!r}, {sum(1 for _ in definition.spec.walk())} states")
     return 0

@@ -29,6 +29,7 @@ that pydantic reports with the item's position.
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 #: Per item kind: the keys it may have. `do` holds a nested block.
@@ -190,26 +191,77 @@ def _text(value: Any, where: str, expression: bool) -> str:
     return text
 
 
-def expression_problem(text: str, where: str) -> None:
-    """Raise ValueError when `text` is not one Python expression (the language's syntax)."""
+class IllegalExpressionWarning(UserWarning):
+    """A definition holds an expression (or location) that does not parse in the expression
+    language: it is kept, and evaluating it raises `error.execution` (SCXML 5.9, B.2)."""
+
+
+#: Written where an illegal expression is reported at load.
+RAISES_LATER = "it raises error.execution when evaluated"
+#: ECMAScript-only constructs (outside string literals) in text that does not parse: a document
+#: written for the ECMAScript data model, refused at load rather than failing at every evaluation.
+_STRINGS = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+_ECMASCRIPT = re.compile(
+    r"===|!==|&&|\|\||=>|\+\+|--|\?|!(?!=)"
+    r"|\b(?:typeof|instanceof|function|var|let|const|new|delete|void)\b"
+)
+
+
+def ecmascript_construct(text: str) -> str | None:
+    """The first ECMAScript-only construct of `text`, if it has one (only asked of text that
+    does not parse: `x --1` and `a if b else c` are Python)."""
+    found = _ECMASCRIPT.search(_STRINGS.sub("''", text))
+    return found.group(0) if found else None
+
+
+def _parse_problem(text: str) -> str | None:
+    """Why `text` is not one Python expression (the language's syntax), or None."""
     try:
         ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"{where}: not a valid expression {text[:80]!r}: {exc.msg}") from None
+        return str(exc.msg)
     except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, nesting too deep
-        raise ValueError(f"{where}: not a valid expression {text[:80]!r}: {type(exc).__name__}") from None
+        return type(exc).__name__
+    return None
 
 
-def location_problem(text: str, where: str) -> None:
-    """Raise ValueError unless `text` names a location: `x`, `x.y`, `x[0]`, `x['k'].y`."""
+def expression_problem(text: str, where: str) -> str | None:
+    """None when `text` is an expression; else why not (the text is kept: evaluating it raises
+    `error.execution`). Raises ValueError for ECMAScript-only constructs, which are refused."""
+    problem = _parse_problem(text)
+    if problem is not None:
+        _refuse_ecmascript(text, where)
+        return f"{where}: {text[:80]!r} is not an expression ({problem}): {RAISES_LATER}"
+    return None
+
+
+def location_problem(text: str, where: str) -> str | None:
+    """None when `text` names a location (`x`, `x.y`, `x[0]`, `x['k'].y`); else why not (kept,
+    as `expression_problem`). Raises ValueError for ECMAScript-only constructs."""
+    if is_location(text):
+        return None
+    if _parse_problem(text) is not None:
+        _refuse_ecmascript(text, where)
+    return f"{where}: {text[:80]!r} is not a location (a name, then .attribute or [index]): {RAISES_LATER}"
+
+
+def is_location(text: str) -> bool:
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        node = None
+        return False
     while isinstance(node, ast.Attribute | ast.Subscript):
         node = node.value
-    if not isinstance(node, ast.Name):
-        raise ValueError(f"{where}: {text!r} is not a location (a name, then .attribute or [index])")
+    return isinstance(node, ast.Name)
+
+
+def _refuse_ecmascript(text: str, where: str) -> None:
+    construct = ecmascript_construct(text)
+    if construct is not None:
+        raise ValueError(
+            f"{where}: {construct!r} is ECMAScript, which the expression language (Python-style, "
+            "see docs/scxml.md) does not read"
+        )
 
 
 def normalise_data(value: Any, where: str = "data") -> dict[str, str | None]:

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from statemachines.content_illegal import warn_illegal
 from statemachines.definition import Definition
 from statemachines.errors import DefinitionError
 
@@ -40,12 +41,18 @@ def _safe_loader() -> type[yaml.SafeLoader]:
 
 
 def loads_definition(
-    text: str, registry: Mapping[str, Any] | None = None, *, fmt: str = "yaml", source: str | None = None
+    text: str,
+    registry: Mapping[str, Any] | None = None,
+    *,
+    fmt: str = "yaml",
+    source: str | None = None,
+    _stacklevel: int = 2,
 ) -> Definition:
     """Parse YAML (a superset of JSON) or strict JSON text into a checked `Definition`.
 
     `source` (a file name) starts every syntax error message, with the line and column, so the
-    reader can open the file at the mistake.
+    reader can open the file at the mistake. An expression that does not parse is kept (it raises
+    `error.execution` when evaluated) and warned about (`IllegalExpressionWarning`).
     """
     import yaml
 
@@ -68,7 +75,9 @@ def loads_definition(
         raise DefinitionError(
             where, [f"{_prefix(source)}not valid {fmt.upper()}: {type(exc).__name__}: {exc}"]
         ) from None
-    return Definition.from_dict(data, registry)
+    definition = Definition.from_dict(data, registry)
+    warn_illegal(definition.spec, source or definition.name, stacklevel=_stacklevel)
+    return definition
 
 
 def _prefix(source: str | None) -> str:
@@ -104,7 +113,8 @@ def load_definition(path: str | Path, registry: Mapping[str, Any] | None = None)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DefinitionError(p.name, [f"{p} is not UTF-8 text: {exc}"]) from None
-    return loads_definition(text, registry, fmt="json" if p.suffix == ".json" else "yaml", source=str(p))
+    fmt = "json" if p.suffix == ".json" else "yaml"
+    return loads_definition(text, registry, fmt=fmt, source=str(p), _stacklevel=3)
 
 
 def dump_definition(definition: Definition, path: str | Path) -> None:

@@ -35,6 +35,7 @@ from statemachines.chart.expressions import (
     data_of,
     session_location,
 )
+from statemachines.content_spec import is_location
 from statemachines.records import Event, ScxmlEvent
 
 if TYPE_CHECKING:
@@ -145,6 +146,9 @@ def _foreach(run: Interpretation, body: dict[str, Any]) -> None:
     array = evaluator(run).eval(body["array"])
     if isinstance(array, dict) or not isinstance(array, list | tuple | str):
         raise ContentError(f"foreach array {body['array']!r} is not a sequence: {array!r:.80}")
+    for key in ("item", "index"):  # an illegal one runs nothing of the body (4.6)
+        if key in body:
+            location_node(body[key], f"foreach {key}")
     for index, item in enumerate(list(array)):  # a copy: the block may change the array
         assign(run, body["item"], item, create=True)
         if "index" in body:
@@ -306,8 +310,17 @@ def parse_delay(text: str) -> float:
 
 
 # Locations -----------------------------------------------------------------------------------------
+def location_node(location: str, what: str = "location") -> ast.expr:
+    """The syntax tree of a location (`x`, `x.y`, `x[0]`); ContentError when the text is not one
+    (a definition keeps such text: using it is the error, SCXML 5.9.2)."""
+    if not is_location(location):
+        raise ContentError(f"{what} {location[:200]!r} is not a location (a name, then .field or [index])")
+    return ast.parse(location.strip(), mode="eval").body
+
+
 def read(run: Interpretation, location: str) -> Any:
     """The value at a location (an expression that must name data)."""
+    location_node(location)
     try:
         return evaluator(run).eval(location)
     except ExpressionError as exc:
@@ -317,7 +330,7 @@ def read(run: Interpretation, location: str) -> Any:
 def assign(run: Interpretation, location: str, value: Any, *, create: bool) -> None:
     """Store `value` at `location` (`x`, `x.y`, `x[0]`); `create`: a top-level name may be new
     (foreach, idlocation), else it must be declared data (SCXML 5.4)."""
-    node = ast.parse(location.strip(), mode="eval").body
+    node = location_node(location)
     value = storable(value, location)
     context = data_of(run.ctx.value)
     if isinstance(node, ast.Name):
@@ -330,7 +343,7 @@ def assign(run: Interpretation, location: str, value: Any, *, create: bool) -> N
         else:
             setattr(run.ctx.value, node.id, value)
         return
-    assert isinstance(node, ast.Attribute | ast.Subscript)  # content_spec checked the shape
+    assert isinstance(node, ast.Attribute | ast.Subscript)  # location_node checked the shape
     container = read(run, ast.unparse(node.value))
     if isinstance(node, ast.Attribute):
         key: Any = node.attr

@@ -150,14 +150,28 @@ class Evaluator:
         }
         functions = {**_safe_functions(), "In": is_active, "hasattr": self._has}
         self._engine = _DataEval(simpleeval, names=Names(system, context, event), functions=functions)
-        self._parsed: dict[str, ast.AST] = {}
+        self._parsed: dict[str, ast.AST | str] = {}  # text -> its tree, or why it does not parse
+
+    def compile(self, text: str) -> ast.AST:
+        """The syntax tree of `text`. Text that is not an expression (kept by the definition: SCXML
+        makes it an error of evaluation, 5.9) raises ExpressionError, every time it is evaluated."""
+        tree = self._parsed.get(text)
+        if tree is None:
+            try:
+                tree = ast.parse(text.strip(), mode="eval").body
+            except SyntaxError as exc:
+                tree = f"{text[:200]!r} is not an expression: {exc.msg}"
+            except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, nesting too deep
+                tree = f"{text[:200]!r} is not an expression: {type(exc).__name__}"
+            self._parsed[text] = tree
+        if isinstance(tree, str):
+            raise ExpressionError(tree)
+        return tree
 
     def eval(self, text: str) -> Any:
         """The value of `text`; ExpressionError for anything that goes wrong."""
-        tree = self._parsed.get(text)
+        tree = self.compile(text)
         try:
-            if tree is None:
-                tree = self._parsed[text] = ast.parse(text.strip(), mode="eval").body
             self._engine.expr = text
             return self._engine._eval(tree)
         except ExpressionError:

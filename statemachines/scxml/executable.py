@@ -2,19 +2,21 @@
 (`statemachines.content_spec`): `<raise>`, `<log>`, `<assign>`, `<if>`/`<elseif>`/`<else>`,
 `<foreach>`, `<send>` (with `<param>` and `<content>`) and `<cancel>`.
 
-Reading checks every expression's syntax where it is written, so an unsupported construct
-(ECMAScript's `===`, `typeof`, `function`...) is reported with its element and line; `<script>`
-and any other element are refused the same way.
+Reading checks every expression's syntax where it is written: an ECMAScript-only construct
+(`===`, `typeof`, `function`...) is refused with its element and line, as are `<script>` and any
+other element; other text that is not an expression (or a location) is kept, because SCXML makes
+it an error of evaluation (`error.execution`, 5.9), and noted in `ILLEGAL` for `load` to warn about.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from statemachines.chart.content import DELAY
-from statemachines.content_spec import expression_problem, location_problem
+from statemachines.content_spec import RAISES_LATER, expression_problem, location_problem
 from statemachines.scxml.xmlparse import Element
 
 #: Attributes of `<send>` copied as they are, in the order they are written back.
@@ -34,13 +36,15 @@ class Unsupported(Exception):
         self.element = element
 
 
+#: The illegal expressions met while reading one document: (element, message), in document order.
+ILLEGAL: ContextVar[list[tuple[Element, str]] | None] = ContextVar("scxml_illegal", default=None)
+
+
 def expression(el: Element, attr: str) -> str:
+    """The text of an expression attribute. ECMAScript-only constructs are refused; other text
+    that does not parse is kept and noted (it raises `error.execution` when evaluated: 5.9)."""
     text = el.attrs[attr]
-    try:
-        expression_problem(text, attr)
-    except ValueError:
-        raise Unsupported(el, f"{attr}={text!r} is not an expression of the supported language "
-                              "(a Python-style expression: see docs/scxml.md)") from None  # fmt: skip
+    _note(el, attr, text, expression_problem, "an expression of the supported language")
     return text
 
 
@@ -51,13 +55,21 @@ def event_name(el: Element, name: str) -> str:
     return name
 
 
-def location(el: Element, attr: str) -> str:
-    text = el.attrs[attr]
-    try:
-        location_problem(text, attr)
-    except ValueError:
-        raise Unsupported(el, f"{attr}={text!r} is not a location (a name, then .field or [index])") from None
+def location(el: Element, attr: str, text: str | None = None) -> str:
+    """A location attribute (or one name of a namelist), kept and noted like `expression`."""
+    text = el.attrs[attr] if text is None else text
+    _note(el, attr, text, location_problem, "a location (a name, then .field or [index])")
     return text
+
+
+def _note(el: Element, attr: str, text: str, check: Callable[[str, str], str | None], what: str) -> None:
+    try:
+        problem = check(text, attr)
+    except ValueError as exc:
+        raise Unsupported(el, f"{attr}={text!r}: {str(exc).partition(': ')[2]}") from None
+    notes = ILLEGAL.get()
+    if problem is not None and notes is not None:
+        notes.append((el, f"{attr}={text!r} is not {what}: {RAISES_LATER}"))
 
 
 def _allowed(el: Element, attrs: set[str]) -> None:
@@ -166,7 +178,7 @@ def _send(el: Element) -> dict[str, Any]:
         if not body["namelist"]:
             raise Unsupported(el, "an empty namelist (leave it out)")
         for name in body["namelist"]:
-            location(Element(el.tag, {"namelist": name}, el.line), "namelist")
+            location(el, "namelist", name)
     params = [read_param(c) for c in el.children if c.tag == "param"]
     if params:
         body["params"] = params
