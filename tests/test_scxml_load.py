@@ -98,8 +98,7 @@ def test_3_13_document_order_survives_a_descriptor_declared_twice() -> None:
          "cannot both be given"),
         ('<state id="a"><onentry>\n<send event="e" namelist=""/></onentry></state>', "<send>", 2,
          "empty namelist"),
-        ('<state id="a"><onentry>\n<send event="e" namelist="ok no]"/></onentry></state>', "<send>", 2,
-         "not a location"),
+        ('<state id="a">\n<state id="b" intial="c"/></state>', "<state id='b'>", 2, "['intial']"),
         ('<state id="a"><onentry>\n<send event="e"><param name="p" expr="1"/><content>x</content></send>'
          "</onentry></state>", "<send>", 2, "<content> excludes"),
         ('<state id="a"><onentry>\n<cancel sendid="a" sendidexpr="\'a\'"/></onentry></state>', "<cancel>", 2,

@@ -69,7 +69,8 @@ def _load_data(source: Any, name: str | None, stacklevel: int) -> dict[str, Any]
         raise DefinitionError(name or where, [_at(where, el.line, f"{el.describe()}: {exc}")]) from None
     finally:
         ILLEGAL.reset(token)
-    for el, message in notes:  # after reading: a refused document warns about nothing
+    # After reading (a refused document warns about nothing), in document order.
+    for el, message in sorted(notes, key=lambda note: note[0].line):
         warnings.warn(_at(where, el.line, f"{el.describe()}: {message}"), IllegalExpressionWarning,
                       stacklevel=stacklevel)  # fmt: skip
     return data
