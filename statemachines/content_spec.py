@@ -21,7 +21,9 @@ A block is a list of items; each item is a one-key mapping naming what it does:
 in one stops only that one (SCXML 3.8, 3.9).
 
 Expressions (`expr`, `cond`, ...) are text for `statemachines.chart.expressions`; they are only
-checked for syntax here. Items are normalised (a bare `raise: x` becomes `{"event": "x"}` ...) so
+checked for syntax here: ECMAScript-only constructs are refused, other text that does not parse is
+kept (it raises `error.execution` when evaluated; `statemachines.content_illegal` lists it for the
+loaders' warnings). Items are normalised (a bare `raise: x` becomes `{"event": "x"}` ...) so
 a spec dumps and hashes the same however it was written. Validation errors are `ValueError`s
 that pydantic reports with the item's position.
 """

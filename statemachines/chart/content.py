@@ -12,8 +12,9 @@ The algorithm (`statemachines.chart.algorithm`) calls `run_block` where it runs 
   in a later transaction, after `delay` when one is given (a durable timer);
 - logs (`log`, through the `statemachines.scxml` logger).
 
-An error while running an item (an expression that fails, an assignment to a location that does
-not exist, an unsupported send target or type) stops the rest of its block and places
+An error while running an item (an expression that fails, text that is not an expression or a
+location of the language, which definitions keep as SCXML asks, an assignment to a location that
+does not exist, an unsupported send target or type) stops the rest of its block and places
 `error.execution` on the internal queue (SCXML 4.1, 5.9.1, 6.2); a condition that fails counts
 as false and does the same. The error's text is the event's `data`.
 """

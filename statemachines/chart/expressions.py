@@ -21,7 +21,8 @@ Names (W3C SCXML 5.10, with the Python data model's conventions):
 `a.b` reads key `b` of a dict `a` (so `_event.data.x` works); otherwise only methods that read:
 `get`, `keys`, `values`, `items`, `copy` of dicts, `index`, `count`, `copy` of lists, and
 simpleeval's list for strings and numbers. Anything an expression raises is
-an `ExpressionError`, which executable content turns into `error.execution`.
+an `ExpressionError`, which executable content turns into `error.execution`; so is text that does
+not parse (definitions keep it, as SCXML makes it an error of evaluation: `Evaluator.compile`).
 """
 
 from __future__ import annotations

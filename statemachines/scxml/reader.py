@@ -13,7 +13,8 @@ The mapping, element by element (docs/scxml.md has the table):
   `<datamodel><data id expr>` -> `data`; `<donedata>` -> `donedata`.
 
 Everything else is refused with an `Unsupported` naming the element (`<invoke>`, `<script>`,
-`src` attributes, other data models, deep or multiple initial states, ...).
+`src` attributes, other data models, deep or multiple initial states, ECMAScript-only
+expressions...); an expression the language cannot read is kept (see `executable.expression`).
 """
 
 from __future__ import annotations
