@@ -106,6 +106,40 @@ def test_6_2_an_illegal_content_expr_in_send_raises_error_execution_naming_the_s
       </state>""") == "pass"
 
 
+@pytest.mark.parametrize(
+    "send",
+    [
+        '<send eventexpr="return" id="s1"/>',
+        '<send event="sent" targetexpr="1 = 1" id="s1"/>',
+        '<send event="sent" delayexpr="return" id="s1"/>',
+        '<send event="sent" id="s1" namelist="x[0"/>',
+        '<send event="sent" id="s1"><param name="p" expr="return"/></send>',
+        '<send event="sent" id="s1"><param name="p" location="1 + x"/></send>',
+    ],
+    ids=["eventexpr", "targetexpr", "delayexpr", "namelist", "param expr", "param location"],
+)
+def test_6_2_an_illegal_send_attribute_or_param_raises_error_execution_and_sends_nothing(
+    db_url: str, clock: ManualClock, send: str
+) -> None:
+    assert run(db_url, clock, f"""
+      <datamodel><data id="x" expr="[1]"/></datamodel>
+      <state id="s0"><onentry>{send}<raise event="after"/></onentry>
+        <transition event="error.execution" cond="_event.sendid == 's1'" target="s1"/>
+        <transition event="*" target="fail"/></state>
+      <state id="s1"><onentry><send event="later" delay="1s"/></onentry>
+        <transition event="later" target="pass"/><transition event="*" target="fail"/></state>""") == "pass"
+
+
+def test_5_5_illegal_donedata_raises_error_execution_then_the_done_event_without_data(
+    db_url: str, clock: ManualClock
+) -> None:
+    assert run(db_url, clock, """
+      <state id="s0" initial="f"><final id="f"><donedata><content expr="return"/></donedata></final>
+        <transition event="error.execution" target="s1"/><transition event="*" target="fail"/></state>
+      <state id="s1"><transition event="done.state.s0" cond="_event.data is None" target="pass"/>
+        <transition event="*" target="fail"/></state>""") == "pass"
+
+
 def test_5_2_data_with_an_illegal_expr_is_unset_and_raises_error_execution(
     db_url: str, clock: ManualClock
 ) -> None:
