@@ -264,3 +264,15 @@ states:
 """, source="m.yaml")  # fmt: skip
     assert len(caught) == 1
     assert str(caught[0].message).startswith("m.yaml: state 'a' always[0] cond: '1 = 1' is not an expression")
+
+
+def test_a_yaml_definition_with_an_ecmascript_expression_is_refused() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        loads_definition("""
+name: m
+initial: a
+states:
+  a: {always: [{target: b, cond: "x === 1"}]}
+  b: {final: true}
+""")  # fmt: skip
+    assert "'===' is ECMAScript" in " ".join(caught.value.problems)
