@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from statemachines import DefinitionError, Engine, ManualClock
+from statemachines import DefinitionError, Engine, ManualClock, StepLimitExceeded
 from statemachines.cli import main
 from statemachines.definition import Definition
 from statemachines.loading import load_definition, loads_definition
@@ -60,6 +60,22 @@ def test_5_9_1_an_illegal_cond_is_false_and_raises_error_execution(db_url: str, 
       <state id="s1"><onentry><raise event="foo"/></onentry>
         <transition event="error.execution" target="pass"/><transition event="*" target="fail"/>
       </state>""") == "pass"
+
+
+@pytest.mark.timeout(120)  # before the cap on internal events, this start never returned
+def test_5_9_1_an_illegal_eventless_cond_nothing_takes_the_error_of_is_a_step_limit_not_a_hang(
+    db_url: str, clock: ManualClock
+) -> None:
+    definition = quietly(scxml('<state id="s0"><transition cond="1 = 1" target="f"/></state><final id="f"/>',
+                               ' name="illegal"'))  # fmt: skip
+    engine = Engine(db_url, clock=clock)
+    try:
+        engine.register(definition)
+        with pytest.raises(StepLimitExceeded, match=r"internal event 'error\.execution'"):
+            engine.start("illegal", instance_id="i1")
+        assert engine.instances() == []  # nothing was written
+    finally:
+        engine.close()
 
 
 def test_5_4_an_illegal_expr_in_assign_raises_error_execution_and_stops_its_block(

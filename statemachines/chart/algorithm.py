@@ -12,7 +12,8 @@ are deliberate and small:
   produced are returned in `run.sends` and stored, to be delivered in later transactions.
 - Entering a top-level final state stops processing (`running = false`) but exits nothing: the
   final configuration is kept, as a flat machine keeps its final state.
-- A cap on microsteps per call turns an eventless or done-event loop into `StepLimitExceeded`.
+- A cap on microsteps per call turns an eventless or done-event loop into `StepLimitExceeded`; so
+  does a cap on internal events (a failing eventless `cond` raises `error.execution` each time).
 - History memory is keyed by the history pseudo-state's path (a compound may have a shallow and
   a deep history), and holds state paths so it can be stored as JSON.
 
@@ -108,6 +109,12 @@ class Interpretation:
             raise ActionFailed(self.external.instance_id, self.external.name, where, exc) from exc
 
 
+#: Internal events one call may process. Microsteps are capped by the caller; this caps the events
+#: that enable nothing, such as the `error.execution` an eventless transition's failing `cond`
+#: raises each time it is evaluated (SCXML 5.9.1) when no transition takes it: a loop too.
+MAX_INTERNAL_EVENTS = 100_000
+
+
 def _document_order(states: Any) -> list[Node]:
     return sorted(states, key=lambda s: s.order)
 
@@ -121,6 +128,9 @@ def macrostep(run: Interpretation) -> None:
                 return
             run.event = run.internal_queue.popleft()
             run.internal_taken += 1
+            if run.internal_taken > MAX_INTERNAL_EVENTS:  # e.g. a failing eventless cond, forever
+                last = [f"internal event {run.event.name!r}"]
+                raise StepLimitExceeded(run.external.instance_id, run.external.name, run.max_microsteps, last)
             enabled = select_transitions(run, run.event.name)
         if enabled:
             microstep(run, enabled)
