@@ -109,9 +109,8 @@ class Interpretation:
             raise ActionFailed(self.external.instance_id, self.external.name, where, exc) from exc
 
 
-#: Internal events one call may process. Microsteps are capped by the caller; this caps the events
-#: that enable nothing, such as the `error.execution` an eventless transition's failing `cond`
-#: raises each time it is evaluated (SCXML 5.9.1) when no transition takes it: a loop too.
+#: Internal events one call may process: those enabling nothing take no microstep (a failing
+#: eventless `cond` raises `error.execution` at each try, 5.9.1: a loop the microstep cap misses).
 MAX_INTERNAL_EVENTS = 100_000
 
 
@@ -128,7 +127,7 @@ def macrostep(run: Interpretation) -> None:
                 return
             run.event = run.internal_queue.popleft()
             run.internal_taken += 1
-            if run.internal_taken > MAX_INTERNAL_EVENTS:  # e.g. a failing eventless cond, forever
+            if run.internal_taken > MAX_INTERNAL_EVENTS:
                 last = [f"internal event {run.event.name!r}"]
                 raise StepLimitExceeded(run.external.instance_id, run.external.name, run.max_microsteps, last)
             enabled = select_transitions(run, run.event.name)
