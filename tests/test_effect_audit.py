@@ -76,6 +76,49 @@ def test_an_exhausted_effect_with_a_transition_is_applied_as_before(shipped, clo
     assert record.payload["attempts"] == 3
 
 
+def test_an_exhausted_effect_stays_failed_after_its_error_transition_left_the_state(shipped, clock):
+    FLAKY["s5"] = 99
+    shipped.start("shipping", instance_id="s5")
+    for _ in range(3):
+        shipped.run_due()
+        clock.advance("10s")
+    assert shipped.get("s5").state == "stuck"
+    slow = next(r for r in shipped.effects("s5") if r.name == "flaky")
+    assert (slow.status, len(slow.attempts)) == ("failed", 3)
+
+
+def test_retry_never_runs_again_a_failed_effect_of_a_state_left(engine):
+    calls: list[str] = []
+
+    def first(ctx: dict, call: Any) -> None:
+        calls.append("first")
+        raise RuntimeError("first is down")
+
+    def second(ctx: dict, call: Any) -> None:
+        calls.append("second")
+        raise RuntimeError("second is down")
+
+    once = Retry(max_attempts=1)
+    engine.register(
+        machine(
+            "two-steps",
+            initial="a",
+            states={
+                "a": state(effect=Effect(first, retry=once), on={"error.first": "b"}),
+                "b": state(effect=Effect(second, retry=once)),  # unhandled: fails the instance
+            },
+        )
+    )
+    engine.start("two-steps", instance_id="t1")
+    engine.run_due()
+    engine.run_due()
+    assert engine.get("t1").status == "failed"
+    engine.retry("t1")
+    engine.run_due()
+    assert calls == ["first", "second", "second"]
+    assert [(r.name, r.status) for r in engine.effects("t1")] == [("first", "failed"), ("second", "failed")]
+
+
 def test_attempts_stay_out_of_the_history(shipped, clock):
     FLAKY["s3"] = 2
     shipped.start("shipping", instance_id="s3")
