@@ -4,7 +4,7 @@ never a live one, safely while senders run; `statemachines prune`. On SQLite and
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -131,11 +131,37 @@ def test_prune_refuses_a_bad_cutoff_or_batch(shop):
     with pytest.raises(InvalidArgument):
         shop.prune(before="soon")
     with pytest.raises(InvalidArgument, match="timezone"):
-        from datetime import datetime
-
         shop.prune(before=datetime(2030, 1, 1))
     with pytest.raises(InvalidArgument, match="batch"):
         shop.prune(before="1d", batch=0)
+
+
+@pytest.mark.parametrize("status", [123, None, [], "nonsense", ["completed", "active"], [None]])
+def test_prune_refuses_a_nonsense_status_naming_it(shop, status):
+    with pytest.raises(InvalidArgument, match="status"):
+        shop.prune(before="1d", status=status)
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        ("999999999999d", "longer than the maximum"),
+        (10**400, "longer than the maximum"),
+        (timedelta.max, "longer than the maximum"),
+        ("-5d", "positive"),
+        (datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))), "outside the years"),
+        (datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "outside the years"),
+    ],
+)
+def test_prune_refuses_a_cutoff_out_of_range_without_overflowing(shop, before, message):
+    with pytest.raises(InvalidArgument, match=message):
+        shop.prune(before=before, dry_run=True)
+
+
+def test_prune_takes_a_cutoff_in_any_time_zone(shop, clock):
+    closed(shop, "o1")
+    later = clock.now() + timedelta(minutes=30)
+    assert shop.prune(before=later.astimezone(timezone(timedelta(hours=-5)))).instances == 1
 
 
 def test_a_cancelled_instance_still_compensating_is_not_pruned(engine, clock):
@@ -251,6 +277,26 @@ def test_cli_prune_prints_what_it_removed_and_dry_run_removes_nothing(db_url, ca
     assert main([*app, "prune", "--before", "90d"]) == 0
     assert "removed 0 instance(s)" in capsys.readouterr().out
     assert main([*app, "prune", "--before", "someday"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        ("999999999999d", "longer than the maximum of 36525d"),
+        ("-5d", "must be positive"),
+        ("9999-12-31T23:00-05:00", "outside the years 1-9999"),
+        ("2025-01-01", "no time zone"),
+        ("someday", "neither a duration"),
+    ],
+)
+def test_cli_prune_names_what_is_wrong_with_a_bad_before(sqlite_url, capsys, before, message):
+    assert main(["--db", sqlite_url, "prune", f"--before={before}", "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_prune_refuses_a_nonsense_status(sqlite_url, capsys):
+    assert main(["--db", sqlite_url, "prune", "--before", "1d", "--status", "active"]) == 2
+    assert "invalid choice: 'active'" in capsys.readouterr().err
 
 
 CLI_APP = order()
