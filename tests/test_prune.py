@@ -196,6 +196,48 @@ def test_prune_removes_the_active_states_of_a_closed_statechart(engine, clock):
     assert engine.instances(state="withdrawn") == []
 
 
+def instance_rows(engine: Engine, iid: str) -> dict[str, int]:
+    """Rows of the instance in every table that has an instance column (the schema's tables)."""
+    from sqlmodel import SQLModel
+
+    import persistence.tables  # noqa: F401  (the tables' definitions)
+
+    counts = {}
+    with engine.runtime.read() as cur:
+        for name, table in SQLModel.metadata.tables.items():
+            column = "id" if name == "sm_instances" else "instance_id"
+            if column in table.columns:
+                cur.execute(engine.db.sql(f"SELECT count(*) FROM {name} WHERE {column} = :id"), {"id": iid})
+                counts[name] = int(cur.fetchone()[0])
+    return counts
+
+
+def test_prune_leaves_no_row_of_a_pruned_instance_in_any_table(db_url, clock):
+    from chart_machines import kyc
+
+    from statemachines.testing import run_until_idle
+
+    engine = Engine(db_url, clock=clock, secret="prune-tests-secret-0123456789")
+    engine.register(kyc())
+    engine.start("kyc", instance_id="k1")
+    engine.send("k1", "SUBMITTED", idempotency_key="submitted")
+    run_until_idle(engine, until=clock.now() + timedelta(hours=1))  # effects and their attempts
+    engine.send_token(engine.token("k1", "PAUSE"))  # a spent token
+    engine.cancel("k1")
+    with engine.runtime.transaction() as cur:  # a send the instance queued for itself, left over
+        cur.execute(engine.db.sql("INSERT INTO sm_sends (instance_id, machine, send_id, event, payload,"
+                                  " fire_at) VALUES ('k1', 'kyc', 's1', 'PING', '{}', :at)"),
+                    {"at": engine.db.ts(clock.now())})  # fmt: skip
+    before = instance_rows(engine, "k1")
+    assert [t for t, n in before.items() if n == 0] == ["sm_timers"]  # every other kind is there
+    clock.advance("2d")
+    dry = engine.prune(before="1d", dry_run=True)
+    report = engine.prune(before="1d")
+    assert report.counts == dry.counts
+    assert instance_rows(engine, "k1") == dict.fromkeys(before, 0)
+    engine.close()
+
+
 def test_prune_while_senders_run_deletes_only_closed_instances_and_senders_carry_on(db_url):
     clock = ManualClock()
     setup = Engine(db_url, clock=clock)
