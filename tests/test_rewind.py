@@ -305,3 +305,26 @@ def test_a_payload_that_is_not_json_is_refused_before_anything_is_written(engine
     with pytest.raises(PayloadInvalid):
         engine.rewind("r1", "drafting", event="REVISE", payload={"notes": object()})
     assert engine.get("r1").version == 2
+
+
+def test_an_external_self_transition_is_the_states_latest_entry(engine):
+    def count(ctx: dict, event: Any) -> None:
+        ctx["n"] = ctx.get("n", 0) + 1
+
+    engine.register(
+        machine(
+            "loop",
+            initial="a",
+            states={
+                "a": state(on={"AGAIN": transition("a", action=count), "STAY": transition(None, action=count),
+                               "GO": "b"}),
+                "b": state(on={"BACK": "a"}),
+            },
+        )
+    )  # fmt: skip
+    engine.start("loop", instance_id="l1")
+    engine.send("l1", "AGAIN")  # re-enters `a` (seq 2)
+    engine.send("l1", "STAY")  # stays in `a`: not an entry (seq 3)
+    engine.send("l1", "GO")
+    engine.rewind("l1", "a")
+    assert engine.history("l1")[-1].payload["to"] == 2
