@@ -47,7 +47,7 @@ _SQL = {
     # `failed` for the record and are never redriven).
     "effects": "SELECT e.id, e.state, e.entered_seq, e.name, e.status FROM sm_effects e"
     " JOIN sm_instances i ON i.id = e.instance_id WHERE e.instance_id = :id"
-    " AND (e.status IN ('pending', 'running', 'held')"
+    " AND (e.status IN ('pending', 'running', 'held', 'waiting')"
     f" OR (e.status = 'failed' AND {LIVE_ENTRY.format(t='e')})) ORDER BY e.id",
     "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id AND instance_id = :id",
     "cancel_effect": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
