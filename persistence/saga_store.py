@@ -30,6 +30,10 @@ _SQL = {
     " AND state = :state AND entered_seq = :entered_seq AND compensates IS NOT NULL ORDER BY id",
     "promote": "UPDATE sm_effects SET status = 'pending', next_at = :now, updated_at = :now"
     " WHERE id = :effect_id AND status = 'waiting'",
+    # A compensation of the entry a `cancel(compensate=True)` closes, queued again (a new round
+    # of attempts, the same key): due now (`pending`) or `waiting` for the one before it.
+    "requeue": "UPDATE sm_effects SET status = :status, next_at = :now, round_start = attempt,"
+    " lease_until = NULL, updated_at = :now WHERE id = :effect_id",
     # Every effect and compensation row of an instance, with the original's name for the latter.
     "effects": "SELECT e.id, e.name, e.state, e.entered_seq, e.key, e.status, e.attempt, e.last_error,"
     " e.result, e.compensates, e.done_seq, e.updated_at FROM sm_effects e WHERE e.instance_id = :id"
@@ -87,6 +91,10 @@ class SagaStore:
     def promote(self, cur: Any, effect_id: int, now: datetime) -> None:
         """Make a `waiting` compensation due now (the one before it succeeded)."""
         cur.execute(self.sql["promote"], {"effect_id": effect_id, "now": self.db.ts(now)})
+
+    def requeue(self, cur: Any, effect_id: int, waiting: bool, now: datetime) -> None:
+        status = "waiting" if waiting else "pending"
+        cur.execute(self.sql["requeue"], {"effect_id": effect_id, "status": status, "now": self.db.ts(now)})
 
     def effects(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         """Every effect row of an instance (compensations included), oldest first."""

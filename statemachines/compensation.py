@@ -164,4 +164,13 @@ def compensate_cancelled(rt: Runtime, cur: Any, row: tuple[Any, ...], now: datet
     is in; they run on the cancelled instance."""
     cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
     state, entered_seq = entry_of(row)
+    store = saga_store.for_database(rt.db)
+    unfinished = [eid for eid, _name, status in store.entry_compensations(cur, row[0], state, entered_seq)
+                  if status != "done"]  # fmt: skip
+    if unfinished:
+        # Cancelled while compensating: that entry's chain (just cancelled with the instance's
+        # other rows) is queued again as it was, rather than armed twice under the same keys.
+        for i, effect_id in enumerate(unfinished):
+            store.requeue(cur, effect_id, i > 0, now)
+        return
     arm_compensations(rt.schedule, cur, cm, row[0], state, entered_seq, now, signal_when_none=False)
