@@ -65,6 +65,29 @@ def test_a_recorded_outcome_changes_neither_state_nor_context_nor_version(shippe
     assert [r.seq for r in shipped.history("s1")] == [1, 2, 3]
 
 
+def test_a_statechart_effect_without_a_transition_is_recorded_with_the_configuration(engine):
+    from statemachines import parallel
+
+    engine.register(
+        machine(
+            "regions",
+            initial="p",
+            states={"p": parallel({
+                "left": state(initial="x", states={"x": state(effect=Effect(send_mail), on={"GO": "y"}),
+                                                   "y": state()}),
+                "right": state(initial="z", states={"z": state()}),
+            })},
+        )
+    )  # fmt: skip
+    engine.start("regions", instance_id="c1")
+    engine.run_due()
+    record = engine.history("c1")[-1]
+    assert (record.event, record.outcome, record.configuration) == (
+        "done.send_mail", "recorded", ("p.left.x", "p.right.z"),
+    )  # fmt: skip
+    assert engine.get("c1").version == 1
+
+
 def test_an_exhausted_effect_with_a_transition_is_applied_as_before(shipped, clock):
     FLAKY["s2"] = 99
     shipped.start("shipping", instance_id="s2")
