@@ -4,6 +4,7 @@ delivered as its own step, in the caller's transaction), never before them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -139,6 +140,43 @@ def test_a_delivered_send_that_ends_the_instance_closes_it_to_the_outside_event(
     assert raised.value.status == "completed"
     assert engine.get("e1").state == "end"
     assert [(r.event, r.actor) for r in engine.history("e1")] == [("start", None), ("stop", "send")]
+
+
+#: Each outside `tick` queues an `echo`: in queue order the log alternates, whoever delivers.
+ECHO = scxml("""
+  <datamodel><data id="log" expr="[]"/></datamodel>
+  <state id="s0">
+    <transition event="tick"><assign location="log" expr="log + ['t']"/><send event="echo"/></transition>
+    <transition event="echo"><assign location="log" expr="log + ['e']"/></transition>
+  </state>""", ' name="echo"')
+
+
+def test_a_worker_delivering_meanwhile_neither_duplicates_nor_reorders_a_send(db_url: str) -> None:
+    sender, worker = Engine(db_url), Engine(db_url)
+    stop = threading.Event()
+
+    def deliver() -> None:
+        while not stop.is_set():
+            worker.run_due()
+
+    try:
+        for engine in (sender, worker):
+            engine.register(load(ECHO))
+        sender.start("echo", instance_id="e1")
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        try:
+            for _ in range(30):
+                sender.send("e1", "tick")
+        finally:
+            stop.set()
+            thread.join()
+        worker.run_due()
+        assert sender.get("e1").context["log"] == ["t", "e"] * 30
+        assert [r.event for r in sender.history("e1")] == ["start", *["tick", "echo"] * 30]
+    finally:
+        sender.close()
+        worker.close()
 
 
 FLAT = """
