@@ -142,6 +142,19 @@ def test_a_delivered_send_that_ends_the_instance_closes_it_to_the_outside_event(
     assert [(r.event, r.actor) for r in engine.history("e1")] == [("start", None), ("stop", "send")]
 
 
+def test_a_due_send_that_cannot_be_read_fails_the_instance_before_the_outside_event(engine: Engine) -> None:
+    engine.start("order", instance_id="o1")
+    with engine.runtime.transaction() as cur:
+        corrupt = "UPDATE sm_sends SET payload = 'not json' WHERE instance_id = :id"
+        cur.execute(engine.runtime.db.sql(corrupt), {"id": "o1"})
+    with pytest.raises(InstanceClosed):
+        engine.send("o1", "go")
+    last = engine.history("o1")[-1]
+    assert (last.event, last.outcome) == ("first", "failed")
+    assert "could not be delivered" in (last.reason or "")
+    assert pending(engine.runtime, "o1") == []  # dropped, as a worker drops it
+
+
 #: Each outside `tick` queues an `echo`: in queue order the log alternates, whoever delivers.
 ECHO = scxml("""
   <datamodel><data id="log" expr="[]"/></datamodel>
