@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from persistence.database import Database
+from persistence.schedule import LIVE_ENTRY
 
 _SQL = {
     # Succeeded effects of an instance that no succeeded compensation undid yet, newest success
@@ -25,11 +26,20 @@ _SQL = {
     " key, status, attempt, round_start, next_at, updated_at, compensates) VALUES (:id, :machine,"
     " :entered_seq, :state, :name, :key, :status, 0, 0, :now, :now, :compensates)",
     "set_done_seq": "UPDATE sm_effects SET done_seq = :seq WHERE id = :effect_id",
+    # Compensations not done of the state entries the instance is in (a chain under way), in
+    # run order per entry.
+    "live_compensations": "SELECT e.id, e.state, e.entered_seq FROM sm_effects e"
+    " JOIN sm_instances i ON i.id = e.instance_id WHERE e.instance_id = :id"
+    f" AND e.compensates IS NOT NULL AND e.status <> 'done' AND {LIVE_ENTRY.format(t='e')} ORDER BY e.id",
     # The compensation rows armed by one state entry (or one cancel), in the order they run.
     "entry_compensations": "SELECT id, name, status FROM sm_effects WHERE instance_id = :id"
     " AND state = :state AND entered_seq = :entered_seq AND compensates IS NOT NULL ORDER BY id",
     "promote": "UPDATE sm_effects SET status = 'pending', next_at = :now, updated_at = :now"
     " WHERE id = :effect_id AND status = 'waiting'",
+    # A compensation of the entry a `cancel(compensate=True)` closes, queued again (a new round
+    # of attempts, the same key): due now (`pending`) or `waiting` for the one before it.
+    "requeue": "UPDATE sm_effects SET status = :status, next_at = :now, round_start = attempt,"
+    " lease_until = NULL, updated_at = :now WHERE id = :effect_id",
     # Every effect and compensation row of an instance, with the original's name for the latter.
     "effects": "SELECT e.id, e.name, e.state, e.entered_seq, e.key, e.status, e.attempt, e.last_error,"
     " e.result, e.compensates, e.done_seq, e.updated_at FROM sm_effects e WHERE e.instance_id = :id"
@@ -87,6 +97,16 @@ class SagaStore:
     def promote(self, cur: Any, effect_id: int, now: datetime) -> None:
         """Make a `waiting` compensation due now (the one before it succeeded)."""
         cur.execute(self.sql["promote"], {"effect_id": effect_id, "now": self.db.ts(now)})
+
+    def live_compensations(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
+        """(id, state, entered_seq) of the compensations not done of the entries the instance
+        is in, in run order."""
+        cur.execute(self.sql["live_compensations"], {"id": instance_id})
+        return cur.fetchall()
+
+    def requeue(self, cur: Any, effect_id: int, waiting: bool, now: datetime) -> None:
+        status = "waiting" if waiting else "pending"
+        cur.execute(self.sql["requeue"], {"effect_id": effect_id, "status": status, "now": self.db.ts(now)})
 
     def effects(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         """Every effect row of an instance (compensations included), oldest first."""

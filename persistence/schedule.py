@@ -22,6 +22,8 @@ _LIVE = (
     "(i.entered_seq = {t}.entered_seq OR EXISTS (SELECT 1 FROM sm_chart_states c"
     " WHERE c.instance_id = {t}.instance_id AND c.state = {t}.state AND c.entered_seq = {t}.entered_seq))"
 )
+#: The same test for other statements (`{t}`: the row's table; `i`: its instance).
+LIVE_ENTRY = _LIVE
 # Statecharts, after a step exited states: rows whose state entry is no longer active go.
 _NOT_LIVE = (
     "NOT EXISTS (SELECT 1 FROM sm_chart_states c WHERE c.instance_id = {table}.instance_id"
@@ -33,6 +35,15 @@ _NOT_LIVE = (
 # the instance at once and lets its compensations finish. Rows `waiting` (compensations queued
 # behind the one running) are unfinished too: leaving the state cancels them.
 _RUNNABLE = "(i.status = 'active' OR (i.status = 'cancelled' AND {t}.compensates IS NOT NULL))"
+# What disarming cancels: rows that may still run or deliver a result, and `failed` rows of the
+# entry the instance is in (a failed instance cancelled or moved on: they will never be retried).
+# A failed row of an entry already left (its `error.<name>` was handled by a transition away)
+# is finished and keeps its status for the record; `retry` redrives only live rows.
+_UNFINISHED = "('pending', 'running', 'held', 'waiting')"
+_CANCELLABLE = (
+    f"(status IN {_UNFINISHED} OR (status = 'failed' AND EXISTS (SELECT 1 FROM sm_instances i"
+    f" WHERE i.id = sm_effects.instance_id AND {_LIVE.format(t='sm_effects')})))"
+)
 
 _SQL = {
     "insert_timer": "INSERT INTO sm_timers (instance_id, machine, entered_seq, state, event, fire_at)"
@@ -56,12 +67,12 @@ _SQL = {
     " key, status, attempt, round_start, next_at, updated_at, trace) VALUES (:id, :machine, :entered_seq,"
     " :state, :name, :key, 'pending', 0, 0, :now, :now, :trace)",
     "cancel_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held', 'waiting')",
+    f" WHERE instance_id = :id AND {_CANCELLABLE}",
     # PostgreSQL: both of the above in one round trip (a data-modifying CTE); leaving a state
     # runs this on every transition, armed rows or not.
     "disarm_pg": "WITH dropped AS (DELETE FROM sm_timers WHERE instance_id = :id)"
     " UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
-    " WHERE instance_id = :id AND status IN ('pending', 'running', 'failed', 'held', 'waiting')",
+    f" WHERE instance_id = :id AND {_CANCELLABLE}",
     "start_attempt": "UPDATE sm_effects SET status = 'running', attempt = attempt + 1,"
     " lease_until = :lease_until, updated_at = :now WHERE id = :effect_id",
     # A kept result is delivered, not produced again: the attempt count does not move.
@@ -89,14 +100,16 @@ _SQL = {
     f" AND {_NOT_LIVE.format(table='sm_timers')}",
     "cancel_exited_effects": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL,"
     " updated_at = :now WHERE instance_id = :id"
-    " AND status IN ('pending', 'running', 'failed', 'held', 'waiting')"
+    f" AND status IN {_UNFINISHED}"
     f" AND {_NOT_LIVE.format(table='sm_effects')}",
     "attempts_of": "SELECT e.name, a.attempt, a.started_at, a.duration_ms, a.ok, a.error"
     " FROM sm_effect_attempts a JOIN sm_effects e ON e.id = a.effect_id"
     " WHERE a.instance_id = :id ORDER BY a.started_at, a.effect_id, a.attempt",
     # Failed effects run again (a new retry round); held ones keep their result, delivered next.
     "redrive_effects": "UPDATE sm_effects SET status = 'pending', round_start = attempt, next_at = :now,"
-    " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status IN ('failed', 'held')",
+    " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status IN ('failed', 'held')"
+    " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
+    f" AND {_LIVE.format(t='sm_effects')})",
     "fail_effect": "UPDATE sm_effects SET status = 'failed', lease_until = NULL, last_error = :error,"
     " updated_at = :now WHERE id = :effect_id AND status IN ('pending', 'running')",
     "use_token": "INSERT INTO sm_token_uses (token_id, instance_id, used_at) VALUES (:token_id, :id, :now)",

@@ -22,6 +22,8 @@ _SQL = {
     "delete": "DELETE FROM sm_sends WHERE id = :send_row",
     "pending_of": "SELECT send_id, event, payload, fire_at FROM sm_sends WHERE instance_id = :id"
     " ORDER BY fire_at, id",
+    "due_of": "SELECT id, instance_id, send_id, event, payload, fire_at FROM sm_sends"
+    " WHERE instance_id = :id AND fire_at <= :now ORDER BY fire_at, id",
 }
 _CLAIM = (
     "SELECT s.id, s.instance_id, s.send_id, s.event, s.payload, s.fire_at FROM sm_sends s"
@@ -83,6 +85,12 @@ class SendQueue:
     def pending_of(self, cur: Any, instance_id: str) -> list[tuple[Any, ...]]:
         """(send_id, event, payload JSON, fire_at) of an instance, in delivery order."""
         cur.execute(self.sql["pending_of"], {"id": instance_id})
+        return cur.fetchall()
+
+    def due_of(self, cur: Any, instance_id: str, now: datetime) -> list[tuple[Any, ...]]:
+        """The sends of one instance due at `now`, as `claim` returns them, in delivery order. The
+        caller holds the instance's lock, which a claim takes too: no worker delivers them meanwhile."""
+        cur.execute(self.sql["due_of"], {"id": instance_id, "now": self.db.ts(now)})
         return cur.fetchall()
 
     def claim(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from persistence.database import Database
+from persistence.schedule import LIVE_ENTRY
 
 #: Instances a migration or a compatibility check cares about: those that may still move.
 LIVE = "('active', 'failed')"
@@ -42,8 +43,12 @@ _SQL = {
     "sample_contexts": "SELECT id, context FROM sm_instances WHERE machine = :machine"
     f" AND definition_version = :version AND status IN {LIVE} ORDER BY created_at, id LIMIT :limit",
     "timers": "SELECT id, state, entered_seq, event FROM sm_timers WHERE instance_id = :id ORDER BY id",
-    "effects": "SELECT id, state, entered_seq, name, status FROM sm_effects WHERE instance_id = :id"
-    " AND status IN ('pending', 'running', 'failed', 'held') ORDER BY id",
+    # Failed rows count only in the entries the instance is still in (those of states left stay
+    # `failed` for the record and are never redriven).
+    "effects": "SELECT e.id, e.state, e.entered_seq, e.name, e.status FROM sm_effects e"
+    " JOIN sm_instances i ON i.id = e.instance_id WHERE e.instance_id = :id"
+    " AND (e.status IN ('pending', 'running', 'held', 'waiting')"
+    f" OR (e.status = 'failed' AND {LIVE_ENTRY.format(t='e')})) ORDER BY e.id",
     "delete_timer": "DELETE FROM sm_timers WHERE id = :timer_id AND instance_id = :id",
     "cancel_effect": "UPDATE sm_effects SET status = 'cancelled', lease_until = NULL, updated_at = :now"
     " WHERE id = :effect_id AND instance_id = :id",

@@ -6,8 +6,9 @@ Registered by `statemachines.cli` (`add_commands`), run by `run` with the engine
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from statemachines import cli_output as out
@@ -48,8 +49,14 @@ def add_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+_SEQ = re.compile(r"[+-]?[0-9]+")
+# Text that means to be a duration (a number and letters): its own error says what is wrong.
+_DURATION_LIKE = re.compile(r"\s*[+-]?[0-9.]+(e[+-]?[0-9]+)?\s*[a-z]+\s*", re.IGNORECASE)
+
+
 def _seq_or_state(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+    """A history seq (ASCII digits, signed: `-1` is a wrong seq, not a state) or a state name."""
+    return int(text) if _SEQ.fullmatch(text) else text
 
 
 def _cutoff(text: str) -> datetime | str:
@@ -57,8 +64,9 @@ def _cutoff(text: str) -> datetime | str:
     try:
         parse_duration(text)
         return text
-    except StateMachineError:
-        pass
+    except StateMachineError as exc:
+        if _DURATION_LIKE.fullmatch(text):
+            raise argparse.ArgumentTypeError(str(exc)) from None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -67,7 +75,10 @@ def _cutoff(text: str) -> datetime | str:
         ) from None
     if when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z or +00:00")
-    return when
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the years 1-9999 in UTC") from None
 
 
 def run(engine: Engine, args: argparse.Namespace) -> None:

@@ -276,12 +276,15 @@ def _finish(
             next_at = later(now, backoff_delay(retry, failures))
             sched.finish_effect(cur, item.effect_id, "pending", next_at, error, None, now)
             return
-        sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)
         payload = {"error": error, "attempts": failures}
         if item.undoes is not None:
+            sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)
             compensation.exhausted(rt, cur, item, payload, now)
             return
         _notify(rt, cur, cm, item, f"error.{item.name}", payload, now, fail_unhandled=True)
+        # After the event: a transition it took away from the state cancels the entry's rows,
+        # and this one failed (not cancelled); `failed` rows of a state left are never redriven.
+        sched.finish_effect(cur, item.effect_id, "failed", now, error, None, now)
 
 
 def _notify(

@@ -300,7 +300,7 @@ def _write(
     store.drop(cur, iid, [t for t, _ in where.drop_timers], [e for e, _ in where.drop_effects], now)
     chart = None
     if cm.is_chart:
-        armed = [p for p in where.active if cm.timers.get(p) or cm.effects.get(p)]
+        armed = [p for p in where.active if cm.timers.get(p) or cm.effects.get(p) or p in cm.compensating]
         chart = chart_json(where.active, where.history, armed if where.status != COMPLETED else [])
     entered = 0 if cm.is_chart else next(iter(where.active.values()))
     store.move_instance(cur, iid, to_version, where.state, context_json, where.status, row[VERSION] + 1,

@@ -28,6 +28,7 @@ from typing import Any
 from statemachines.chart import CompiledChart
 from statemachines.chart.compiled import state_label
 from statemachines.chart.tree import COMPOUND, HISTORY, PARALLEL
+from statemachines.compensation import PREFIX as COMPENSATION_PREFIX
 from statemachines.compiled import CompiledMachine
 from statemachines.records import COMPLETED
 
@@ -181,7 +182,10 @@ def _rows(
             plan.drop_timers.append((timer_id, f"{state}: {event}"))
     for effect_id, state, entry, name, _status in effects:
         declared = {e.name for e in cm.effects.get(state, [])}
-        if live and plan.active.get(state) == entry and name in declared:
+        # A compensation (`compensate.<effect>`) belongs to its compensating state's entry: it
+        # goes on while the target still declares that state `compensate=True`.
+        undoing = name.startswith(COMPENSATION_PREFIX) and state in cm.compensating
+        if live and plan.active.get(state) == entry and (name in declared or undoing):
             plan.keep_effects.append(effect_id)
         else:
             plan.drop_effects.append((effect_id, f"{state}: {name}"))
@@ -189,7 +193,7 @@ def _rows(
         return
     for path, entry in plan.active.items():
         if entry == seq:
-            if cm.timers.get(path) or cm.effects.get(path):
+            if cm.timers.get(path) or cm.effects.get(path) or path in cm.compensating:
                 plan.arm_entries.append(path)
             continue
         added = [x for x in cm.timers.get(path, []) if x not in kept_labels.get(path, set())]

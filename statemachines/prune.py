@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from persistence.prune_store import PruneStore
@@ -55,17 +55,36 @@ def cutoff(rt: Runtime, before: Any) -> datetime:
     if isinstance(before, datetime):
         if before.tzinfo is None:
             raise errors.InvalidArgument("prune before= must be a timezone-aware datetime or a duration")
-        return before
+        try:  # stored times are UTC: a time at either end of the calendar may not have one
+            return before.astimezone(UTC)
+        except OverflowError:
+            raise errors.InvalidArgument(
+                f"prune before={before.isoformat()} is outside the years 1-9999 in UTC"
+            ) from None
     if isinstance(before, bool) or not isinstance(before, str | int | float | timedelta):
         raise errors.InvalidArgument(
             f"prune before= takes a datetime or a duration like '90d', got {before!r}"
         )
     delta: Duration = before
-    return rt.clock.now() - parse_duration(delta)
+    now = rt.clock.now()
+    try:
+        return now - parse_duration(delta)
+    except OverflowError:
+        raise errors.TimeOutOfRange(f"{now.isoformat()} minus {before!r} is before the year 1") from None
 
 
 def check_statuses(status: Any) -> tuple[str, ...]:
-    statuses = (status,) if isinstance(status, str) else tuple(status) if status is not None else ()
+    if isinstance(status, str):
+        statuses: tuple[Any, ...] = (status,)
+    elif status is None:
+        statuses = ()
+    else:
+        try:
+            statuses = tuple(status)
+        except TypeError:
+            raise errors.InvalidArgument(
+                f"prune status= takes a status or a list of them, got {status!r}"
+            ) from None
     wrong = [s for s in statuses if s not in PRUNABLE_STATUSES]
     if not statuses or wrong:
         raise errors.InvalidArgument(

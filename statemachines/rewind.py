@@ -54,7 +54,7 @@ REWOUND = "rewound"
 REWIND_EVENT = "rewind"
 
 # Columns of `Store.history` rows.
-_SEQ, _EVENT, _TARGET, _CONTEXT, _OUTCOME, _CONFIGURATION = 0, 1, 3, 5, 8, 10
+_SEQ, _EVENT, _SOURCE, _TARGET, _CONTEXT, _OUTCOME, _CONFIGURATION = 0, 1, 2, 3, 5, 8, 10
 
 
 def rewind(
@@ -167,12 +167,26 @@ def _resolve(cm: Any, iid: str, records: list[tuple[Any, ...]], to: int | str) -
     entry = None
     for rec in records:
         active = _active_paths(_configuration(rec))
-        if to in active and (to not in previous or rec[_OUTCOME] == REWOUND):
+        if to in active and (to not in previous or rec[_OUTCOME] == REWOUND or _reentered(cm, rec, to)):
             entry = rec
         previous = active
     if entry is None:
         raise errors.InvalidArgument(f"instance {iid!r} never entered state {to!r}: nothing to rewind to")
     return entry
+
+
+def _reentered(cm: Any, rec: tuple[Any, ...], state: str) -> bool:
+    """Whether record `rec` of a flat machine entered `state` again from itself: an external
+    self-transition (declared with the state as its target; a targetless one stays). Statecharts
+    count a state as entered when it becomes active (docs/rewind-and-compensation.md)."""
+    if cm.is_chart or rec[_OUTCOME] != "applied" or not rec[_SOURCE] == rec[_TARGET] == state:
+        return False
+    spec = cm.definition.spec.states.get(state)
+    if spec is None:
+        return False
+    event = rec[_EVENT]
+    declared = spec.on.get(event) or spec.after.get(event.removeprefix("after."), [])
+    return any(t.target == state for t in declared)
 
 
 def _state_names(cm: Any) -> list[str]:

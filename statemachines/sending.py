@@ -6,6 +6,12 @@ on a copy of the context, then write the instance, one history record, the timer
 of the states entered, and commit (statemachines/apply.py writes). Everything raised before the
 commit leaves the database exactly as it was; a refused event is recorded and raised after the
 commit. `Engine.send` checks the arguments and calls `send` here.
+
+A statechart with executable content has SCXML's one external queue: its instance's `<send>`
+events already due are delivered first, in the same transaction, each its own step
+(`sends.deliver_due_first`), then the caller's event. If they closed the instance (a final state,
+or a send whose step failed it), what they did is committed and the caller gets `InstanceClosed`
+after the commit, as any event to a closed instance does. Other machines pay one attribute test.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from statemachines.rows import (
     replay_receipt,
 )
 from statemachines.runtime import Runtime
+from statemachines.sends import deliver_due_first
 
 #: A send whose key a concurrent send committed first is tried again (it then finds the receipt).
 ATTEMPTS = 3
@@ -65,10 +72,32 @@ def _send_once(
             return _replay(rt.db, cm, row, event, payload, key)
         if row[STATUS] != ACTIVE:
             raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
-        outcome = rt.applier.apply(cur, cm, row, event, payload, key, actor, rt.clock.now())
-    if isinstance(outcome, errors.EventRejected):
+        if not cm.is_chart or not cm.tree.has_content:  # type: ignore[union-attr]
+            outcome = rt.applier.apply(cur, cm, row, event, payload, key, actor, rt.clock.now())
+        else:
+            outcome = _behind_due_sends(rt, cur, cm, row, event, payload, key, actor)
+    if not isinstance(outcome, Snapshot):  # rejected (recorded), or closed by a delivered send
         raise outcome
     return outcome
+
+
+def _behind_due_sends(
+    rt: Runtime,
+    cur: Any,
+    cm: CompiledChart,
+    row: tuple[Any, ...],
+    event: str,
+    payload: Any,
+    key: str | None,
+    actor: str | None,
+) -> Snapshot | errors.EventRejected | errors.InstanceClosed:
+    """SCXML's one external queue: the instance's sends already due go first, then `event`. If
+    they closed the instance, `InstanceClosed` is returned, not raised, so their work commits."""
+    now = rt.clock.now()
+    row = deliver_due_first(rt, cur, row, now)
+    if row[STATUS] != ACTIVE:
+        return errors.InstanceClosed(row[0], row[STATUS], row[STATE])
+    return rt.applier.apply(cur, cm, row, event, payload, key, actor, now)
 
 
 def _replay(

@@ -13,6 +13,11 @@ dropped, as SCXML discards it; a transition that raises puts the instance into `
 is kept and delivered again after `retry`); a row that cannot be processed at all fails its
 instance without stopping the others. A top-level final state ends the instance, and with it its
 queue: its rows are deleted.
+
+SCXML has one external queue, so an event from outside waits behind the sends already due:
+`deliver_due_first` (called by `sending.send` for charts with content, in the caller's
+transaction, on the instance row it locked) delivers them the same way, each its own step, before
+the caller's event is applied. Charts without content and flat machines never call it.
 """
 
 from __future__ import annotations
@@ -50,13 +55,36 @@ def deliver_due_sends(rt: Runtime, limit: int = 100) -> int:
     now = rt.clock.now()
     with rt.transaction() as cur:
         claimed = queue.claim(cur, now, limit, machines)
-        each_claimed(
-            cur, claimed, _SAVEPOINT,
-            lambda send: _deliver(rt, queue, cur, send, now),
-            lambda send, exc: _quarantine(rt, queue, cur, send, exc, now),
-            lambda send, exc: _drop(queue, cur, send, exc),
-        )  # fmt: skip
+        _deliver_each(rt, queue, cur, claimed, now)
     return len(claimed)
+
+
+def deliver_due_first(rt: Runtime, cur: Any, row: tuple[Any, ...], now: datetime) -> tuple[Any, ...]:
+    """Before an event from outside (`sending.send`): deliver the sends of the instance of the
+    locked, active `row` that are due at `now`, in (due, id) order, each as its own step (history
+    record, actor `send`), in the caller's transaction; return the instance row as they left it
+    (`row` itself when none was due: then one query, nothing written). Only for charts with
+    executable content: nothing else can have sends."""
+    queue: SendQueue = rt.applier.charts.sends
+    due = queue.due_of(cur, row[0], now)
+    if not due:
+        return row
+    _deliver_each(rt, queue, cur, due, now)
+    fresh = rt.store.lock_instance(cur, row[0], None)
+    assert fresh is not None  # locked since the caller's first read: nothing deletes it
+    return fresh
+
+
+def _deliver_each(
+    rt: Runtime, queue: SendQueue, cur: Any, sends: list[tuple[Any, ...]], now: datetime
+) -> None:
+    """Deliver `sends` (claimed or due rows) in order, each in a savepoint of its own."""
+    each_claimed(
+        cur, sends, _SAVEPOINT,
+        lambda send: _deliver(rt, queue, cur, send, now),
+        lambda send, exc: _quarantine(rt, queue, cur, send, exc, now),
+        lambda send, exc: _drop(queue, cur, send, exc),
+    )  # fmt: skip
 
 
 def senders(rt: Runtime) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from statemachines import errors, telemetry
 from statemachines.apply import apply_or_fail
+from statemachines.checks import COMPENSATION_DONE
 from statemachines.claimed import each_claimed
 from statemachines.logs import action
 from statemachines.records import ACTIVE
@@ -78,7 +79,9 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> tuple
     except errors.VersionNotRegistered as exc:  # migrated since the claim: kept for a worker that has it
         log.warning("timer %s on %s skipped: %s", event, iid, exc)
         return row[MACHINE], "skipped", None
-    outcome = apply_or_fail(rt.applier, cur, cm, row, event, {}, TIMER_ACTOR, now, source=state)
+    # `done.compensation` armed as a timer means there was nothing to compensate.
+    payload = {"compensated": []} if event == COMPENSATION_DONE else {}
+    outcome = apply_or_fail(rt.applier, cur, cm, row, event, payload, TIMER_ACTOR, now, source=state)
     if outcome is not None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes
         # the timer (still due) fire again instead of leaving the instance stuck.

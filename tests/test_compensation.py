@@ -96,7 +96,7 @@ def test_retry_redrives_an_exhausted_compensation_and_the_chain_goes_on(engine, 
     assert engine.get("s1").state == "undone"
 
 
-def test_nothing_to_compensate_sends_done_compensation_at_once(engine, clock):
+def test_nothing_to_compensate_sends_done_compensation_at_once_with_an_empty_list(engine, clock):
     def book(ctx, call):
         raise RuntimeError("down")
 
@@ -119,7 +119,7 @@ def test_nothing_to_compensate_sends_done_compensation_at_once(engine, clock):
     engine.start("empty-saga", instance_id="e1")
     run_until_idle(engine)
     assert engine.get("e1").state == "undone"
-    assert engine.history("e1")[-1].payload == {}
+    assert engine.history("e1")[-1].payload == {"compensated": []}
 
 
 def test_effects_without_a_compensate_callable_are_not_compensated(engine, clock):
@@ -266,3 +266,41 @@ def test_a_statechart_with_nothing_to_compensate_gets_done_compensation(engine):
     engine.start("chart-empty", instance_id="e1")
     run_until_idle(engine)
     assert engine.get("e1").state == "undone"
+
+
+def test_compensations_follow_the_order_of_success_not_of_arming(engine, clock):
+    from statemachines import parallel
+
+    ledger = Ledger()
+    ledger.fail["book_a"] = 1  # armed first, succeeds second (on its retry)
+    f = ledger.fn
+    retry = Retry(max_attempts=3, initial="1s", jitter=0)
+    engine.register(
+        machine(
+            "regions-saga",
+            initial="both",
+            states={
+                "both": parallel(
+                    {
+                        "left": state(initial="a", states={
+                            "a": state(effect=Effect(f("book_a"), compensate=f("undo_a"), retry=retry),
+                                       on={"done.book_a": "a_done"}),
+                            "a_done": state(final=True),
+                        }),
+                        "right": state(initial="b", states={
+                            "b": state(effect=Effect(f("book_b"), compensate=f("undo_b")),
+                                       on={"done.book_b": "b_done"}),
+                            "b_done": state(final=True),
+                        }),
+                    },
+                    on={"done.state.both": "undo"},
+                ),
+                "undo": state(compensate=True, on={"done.compensation": "undone"}),
+                "undone": state(final=True),
+            },
+        )
+    )  # fmt: skip
+    engine.start("regions-saga", instance_id="r1")
+    run_until_idle(engine)
+    assert ledger.names() == ["book_a", "book_b", "book_a", "undo_a", "undo_b"]
+    assert engine.history("r1")[-1].payload == {"compensated": ["book_a", "book_b"]}

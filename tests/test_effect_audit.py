@@ -65,6 +65,29 @@ def test_a_recorded_outcome_changes_neither_state_nor_context_nor_version(shippe
     assert [r.seq for r in shipped.history("s1")] == [1, 2, 3]
 
 
+def test_a_statechart_effect_without_a_transition_is_recorded_with_the_configuration(engine):
+    from statemachines import parallel
+
+    engine.register(
+        machine(
+            "regions",
+            initial="p",
+            states={"p": parallel({
+                "left": state(initial="x", states={"x": state(effect=Effect(send_mail), on={"GO": "y"}),
+                                                   "y": state()}),
+                "right": state(initial="z", states={"z": state()}),
+            })},
+        )
+    )  # fmt: skip
+    engine.start("regions", instance_id="c1")
+    engine.run_due()
+    record = engine.history("c1")[-1]
+    assert (record.event, record.outcome, record.configuration) == (
+        "done.send_mail", "recorded", ("p.left.x", "p.right.z"),
+    )  # fmt: skip
+    assert engine.get("c1").version == 1
+
+
 def test_an_exhausted_effect_with_a_transition_is_applied_as_before(shipped, clock):
     FLAKY["s2"] = 99
     shipped.start("shipping", instance_id="s2")
@@ -74,6 +97,49 @@ def test_an_exhausted_effect_with_a_transition_is_applied_as_before(shipped, clo
     record = next(r for r in shipped.history("s2") if r.event == "error.flaky")
     assert (record.outcome, record.target) == ("applied", "stuck")
     assert record.payload["attempts"] == 3
+
+
+def test_an_exhausted_effect_stays_failed_after_its_error_transition_left_the_state(shipped, clock):
+    FLAKY["s5"] = 99
+    shipped.start("shipping", instance_id="s5")
+    for _ in range(3):
+        shipped.run_due()
+        clock.advance("10s")
+    assert shipped.get("s5").state == "stuck"
+    slow = next(r for r in shipped.effects("s5") if r.name == "flaky")
+    assert (slow.status, len(slow.attempts)) == ("failed", 3)
+
+
+def test_retry_never_runs_again_a_failed_effect_of_a_state_left(engine):
+    calls: list[str] = []
+
+    def first(ctx: dict, call: Any) -> None:
+        calls.append("first")
+        raise RuntimeError("first is down")
+
+    def second(ctx: dict, call: Any) -> None:
+        calls.append("second")
+        raise RuntimeError("second is down")
+
+    once = Retry(max_attempts=1)
+    engine.register(
+        machine(
+            "two-steps",
+            initial="a",
+            states={
+                "a": state(effect=Effect(first, retry=once), on={"error.first": "b"}),
+                "b": state(effect=Effect(second, retry=once)),  # unhandled: fails the instance
+            },
+        )
+    )
+    engine.start("two-steps", instance_id="t1")
+    engine.run_due()
+    engine.run_due()
+    assert engine.get("t1").status == "failed"
+    engine.retry("t1")
+    engine.run_due()
+    assert calls == ["first", "second", "second"]
+    assert [(r.name, r.status) for r in engine.effects("t1")] == [("first", "failed"), ("second", "failed")]
 
 
 def test_attempts_stay_out_of_the_history(shipped, clock):

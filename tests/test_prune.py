@@ -4,7 +4,7 @@ never a live one, safely while senders run; `statemachines prune`. On SQLite and
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -131,11 +131,37 @@ def test_prune_refuses_a_bad_cutoff_or_batch(shop):
     with pytest.raises(InvalidArgument):
         shop.prune(before="soon")
     with pytest.raises(InvalidArgument, match="timezone"):
-        from datetime import datetime
-
         shop.prune(before=datetime(2030, 1, 1))
     with pytest.raises(InvalidArgument, match="batch"):
         shop.prune(before="1d", batch=0)
+
+
+@pytest.mark.parametrize("status", [123, None, [], "nonsense", ["completed", "active"], [None]])
+def test_prune_refuses_a_nonsense_status_naming_it(shop, status):
+    with pytest.raises(InvalidArgument, match="status"):
+        shop.prune(before="1d", status=status)
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        ("999999999999d", "longer than the maximum"),
+        (10**400, "longer than the maximum"),
+        (timedelta.max, "longer than the maximum"),
+        ("-5d", "positive"),
+        (datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))), "outside the years"),
+        (datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "outside the years"),
+    ],
+)
+def test_prune_refuses_a_cutoff_out_of_range_without_overflowing(shop, before, message):
+    with pytest.raises(InvalidArgument, match=message):
+        shop.prune(before=before, dry_run=True)
+
+
+def test_prune_takes_a_cutoff_in_any_time_zone(shop, clock):
+    closed(shop, "o1")
+    later = clock.now() + timedelta(minutes=30)
+    assert shop.prune(before=later.astimezone(timezone(timedelta(hours=-5)))).instances == 1
 
 
 def test_a_cancelled_instance_still_compensating_is_not_pruned(engine, clock):
@@ -168,6 +194,48 @@ def test_prune_removes_the_active_states_of_a_closed_statechart(engine, clock):
     report = engine.prune(before="1d")
     assert report.instances == 1 and report.counts["chart_states"] >= 1
     assert engine.instances(state="withdrawn") == []
+
+
+def instance_rows(engine: Engine, iid: str) -> dict[str, int]:
+    """Rows of the instance in every table that has an instance column (the schema's tables)."""
+    from sqlmodel import SQLModel
+
+    import persistence.tables  # noqa: F401  (the tables' definitions)
+
+    counts = {}
+    with engine.runtime.read() as cur:
+        for name, table in SQLModel.metadata.tables.items():
+            column = "id" if name == "sm_instances" else "instance_id"
+            if column in table.columns:
+                cur.execute(engine.db.sql(f"SELECT count(*) FROM {name} WHERE {column} = :id"), {"id": iid})
+                counts[name] = int(cur.fetchone()[0])
+    return counts
+
+
+def test_prune_leaves_no_row_of_a_pruned_instance_in_any_table(db_url, clock):
+    from chart_machines import kyc
+
+    from statemachines.testing import run_until_idle
+
+    engine = Engine(db_url, clock=clock, secret="prune-tests-secret-0123456789")
+    engine.register(kyc())
+    engine.start("kyc", instance_id="k1")
+    engine.send("k1", "SUBMITTED", idempotency_key="submitted")
+    run_until_idle(engine, until=clock.now() + timedelta(hours=1))  # effects and their attempts
+    engine.send_token(engine.token("k1", "PAUSE"))  # a spent token
+    engine.cancel("k1")
+    with engine.runtime.transaction() as cur:  # a send the instance queued for itself, left over
+        cur.execute(engine.db.sql("INSERT INTO sm_sends (instance_id, machine, send_id, event, payload,"
+                                  " fire_at) VALUES ('k1', 'kyc', 's1', 'PING', '{}', :at)"),
+                    {"at": engine.db.ts(clock.now())})  # fmt: skip
+    before = instance_rows(engine, "k1")
+    assert [t for t, n in before.items() if n == 0] == ["sm_timers"]  # every other kind is there
+    clock.advance("2d")
+    dry = engine.prune(before="1d", dry_run=True)
+    report = engine.prune(before="1d")
+    assert report.counts == dry.counts
+    assert instance_rows(engine, "k1") == dict.fromkeys(before, 0)
+    engine.close()
 
 
 def test_prune_while_senders_run_deletes_only_closed_instances_and_senders_carry_on(db_url):
@@ -251,6 +319,26 @@ def test_cli_prune_prints_what_it_removed_and_dry_run_removes_nothing(db_url, ca
     assert main([*app, "prune", "--before", "90d"]) == 0
     assert "removed 0 instance(s)" in capsys.readouterr().out
     assert main([*app, "prune", "--before", "someday"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        ("999999999999d", "longer than the maximum of 36525d"),
+        ("-5d", "must be positive"),
+        ("9999-12-31T23:00-05:00", "outside the years 1-9999"),
+        ("2025-01-01", "no time zone"),
+        ("someday", "neither a duration"),
+    ],
+)
+def test_cli_prune_names_what_is_wrong_with_a_bad_before(sqlite_url, capsys, before, message):
+    assert main(["--db", sqlite_url, "prune", f"--before={before}", "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_prune_refuses_a_nonsense_status(sqlite_url, capsys):
+    assert main(["--db", sqlite_url, "prune", "--before", "1d", "--status", "active"]) == 2
+    assert "invalid choice: 'active'" in capsys.readouterr().err
 
 
 CLI_APP = order()

@@ -305,3 +305,48 @@ def test_a_payload_that_is_not_json_is_refused_before_anything_is_written(engine
     with pytest.raises(PayloadInvalid):
         engine.rewind("r1", "drafting", event="REVISE", payload={"notes": object()})
     assert engine.get("r1").version == 2
+
+
+def test_an_external_self_transition_is_the_states_latest_entry(engine):
+    def count(ctx: dict, event: Any) -> None:
+        ctx["n"] = ctx.get("n", 0) + 1
+
+    engine.register(
+        machine(
+            "loop",
+            initial="a",
+            states={
+                "a": state(on={"AGAIN": transition("a", action=count), "STAY": transition(None, action=count),
+                               "GO": "b"}),
+                "b": state(on={"BACK": "a"}),
+            },
+        )
+    )  # fmt: skip
+    engine.start("loop", instance_id="l1")
+    engine.send("l1", "AGAIN")  # re-enters `a` (seq 2)
+    engine.send("l1", "STAY")  # stays in `a`: not an entry (seq 3)
+    engine.send("l1", "GO")
+    engine.rewind("l1", "a")
+    assert engine.history("l1")[-1].payload["to"] == 2
+
+
+def test_a_feedback_event_whose_action_fails_rolls_the_rewind_back(engine):
+    def broken(ctx: dict, event: Any) -> None:
+        raise RuntimeError("the notes service is down")
+
+    engine.register(
+        machine(
+            "fragile-review",
+            initial="drafting",
+            states={
+                "drafting": state(on={"SUBMIT": "reviewing", "REVISE": transition(None, action=broken)}),
+                "reviewing": state(on={"APPROVE": "drafting"}),
+            },
+        )
+    )
+    engine.start("fragile-review", instance_id="f1")
+    engine.send("f1", "SUBMIT")
+    with pytest.raises(Exception, match="the notes service is down"):
+        engine.rewind("f1", "drafting", event="REVISE")
+    snap = engine.get("f1")
+    assert (snap.state, snap.status, snap.version, len(engine.history("f1"))) == ("reviewing", "active", 2, 2)

@@ -62,3 +62,43 @@ def test_a_chart_rewind_with_feedback_moves_on_from_the_restored_configuration(e
     snap = engine.rewind("k1", "checks.identity.verifying", event="WITHDRAW")
     assert (snap.state, snap.status) == ("withdrawn", "completed")
     assert engine.status("k1").effects == []
+
+
+def test_a_chart_rewind_runs_no_entry_action_of_the_restored_states(engine):
+    from statemachines import machine, state
+
+    def entered(ctx: dict, event) -> None:
+        ctx["entries"] = ctx.get("entries", 0) + 1
+
+    engine.register(
+        machine(
+            "nested",
+            initial="outer",
+            states={
+                "outer": state(initial="inner", on_enter=entered,
+                               states={"inner": state(on_enter=entered, on={"NEXT": "other"}),
+                                       "other": state()},
+                               on={"OUT": "done"}),
+                "done": state(on={"AGAIN": "outer"}),
+            },
+        )
+    )  # fmt: skip
+    engine.start("nested", instance_id="n1")
+    engine.send("n1", "NEXT")
+    snap = engine.rewind("n1", "outer.inner")
+    assert (snap.configuration, snap.context) == (("outer.inner",), {"entries": 2})
+
+
+def test_callback_tokens_issued_before_a_chart_rewind_are_stale(db_url, clock):
+    import pytest
+
+    from statemachines import Engine, TokenInvalid
+
+    engine = Engine(db_url, clock=clock, secret="chart-rewind-secret-0123456789")
+    checked(engine)
+    token = engine.token("k1", "PAUSE")
+    engine.rewind("k1", "review.first")
+    with pytest.raises(TokenInvalid, match="stale"):
+        engine.send_token(token)
+    assert engine.send_token(engine.token("k1", "PAUSE")).state == "paused"
+    engine.close()

@@ -69,6 +69,13 @@ def test_rewind_to_an_unknown_state_names_it(db_url, capsys):
     assert "did you mean 'drafting'" in capsys.readouterr().err
 
 
+def test_rewind_to_a_wrong_seq_names_it_and_the_records_there_are(db_url, capsys):
+    args = started(db_url)
+    for seq in ("9", "0", "-1"):
+        assert main([*args, "rewind", "d1", f"--to={seq}"]) == 1
+        assert f"has no history record {seq} (its records are 1..2)" in capsys.readouterr().err
+
+
 def test_history_shows_the_rewind_as_a_move(db_url, capsys):
     args = started(db_url)
     main([*args, "rewind", "d1", "--to", "drafting"])

@@ -126,3 +126,28 @@ def test_two_rewinds_with_one_idempotency_key_apply_once(engines):
     )
     assert first == second
     assert [r.event for r in assert_gap_free(a, "k")] == ["start", "SUBMIT", "rewind"]
+
+
+def test_a_rewind_reopening_an_instance_racing_prune_lets_exactly_one_take_effect(engines):
+    from statemachines import InstanceNotFound
+
+    (a, b), clock = engines
+    outcomes = set()
+    for i in range(ROUNDS):
+        iid = f"p{i}"
+        a.start("race", instance_id=iid)
+        a.send(iid, "SUBMIT")
+        a.send(iid, "APPROVE")
+        clock.advance("2d")
+        rewound, report = both(
+            lambda iid=iid: a.rewind(iid, "drafting", reopen=True), lambda: b.prune(before="1d")
+        )
+        assert not isinstance(report, Exception), report
+        if isinstance(rewound, InstanceNotFound):  # prune won: nothing of it is left
+            assert report.instances == 1 and iid not in [s.id for s in a.instances(limit=1000)]
+            outcomes.add("prune")
+        else:  # the rewind won: the instance is live again, with its whole history
+            assert report.instances == 0 and a.get(iid).status == "active"
+            assert [r.event for r in assert_gap_free(a, iid)] == ["start", "SUBMIT", "APPROVE", "rewind"]
+            outcomes.add("rewind")
+    print(f"\nwinners: {sorted(outcomes)}")  # which side wins is not asserted

@@ -146,7 +146,7 @@ def test_size_zero_runs_the_call_on_the_loops_own_thread_and_starts_none() -> No
     async def main() -> tuple[str, str]:
         return threading.current_thread().name, await threads.run(lambda: threading.current_thread().name)
 
-    loop_thread, call_thread = asyncio.run(main())
+    loop_thread, call_thread = _run(main())
     assert call_thread == loop_thread
     assert not [t for t in threading.enumerate() if t.name.startswith("inline-send")]
 
@@ -158,7 +158,7 @@ def test_size_zero_raises_the_calls_error_to_the_caller() -> None:
         raise KeyError("nope")
 
     with pytest.raises(KeyError, match="nope"):
-        asyncio.run(threads.run(failing))
+        _run(threads.run(failing))
 
 
 def test_a_negative_size_is_refused() -> None:

@@ -137,6 +137,22 @@ def test_sigterm_stops_every_server_process_and_exits_0(tmp_path: Path) -> None:
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
 
 
+def test_killing_the_supervisor_alone_ends_its_server_processes(tmp_path: Path) -> None:
+    """SIGKILL to the supervisor only (not its process group): the kernel tells each server
+    process, which shuts down, so nothing keeps the port."""
+    proc, port = serve(tmp_path, "--workers", "2")
+    try:
+        wait_for(lambda: len(children(proc.pid)) == 2, "two server processes")
+        workers = children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: not any(_not_zombie(pid) for pid in workers), "the orphans to end")
+        assert not tcp_sockets(port, "0A")
+    finally:
+        kill_group(proc)
+        proc.communicate(timeout=10)
+
+
 def _not_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

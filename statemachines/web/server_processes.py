@@ -18,7 +18,9 @@ on it, and then
 - stops everything when a process fails while starting (uvicorn's exit status 3: the app, the
   database or the address is wrong, and a new process would fail the same way), exit status 1;
 - on SIGINT or SIGTERM asks every process to shut down gracefully (SIGTERM), waits for them, and
-  kills any that is still there after `GRACE_SECONDS`.
+  kills any that is still there after `GRACE_SECONDS`;
+- if the supervisor itself is killed, the kernel sends each process SIGTERM (`PR_SET_PDEATHSIG`),
+  so no orphan keeps the port.
 
 Elsewhere (no `SO_REUSEPORT`, or a kernel that does not balance with it, such as macOS) `serve`
 keeps uvicorn's supervisor on one shared socket.
@@ -26,8 +28,11 @@ keeps uvicorn's supervisor on one shared socket.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -42,6 +47,8 @@ logger = logging.getLogger("uvicorn.error")
 
 #: uvicorn's exit status for a server that could not start (`uvicorn.config.STARTUP_FAILURE`).
 STARTUP_FAILURE = 3
+#: prctl(2) option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 #: How long a process may take to shut down gracefully before it is killed.
 GRACE_SECONDS = 30.0
 #: A socket's process is replaced at most this often (a process that keeps dying is not a busy loop).
@@ -76,14 +83,25 @@ def bind_sockets(host: str, port: int, count: int, backlog: int = 2048) -> list[
     return sockets
 
 
-def _serve_on(config: Any, sock: socket.socket) -> None:
+def _serve_on(config: Any, sock: socket.socket, parent: int) -> None:
     """A server process: uvicorn's `Server` on its own socket (the config arrives unpickled,
     without the logging its constructor set up in the parent)."""
     import uvicorn
 
+    _end_with(parent)
     config.configure_logging()
     with suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def _end_with(parent: int) -> None:
+    """Ask the kernel for a SIGTERM (a graceful shutdown) when the supervisor dies, even by
+    SIGKILL: an orphaned server would go on holding the port with nobody to stop it."""
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class ServerProcesses:
@@ -119,7 +137,9 @@ class ServerProcesses:
         self._stop.set()
 
     def _start(self, index: int) -> BaseProcess:
-        process = self._spawn.Process(target=_serve_on, args=(self.config, self.sockets[index]), daemon=False)
+        process = self._spawn.Process(
+            target=_serve_on, args=(self.config, self.sockets[index], os.getpid()), daemon=False
+        )
         process.start()
         return process
 
