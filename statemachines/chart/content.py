@@ -53,6 +53,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 #: Items one call may run (foreach over huge arrays, blocks raising each other): a guard against
 #: runaway content, reported like the microstep cap.
 MAX_ITEMS = 100_000
+#: Platform errors logged per call (see `platform_error`).
+LOGGED_ERRORS = 20
 
 
 class ContentError(Exception):
@@ -87,8 +89,11 @@ def event_view(run: Interpretation) -> EventView:
 
 
 def platform_error(run: Interpretation, name: str, message: str, sendid: str | None = None) -> None:
-    """Place `error.execution` (or another platform error) on the internal queue."""
-    log.warning("%s in %s: %s", name, run.external.instance_id, message)
+    """Place `error.execution` (or another platform error) on the internal queue; logged for the
+    first `LOGGED_ERRORS` internal events of a call (a runaway loop logs a few lines, not
+    thousands, before the internal-event cap stops it)."""
+    if run.internal_taken < LOGGED_ERRORS:
+        log.warning("%s in %s: %s", name, run.external.instance_id, message)
     run.internal_queue.append(
         ScxmlEvent(name, {"error": message}, run.external.instance_id, run.external.actor, None,
                    run.external.at, "platform", sendid)
