@@ -47,9 +47,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: Threads for a PostgreSQL engine: commits of one process overlap while each waits on the server
-#: (`bench/RESULTS.md` section 20 compared 2, 4, 8 and 16: 8 carried the most events per second).
-POSTGRESQL_THREADS = 8
+#: Threads for a PostgreSQL engine: commits of one process overlap while each waits on the server.
+#: `bench/RESULTS.md` section 20 compared 2, 4, 8 and 16 and 8 carried the most events per second;
+#: section 23, with connections spread over the processes, found 4 within 2% of 8's throughput
+#: with a p99 of 16-18 ms against 20 (fewer threads to take turns at the GIL), and 2 ~10% slower.
+POSTGRESQL_THREADS = 4
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
 
