@@ -16,6 +16,7 @@ from statemachines.durations import Duration, deadline
 from statemachines.records import ACTIVE, Snapshot
 from statemachines.rows import DEF_VERSION, ENTERED_SEQ, MACHINE, STATE, STATUS, atomic_states, chart_of
 from statemachines.runtime import Runtime
+from statemachines.sends import deliver_due_first, may_send
 
 TOKEN_ACTOR = "token"
 
@@ -77,23 +78,39 @@ def redeem_token(
     rt: Runtime, secret: str | bytes | None, token: str, payload: Any, actor: str | None
 ) -> Snapshot:
     """Apply the token's event. The token is spent in the transaction that applies it, and a
-    guard's refusal is committed too: a refused token is spent, and the refusal audited."""
+    guard's refusal is committed too: a refused token is spent, and the refusal audited.
+
+    A statechart with executable content has one external queue: the instance's `<send>` events
+    already due are delivered first, as for `send` (`sends.deliver_due_first`). If they moved the
+    instance out of the state the token was issued in, the token is stale: the deliveries (and
+    the spent token) are committed, and `TokenInvalid` is raised after the commit."""
     key = tokens.resolve_secret(secret)
     now = rt.clock.now()
     claims = tokens.verify(key, token, now)
+    stale = errors.TokenInvalid("stale: the instance has left the state it was issued in")
+    outcome: Snapshot | errors.StateMachineError
     try:
         with rt.transaction() as cur:
             row = rt.store.lock_instance(cur, claims.instance_id, None)
             if row is None:
                 raise errors.TokenInvalid("its instance does not exist")
             rt.schedule.use_token(cur, claims.nonce, claims.instance_id, now)
+            cm = rt.compiled(row[MACHINE], row[DEF_VERSION]) if row[STATUS] == ACTIVE else None
+            delivered = False
+            if cm is not None and may_send(cm):
+                fresh = deliver_due_first(rt, cur, row, now)
+                delivered, row = fresh is not row, fresh
             if row[STATUS] != ACTIVE or not _issued_entry_holds(rt, row, claims.event, claims.entered_seq):
-                raise errors.TokenInvalid("stale: the instance has left the state it was issued in")
-            cm = rt.compiled(row[MACHINE], row[DEF_VERSION])
-            outcome = rt.applier.apply(cur, cm, row, claims.event, payload, None, actor or TOKEN_ACTOR, now)
+                if not delivered:
+                    raise stale  # nothing happened: the token stays unspent
+                outcome = stale  # the deliveries happened before it: they stay
+            else:
+                assert cm is not None  # the row was active when read, so cm was compiled
+                who = actor or TOKEN_ACTOR
+                outcome = rt.applier.apply(cur, cm, row, claims.event, payload, None, who, now)
     except Conflict:
         raise errors.TokenInvalid("already used") from None
-    if isinstance(outcome, errors.EventRejected):
+    if not isinstance(outcome, Snapshot):
         raise outcome
     return outcome
 

@@ -35,7 +35,7 @@ from statemachines.rows import (
     replay_receipt,
 )
 from statemachines.runtime import Runtime
-from statemachines.sends import deliver_due_first
+from statemachines.sends import deliver_due_first, may_send
 
 #: A send whose key a concurrent send committed first is tried again (it then finds the receipt).
 ATTEMPTS = 3
@@ -72,7 +72,7 @@ def _send_once(
             return _replay(rt.db, cm, row, event, payload, key)
         if row[STATUS] != ACTIVE:
             raise errors.InstanceClosed(iid, row[STATUS], row[STATE])
-        if not cm.is_chart or not cm.tree.has_content:  # type: ignore[union-attr]
+        if not may_send(cm):
             outcome = rt.applier.apply(cur, cm, row, event, payload, key, actor, rt.clock.now())
         else:
             outcome = _behind_due_sends(rt, cur, cm, row, event, payload, key, actor)

@@ -59,10 +59,16 @@ def deliver_due_sends(rt: Runtime, limit: int = 100) -> int:
     return len(claimed)
 
 
+def may_send(cm: Any) -> bool:
+    """Whether instances of this compiled machine can have queued sends (a statechart with
+    executable content); an attribute test, so other machines pay nothing for the queue."""
+    return bool(getattr(cm, "is_chart", False) and cm.tree.has_content)
+
+
 def deliver_due_first(rt: Runtime, cur: Any, row: tuple[Any, ...], now: datetime) -> tuple[Any, ...]:
-    """Before an event from outside (`sending.send`): deliver the sends of the instance of the
-    locked, active `row` that are due at `now`, in (due, id) order, each as its own step (history
-    record, actor `send`), in the caller's transaction; return the instance row as they left it
+    """Before an event from outside (`sending.send`, a callback token): deliver the sends of the
+    instance of the locked, active `row` that are due at `now`, in (due, id) order, each as its
+    own step (history record, actor `send`), in the caller's transaction; return the row as they left it
     (`row` itself when none was due: then one query, nothing written). Only for charts with
     executable content: nothing else can have sends."""
     queue: SendQueue = rt.applier.charts.sends

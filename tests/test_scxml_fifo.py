@@ -9,7 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from statemachines import Engine, EventNotAllowed, InstanceClosed, ManualClock, loads_definition, sending
+from statemachines import (
+    Engine,
+    EventNotAllowed,
+    InstanceClosed,
+    ManualClock,
+    TokenInvalid,
+    loads_definition,
+    sending,
+)
 from statemachines.scxml import load
 from statemachines.sends import pending
 from tests.scxml_support import scxml
@@ -228,3 +236,59 @@ def test_machines_that_cannot_send_never_look_at_the_queue(
         assert engine.send("m1", "go").version == 2
     finally:
         engine.close()
+
+
+# Callback tokens -------------------------------------------------------------------------------
+
+#: A queued `first` that keeps the instance in s0 (targetless), then the token's `approve`.
+APPROVAL = scxml("""
+  <datamodel><data id="log" expr="[]"/></datamodel>
+  <state id="s0">
+    <onentry><send event="first"/></onentry>
+    <transition event="first"><assign location="log" expr="log + [_event.name]"/></transition>
+    <transition event="approve" target="approved">
+      <assign location="log" expr="log + [_event.name]"/>
+    </transition>
+  </state>
+  <state id="approved"/>""", ' name="approval"')
+
+#: A queued `away` that takes the instance out of the state the token was issued in.
+MOVING = scxml("""
+  <state id="s0">
+    <onentry><send event="away"/></onentry>
+    <transition event="away" target="s1"/>
+    <transition event="approve" target="approved"/>
+  </state>
+  <state id="s1"/>
+  <state id="approved"/>""", ' name="moving"')
+
+
+@pytest.fixture
+def token_engine(db_url: str, clock: ManualClock) -> Iterator[Engine]:
+    engine = Engine(db_url, clock=clock, secret="fifo-tokens-secret-0123456789")
+    for document in (APPROVAL, MOVING):
+        engine.register(load(document))
+    yield engine
+    engine.close()
+
+
+def test_a_callback_token_is_applied_after_the_send_queued_before_it(token_engine: Engine) -> None:
+    token_engine.start("approval", instance_id="a1")
+    token = token_engine.token("a1", "approve")
+    snap = token_engine.send_token(token)
+    assert snap.state == "approved" and snap.context["log"] == ["first", "approve"]
+    assert [(r.event, r.actor) for r in token_engine.history("a1")] == [
+        ("start", None), ("first", "send"), ("approve", "token"),
+    ]  # fmt: skip
+
+
+def test_a_token_whose_state_a_queued_send_leaves_is_stale_and_the_delivery_stays(
+    token_engine: Engine,
+) -> None:
+    token_engine.start("moving", instance_id="m1")
+    token = token_engine.token("m1", "approve")
+    with pytest.raises(TokenInvalid, match="stale"):
+        token_engine.send_token(token)
+    assert token_engine.get("m1").state == "s1"  # the delivery was committed, not rolled back
+    assert [(r.event, r.actor) for r in token_engine.history("m1")] == [("start", None), ("away", "send")]
+    assert pending(token_engine.runtime, "m1") == []
