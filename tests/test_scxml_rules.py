@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from statemachines import Engine, ManualClock
+from statemachines import DefinitionError, Engine, ManualClock, loads_definition
 from statemachines.scxml import load
 from statemachines.sends import pending
 from statemachines.testing import run_until_idle
@@ -155,3 +155,33 @@ def test_3_7_a_done_event_may_be_taken_after_its_state_was_left() -> None:
         <transition event="done.state.s0" target="pass"/><transition event="*" target="fail"/>
       </state>{PASS_FAIL}""")
     assert run.configuration == ("pass",)
+
+
+def test_3_13_transitions_after_an_unguarded_one_load_and_are_never_taken(engine: Engine) -> None:
+    """SCXML selects the first enabled transition in document order (3.13): one after an
+    unguarded transition of the same event, or after an unguarded eventless one, is dead but
+    legal, so the document loads and runs; the first transition is the one taken."""
+    body = f"""<datamodel><data id="n" expr="0"/></datamodel>
+      <state id="s0"><transition target="s1"/><transition target="fail"/></state>
+      <state id="s1"><onentry><send event="go"/></onentry>
+        <transition event="go" target="s2"><assign location="n" expr="n + 1"/></transition>
+        <transition event="go" target="fail"/></state>
+      <state id="s2"><transition cond="n == 1" target="pass"/><transition target="fail"/></state>
+      {PASS_FAIL}"""
+    assert _run(engine, body, "dead") == "pass"
+
+
+def test_a_chart_without_a_binding_still_reports_a_shadowed_transition() -> None:
+    """Definitions written by hand (no `binding`) keep the check: there it is a mistake."""
+    with pytest.raises(DefinitionError, match="shadows another unguarded transition"):
+        loads_definition("""
+name: shadow
+initial: a
+states:
+  a:
+    initial: b
+    states: {b: {}}
+    always: [{target: c}, {target: d}]
+  c: {}
+  d: {}
+""")

@@ -33,9 +33,12 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
     problems.extend(tree.problems)
     if tree.has_content and importlib.util.find_spec("simpleeval") is None:
         problems.append("executable content needs the simpleeval package: pip install 'statemachines[scxml]'")
+    # SCXML documents (a declared binding) may keep unreachable states and dead transitions:
+    # the standard takes the first enabled transition in document order and never the others.
+    document = spec.binding is not None
     for node in tree.order:
-        problems.extend(_node_problems(node, tree.has_content))
-    if spec.binding is None:  # SCXML documents (a declared binding) may keep unreachable states
+        problems.extend(_node_problems(node, tree.has_content, document))
+    if not document:
         problems.extend(_unreachable(tree))
     for missing in sorted(spec.callable_names() - set(known_callables)):
         suggestion = did_you_mean(missing, known_callables)
@@ -48,7 +51,7 @@ def chart_problems(spec: MachineSpec, known_callables: Collection[str]) -> list[
     return problems
 
 
-def _node_problems(node: Node, content: bool) -> list[str]:
+def _node_problems(node: Node, content: bool, document: bool) -> list[str]:
     st = node.spec
     where = f"state {node.path!r}"
     problems: list[str] = []
@@ -83,7 +86,7 @@ def _node_problems(node: Node, content: bool) -> list[str]:
     if st.type is not None and node.kind != PARALLEL:
         problems.append(f"{where} is declared {st.type} but is a {node.kind} state")
     for event, group in [*outgoing(st), ("(eventless)", st.always)]:
-        problems.extend(_group_problems(where, event, group))
+        problems.extend(_group_problems(where, event, group, document))
     for ts in st.always:
         if ts.target is None and ts.guard is None and ts.cond is None:
             problems.append(f"{where}: an unguarded targetless eventless transition would loop forever")
@@ -153,13 +156,13 @@ def _history_problems(node: Node) -> list[str]:
     return problems
 
 
-def _group_problems(where: str, event: str, group: list[TransitionSpec]) -> list[str]:
+def _group_problems(where: str, event: str, group: list[TransitionSpec], document: bool) -> list[str]:
     problems: list[str] = []
     if not event.strip():
         problems.append(f"{where} has an event with an empty name")
     if not group and event != "(eventless)":
         problems.append(f"{where}: event {event!r} has no transition")
-    shadowed = shadow_problem(where, event, group)
+    shadowed = None if document else shadow_problem(where, event, group)
     if shadowed is not None:
         problems.append(shadowed)
     return problems
