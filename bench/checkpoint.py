@@ -7,7 +7,7 @@ a longer WAL index to search. This runs the part-1 workload (`bench.workload`) w
 on SQLite FULL with each interval in turn, on two directories (by default the machine's own disk
 and tmpfs, whose fsync is nearly free), rounds interleaved; each directory's fsync is measured.
 
-    python -m bench.checkpoint --dirs /work/wt/perf/bench/.tmp,/dev/shm --pages 1000,10000 --rounds 5
+    python -m bench.checkpoint --dirs bench/.tmp,/dev/shm --pages 1000,10000 --rounds 5
 """
 
 from __future__ import annotations
