@@ -17,13 +17,12 @@ from persistence.database import Database
 
 # A timer or effect row is live while the state that armed it is in the entry that armed it: for
 # a flat instance, the instance's own `entered_seq`; for a statechart (whose `entered_seq` is 0),
-# the declaring state's row in `sm_chart_states`, at any depth. `{t}` is the row's table alias.
-_LIVE = (
+# the declaring state's row in `sm_chart_states`, at any depth. `{t}` is the row's table alias and
+# `i` its instance (the saga and version stores ask the same of their rows).
+LIVE_ENTRY = (
     "(i.entered_seq = {t}.entered_seq OR EXISTS (SELECT 1 FROM sm_chart_states c"
     " WHERE c.instance_id = {t}.instance_id AND c.state = {t}.state AND c.entered_seq = {t}.entered_seq))"
 )
-#: The same test for other statements (`{t}`: the row's table; `i`: its instance).
-LIVE_ENTRY = _LIVE
 # Statecharts, after a step exited states: rows whose state entry is no longer active go.
 _NOT_LIVE = (
     "NOT EXISTS (SELECT 1 FROM sm_chart_states c WHERE c.instance_id = {table}.instance_id"
@@ -42,7 +41,7 @@ _RUNNABLE = "(i.status = 'active' OR (i.status = 'cancelled' AND {t}.compensates
 _UNFINISHED = "('pending', 'running', 'held', 'waiting')"
 _CANCELLABLE = (
     f"(status IN {_UNFINISHED} OR (status = 'failed' AND EXISTS (SELECT 1 FROM sm_instances i"
-    f" WHERE i.id = sm_effects.instance_id AND {_LIVE.format(t='sm_effects')})))"
+    f" WHERE i.id = sm_effects.instance_id AND {LIVE_ENTRY.format(t='sm_effects')})))"
 )
 
 _SQL = {
@@ -58,7 +57,7 @@ _SQL = {
     " AND entered_seq = :entered_seq",
     # What an instance waits on: rows of the state entry it is in, never those of a state left.
     "timers_of": "SELECT t.event, t.state, t.fire_at FROM sm_timers t JOIN sm_instances i"
-    f" ON i.id = t.instance_id AND {_LIVE.format(t='t')} WHERE t.instance_id = :id"
+    f" ON i.id = t.instance_id AND {LIVE_ENTRY.format(t='t')} WHERE t.instance_id = :id"
     " ORDER BY t.fire_at, t.id",
     "insert_effect": "INSERT INTO sm_effects (instance_id, machine, entered_seq, state, name, key,"
     " status, attempt, round_start, next_at, updated_at) VALUES (:id, :machine, :entered_seq, :state,"
@@ -83,7 +82,7 @@ _SQL = {
     "renew_lease": "UPDATE sm_effects SET lease_until = :lease_until, updated_at = :now"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt"
     " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
-    f" AND {_RUNNABLE.format(t='sm_effects')} AND {_LIVE.format(t='sm_effects')})",
+    f" AND {_RUNNABLE.format(t='sm_effects')} AND {LIVE_ENTRY.format(t='sm_effects')})",
     "release_effect": "UPDATE sm_effects SET status = 'pending', attempt = attempt - :counted,"
     " lease_until = NULL"
     " WHERE id = :effect_id AND status = 'running' AND attempt = :attempt",
@@ -93,7 +92,7 @@ _SQL = {
     "insert_attempt": "INSERT INTO sm_effect_attempts (effect_id, attempt, instance_id, started_at,"
     " duration_ms, ok, error) VALUES (:effect_id, :attempt, :id, :started_at, :duration_ms, :ok, :error)",
     "effects_of": "SELECT e.name, e.state, e.status, e.attempt, e.next_at, e.last_error FROM sm_effects e"
-    f" JOIN sm_instances i ON i.id = e.instance_id AND {_LIVE.format(t='e')}"
+    f" JOIN sm_instances i ON i.id = e.instance_id AND {LIVE_ENTRY.format(t='e')}"
     " WHERE e.instance_id = :id AND e.status IN ('pending', 'running', 'failed', 'held', 'waiting')"
     " ORDER BY e.id",
     "drop_exited_timers": "DELETE FROM sm_timers WHERE instance_id = :id"
@@ -109,7 +108,7 @@ _SQL = {
     "redrive_effects": "UPDATE sm_effects SET status = 'pending', round_start = attempt, next_at = :now,"
     " last_error = NULL, updated_at = :now WHERE instance_id = :id AND status IN ('failed', 'held')"
     " AND EXISTS (SELECT 1 FROM sm_instances i WHERE i.id = sm_effects.instance_id"
-    f" AND {_LIVE.format(t='sm_effects')})",
+    f" AND {LIVE_ENTRY.format(t='sm_effects')})",
     "fail_effect": "UPDATE sm_effects SET status = 'failed', lease_until = NULL, last_error = :error,"
     " updated_at = :now WHERE id = :effect_id AND status IN ('pending', 'running')",
     "use_token": "INSERT INTO sm_token_uses (token_id, instance_id, used_at) VALUES (:token_id, :id, :now)",
@@ -129,7 +128,7 @@ _CLAIM_EFFECTS = (
     " LEFT JOIN sm_effects o ON o.id = e.compensates"
     " WHERE ((e.status = 'pending' AND e.next_at <= :now)"
     " OR (e.status = 'running' AND e.lease_until <= :now))"
-    " AND " + _RUNNABLE.format(t="e") + " AND " + _LIVE.format(t="e") + " AND ({served})"
+    " AND " + _RUNNABLE.format(t="e") + " AND " + LIVE_ENTRY.format(t="e") + " AND ({served})"
     " ORDER BY e.next_at, e.id LIMIT :limit"
 )
 
@@ -143,7 +142,7 @@ NEXT_EFFECT = (
     "SELECT MIN(CASE WHEN e.status = 'pending' THEN e.next_at ELSE e.lease_until END)"
     " FROM sm_effects e JOIN sm_instances i ON i.id = e.instance_id"
     " WHERE e.status IN ('pending', 'running')"
-    " AND " + _RUNNABLE.format(t="e") + " AND " + _LIVE.format(t="e") + " AND ({served})"
+    " AND " + _RUNNABLE.format(t="e") + " AND " + LIVE_ENTRY.format(t="e") + " AND ({served})"
 )
 
 

@@ -169,10 +169,11 @@ def compensate_cancelled(rt: Runtime, cur: Any, row: tuple[Any, ...], now: datet
         # Cancelled while compensating (in a compensating state, or failed on an exhausted
         # compensation): that chain, just cancelled with the instance's other rows, is queued
         # again as it was (same keys, so one already run is not run twice under another key).
-        first: set[tuple[str, int]] = set()
+        # The first of each entry's chain is due now, the others wait for the one before them.
+        started: set[tuple[str, int]] = set()
         for effect_id, state, entered_seq in unfinished:
-            store.requeue(cur, effect_id, (state, entered_seq) in first, now)
-            first.add((state, entered_seq))
+            store.requeue(cur, effect_id, (state, entered_seq) in started, now)
+            started.add((state, entered_seq))
         return
     state, entered_seq = entry_of(row)
     arm_compensations(rt.schedule, cur, cm, row[0], state, entered_seq, now, signal_when_none=False)

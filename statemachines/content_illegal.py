@@ -13,12 +13,13 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from statemachines.content_spec import IllegalExpressionWarning, expression_problem, location_problem
-
-#: Keys of an item of executable content (and of its params) holding an expression, or a location.
-_EXPRESSION_KEYS = ("cond", "expr", "array", "eventexpr", "targetexpr", "typeexpr", "delayexpr",
-                    "sendidexpr")  # fmt: skip
-_LOCATION_KEYS = ("location", "item", "index", "idlocation")
+from statemachines.content_spec import (
+    EXPRESSION_KEYS,
+    LOCATION_KEYS,
+    IllegalExpressionWarning,
+    expression_problem,
+    location_problem,
+)
 
 
 def illegal_expressions(spec: Any) -> list[str]:
@@ -74,10 +75,10 @@ def _block(block: list[dict[str, Any]], where: str) -> Iterator[str]:
 
 def _body(body: dict[str, Any], where: str) -> Iterator[str]:
     """An item's own expressions and locations, then its params, content and nested block."""
-    for key in _EXPRESSION_KEYS:
+    for key in EXPRESSION_KEYS:
         if key in body:
             yield from _problems(expression_problem(body[key], f"{where}.{key}"))
-    for key in _LOCATION_KEYS:
+    for key in LOCATION_KEYS:
         if key in body:
             yield from _problems(location_problem(body[key], f"{where}.{key}"))
     for name in body.get("namelist", ()):

@@ -48,12 +48,12 @@ _KEYS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"sendid", "sendidexpr"}),
     "block": frozenset(),  # a nested block, checked apart
 }
-#: Keys that hold expressions (syntax-checked at definition time).
-_EXPRESSIONS = frozenset(
-    {"expr", "cond", "array", "eventexpr", "targetexpr", "typeexpr", "delayexpr", "sendidexpr"}
-)
+#: Keys of an item (or a param) that hold expressions (syntax-checked at definition time), and
+#: those that hold locations; in the order the loaders report them.
+EXPRESSION_KEYS = ("cond", "expr", "array", "eventexpr", "targetexpr", "typeexpr", "delayexpr", "sendidexpr")
+LOCATION_KEYS = ("location", "item", "index", "idlocation")
 #: Pairs of keys of which at most one may be given (SCXML: "must not occur with").
-_EXCLUSIVE = (
+EXCLUSIVE = (
     ("event", "eventexpr"), ("target", "targetexpr"), ("type", "typeexpr"), ("delay", "delayexpr"),
     ("id", "idlocation"), ("sendid", "sendidexpr"), ("namelist", "content"), ("params", "content"),
 )  # fmt: skip
@@ -102,8 +102,8 @@ def _item(item: Any, where: str) -> dict[str, Any]:
         elif key == "content":
             out[key] = _content(val, f"{where}.content")
         else:
-            out[key] = _text(val, f"{where}.{key}", key in _EXPRESSIONS)
-    for a, b in _EXCLUSIVE:
+            out[key] = _text(val, f"{where}.{key}", key in EXPRESSION_KEYS)
+    for a, b in EXCLUSIVE:
         if a in out and b in out:
             raise ValueError(f"{where}: {a!r} and {b!r} cannot both be given")
     _required(kind, out, where)
@@ -124,7 +124,7 @@ def _required(kind: str, out: dict[str, Any], where: str) -> None:
         out["expr"] = "None"  # <assign location="x"/> with no value: SCXML leaves it empty
     if kind == "send" and "event" not in out and "eventexpr" not in out:
         raise ValueError(f"{where}: needs 'event' or 'eventexpr'")
-    for key in ("location", "item", "index", "idlocation"):
+    for key in LOCATION_KEYS:
         if key in out:
             location_problem(out[key], f"{where}.{key}")
 
@@ -248,13 +248,19 @@ def location_problem(text: str, where: str) -> str | None:
 
 
 def is_location(text: str) -> bool:
+    return location_tree(text) is not None
+
+
+def location_tree(text: str) -> ast.expr | None:
+    """The syntax tree of `text` if it names a location (a name, then .attribute or [index])."""
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
+        return None
+    node = tree
     while isinstance(node, ast.Attribute | ast.Subscript):
         node = node.value
-    return isinstance(node, ast.Name)
+    return tree if isinstance(node, ast.Name) else None
 
 
 def _refuse_ecmascript(text: str, where: str) -> None:

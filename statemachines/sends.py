@@ -96,9 +96,7 @@ def _deliver_each(
 def senders(rt: Runtime) -> list[tuple[str, str]]:
     """The served (machine, version) pairs that may send (statecharts with executable content),
     sorted."""
-    return sorted(
-        pair for pair, cm in rt.versions.items() if getattr(cm, "is_chart", False) and cm.tree.has_content
-    )
+    return sorted(pair for pair, cm in rt.versions.items() if may_send(cm))
 
 
 def _deliver(rt: Runtime, queue: SendQueue, cur: Any, send: tuple[Any, ...], now: datetime) -> None:

@@ -36,7 +36,7 @@ from statemachines.chart.expressions import (
     data_of,
     session_location,
 )
-from statemachines.content_spec import is_location
+from statemachines.content_spec import location_tree
 from statemachines.records import Event, ScxmlEvent
 
 if TYPE_CHECKING:
@@ -319,9 +319,10 @@ def parse_delay(text: str) -> float:
 def location_node(location: str, what: str = "location") -> ast.expr:
     """The syntax tree of a location (`x`, `x.y`, `x[0]`); ContentError when the text is not one
     (a definition keeps such text: using it is the error, SCXML 5.9.2)."""
-    if not is_location(location):
+    node = location_tree(location)
+    if node is None:
         raise ContentError(f"{what} {location[:200]!r} is not a location (a name, then .field or [index])")
-    return ast.parse(location.strip(), mode="eval").body
+    return node
 
 
 def read(run: Interpretation, location: str) -> Any:

@@ -16,16 +16,16 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from statemachines.chart.content import DELAY
-from statemachines.content_spec import RAISES_LATER, expression_problem, location_problem
+from statemachines.content_spec import EXCLUSIVE, RAISES_LATER, expression_problem, location_problem
 from statemachines.scxml.xmlparse import Element
 
 #: Attributes of `<send>` copied as they are, in the order they are written back.
 SEND_ATTRS = ("event", "eventexpr", "target", "targetexpr", "type", "typeexpr", "id", "idlocation",
               "delay", "delayexpr")  # fmt: skip
 HTTP_PROCESSOR = "http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"
-#: Attribute pairs of `<send>` of which at most one may be given.
-EXCLUSIVE_ATTRS = (("event", "eventexpr"), ("target", "targetexpr"), ("type", "typeexpr"),
-                   ("delay", "delayexpr"), ("id", "idlocation"))  # fmt: skip
+#: Attribute pairs of `<send>` of which at most one may be given (the definition's own rule,
+#: checked here too so the refusal names the element and its line).
+EXCLUSIVE_ATTRS = tuple((a, b) for a, b in EXCLUSIVE if a in SEND_ATTRS and b in SEND_ATTRS)
 
 
 class Unsupported(Exception):
