@@ -43,6 +43,12 @@ ACTOR = "effect"
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def done_payload(names: list[str]) -> dict[str, Any]:
+    """The payload of `done.compensation`: the compensations that ran, in order (`[]` when there
+    was nothing to undo, and the event came as a timer armed at the state's entry)."""
+    return {"compensated": names}
+
+
 def compensation_key(state: str, entered_seq: int, effect_key: str) -> str:
     """The idempotency key of one compensation: the state entry that armed it and the parts of
     the key of the effect it undoes, as compact JSON, e.g.
@@ -116,7 +122,7 @@ def _all_done(
     row = rt.store.lock_instance(cur, iid, None)
     if row is None or not holds_entry(row, state, entered_seq):
         return
-    payload = {"compensated": names}
+    payload = done_payload(names)
     if row[STATUS] == ACTIVE and state in cm.compensating:
         apply_or_fail(rt.applier, cur, cm, row, COMPENSATION_DONE, payload, ACTOR, now, source=state)
     elif row[STATUS] == ACTIVE:

@@ -19,6 +19,7 @@ from statemachines import errors, telemetry
 from statemachines.apply import apply_or_fail
 from statemachines.checks import COMPENSATION_DONE
 from statemachines.claimed import each_claimed
+from statemachines.compensation import done_payload
 from statemachines.logs import action
 from statemachines.records import ACTIVE
 from statemachines.rows import DEF_VERSION, MACHINE, STATUS, holds_entry
@@ -80,7 +81,7 @@ def _fire(rt: Runtime, cur: Any, timer: tuple[Any, ...], now: datetime) -> tuple
         log.warning("timer %s on %s skipped: %s", event, iid, exc)
         return row[MACHINE], "skipped", None
     # `done.compensation` armed as a timer means there was nothing to compensate.
-    payload = {"compensated": []} if event == COMPENSATION_DONE else {}
+    payload = done_payload([]) if event == COMPENSATION_DONE else {}
     outcome = apply_or_fail(rt.applier, cur, cm, row, event, payload, TIMER_ACTOR, now, source=state)
     if outcome is not None:
         # Kept when the instance failed: claims skip failed instances, and `retry` makes
